@@ -1,0 +1,1 @@
+"""Framework integrations, imported as ``smtp_alerts.integrations.<name>``."""

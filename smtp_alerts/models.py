@@ -1,0 +1,161 @@
+"""The data that crosses layers: a captured alert, a problem row, a digest.
+
+These are plain, immutable values with no I/O. An :class:`Alert` is captured
+once per new problem in the caller's thread (repeats are only counted); the
+engine folds alerts into :class:`Problem` rows and forms a :class:`Digest`; the
+renderer turns a digest into an :class:`OutgoingMessage` for the transports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+__all__ = [
+    "Alert",
+    "Digest",
+    "Fingerprint",
+    "OutgoingMessage",
+    "Problem",
+    "fingerprint_id",
+]
+
+Fingerprint = tuple[Hashable, ...]
+"""The identity of a problem: equal for every occurrence of the same problem."""
+
+
+def fingerprint_id(fingerprint: Fingerprint) -> str:
+    """A short, stable hex id for a fingerprint, equal across processes and hosts."""
+    return hashlib.blake2b(repr(fingerprint).encode(), digest_size=6).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One occurrence of a problem, captured with everything a digest shows.
+
+    Attributes:
+        fingerprint: the problem's identity (see :mod:`smtp_alerts._fingerprint`).
+        level: a :mod:`logging` level number.
+        logger: the logger (or check, or job) name.
+        message: the formatted message of this occurrence.
+        created: when it happened, in seconds since the epoch.
+        source: ``log``, ``alert``, ``check``, ``crash`` or ``meta``.
+        location: ``path:line in function``, when known.
+        exc_type: the exception's qualified type name, when there was one.
+        traceback: the formatted traceback, when there was one.
+        group: the notification group; each group has its own windows.
+    """
+
+    fingerprint: Fingerprint
+    level: int
+    logger: str
+    message: str
+    created: float
+    source: str = "log"
+    location: str = ""
+    exc_type: str | None = None
+    traceback: str | None = None
+    group: str = "default"
+
+    @property
+    def level_name(self) -> str:
+        """The level's name, e.g. ``ERROR``."""
+        return logging.getLevelName(self.level)
+
+    @property
+    def title(self) -> str:
+        """A short label: ``KeyError in shop.api`` or the message's first line."""
+        if self.exc_type:
+            return f"{self.exc_type} in {self.logger}"
+        first_line = self.message.strip().split("\n", 1)[0]
+        return first_line or self.logger
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One row of a digest: a problem with its counts and times.
+
+    Attributes:
+        alert: the sample occurrence (the first one of the incident).
+        count: occurrences since the previous digest of this incident.
+        total: occurrences since the incident began.
+        first_seen: the first occurrence in this incident, epoch seconds.
+        last_seen: the latest occurrence, epoch seconds.
+        is_new: whether no earlier digest of this incident showed the problem.
+    """
+
+    alert: Alert
+    count: int
+    total: int
+    first_seen: float
+    last_seen: float
+    is_new: bool
+
+    @property
+    def id(self) -> str:
+        """The fingerprint's short stable id."""
+        return fingerprint_id(self.alert.fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """What one notification says: the problems of one group since the last one.
+
+    Attributes:
+        group: the notification group.
+        incident_id: stable id of the incident; digests of one incident thread together.
+        sequence: 1 for the incident's first digest, then 2, 3...
+        problems: the rows, most severe and newest first.
+        created: when the digest was formed, epoch seconds.
+        reason: why it was sent now: ``new``, ``update``, ``repeat``, ``critical``, ``flush``.
+        dropped: records dropped at intake (queue full) since the previous digest.
+        notices: lines the reader must see first (a quota reached, alerts held back).
+        thread_subject: the subject of the incident's first digest, for follow-ups.
+    """
+
+    group: str
+    incident_id: str
+    sequence: int
+    problems: tuple[Problem, ...]
+    created: float
+    reason: str = "new"
+    dropped: int = 0
+    notices: tuple[str, ...] = ()
+    thread_subject: str | None = None
+
+    @property
+    def events(self) -> int:
+        """Occurrences reported by this digest (since the previous one)."""
+        return sum(problem.count for problem in self.problems)
+
+    @property
+    def max_level(self) -> int:
+        """The most severe level among the problems."""
+        return max((problem.alert.level for problem in self.problems), default=logging.ERROR)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A rendered digest, ready for any channel.
+
+    Email channels send :attr:`email`; channels that carry short text (chat,
+    push, webhooks) use :attr:`title` and :attr:`summary`.
+
+    Attributes:
+        message_id: the email's Message-ID, also the digest's stable identity.
+        email: the complete email, headers included.
+        sender: the envelope sender.
+        recipients: the envelope recipients (at most 100).
+        title: a one-line title for non-email channels.
+        summary: a short plain-text body for non-email channels.
+    """
+
+    message_id: str
+    email: EmailMessage = field(repr=False)
+    sender: str
+    recipients: tuple[str, ...]
+    title: str
+    summary: str = field(repr=False)

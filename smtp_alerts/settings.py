@@ -1,0 +1,248 @@
+"""Settings: every knob of smtp-alerts, read from ``SMTP_ALERTS_*`` variables.
+
+A wrong or missing value fails when :class:`Settings` is built, with a
+:class:`~smtp_alerts.errors.ConfigurationError` that names the environment
+variable and says what is wrong; the offending value is never echoed for a
+secret. Durations accept a number of seconds or ``500ms``, ``30s``, ``5m``,
+``4h``, ``1d``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+__all__ = ["ENV_PREFIX", "Settings", "parse_duration"]
+
+ENV_PREFIX = "SMTP_ALERTS_"
+MAX_RECIPIENTS = 100
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Deliberately plain: an address is local@domain with no spaces, separators,
+# quotes, angle brackets or control characters, so it can never smuggle a
+# second recipient or a header into the envelope or the To: line.
+_ADDRESS = re.compile(r"^[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+@[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+$")
+_SECRET_FIELDS = frozenset({"password", "fallback_urls"})
+
+
+def parse_duration(value: Any) -> float:
+    """Turn ``30``, ``"500ms"``, ``"30s"``, ``"5m"``, ``"4h"`` or ``"1d"`` into seconds.
+
+    Args:
+        value: a non-negative number of seconds, or a string with an optional unit.
+
+    Returns:
+        The duration in seconds.
+
+    Raises:
+        ValueError: the value is negative, not finite, or not in one of those forms.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30, 500ms, 30s, 5m, 4h or 1d")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration: use seconds or 500ms, 30s, 5m, 4h, 1d"
+            )
+        number, unit = match.groups()
+        seconds = float(number) * _UNIT_SECONDS[(unit or "s").lower()]
+    else:
+        raise ValueError("expected a duration such as 30, 500ms, 30s, 5m, 4h or 1d")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError("a duration must be a finite, non-negative number of seconds")
+    return seconds
+
+
+def _split_list(value: Any) -> Any:
+    """Split ``"a@x, b@y"`` (commas or spaces) into a list; pass lists through."""
+    if isinstance(value, str):
+        return [part for part in re.split(r"[\s,]+", value) if part]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+AddressList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
+UrlList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """The settings behind every part of smtp-alerts.
+
+    Each field is read from the environment variable ``SMTP_ALERTS_<NAME>``
+    (``SMTP_ALERTS_FROM`` for :attr:`from_`) unless given as a keyword
+    argument. Construction fails with a :class:`ConfigurationError` naming the
+    variable when a value is missing or wrong.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    host: str = Field(default="smtp.gmail.com", min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    from_: str | None = Field(
+        default=None, validation_alias=AliasChoices(f"{ENV_PREFIX}FROM", "from_", "from")
+    )
+    to: AddressList = Field(default_factory=list)
+    ca_file: Path | None = None
+    timeout: Duration = Field(default=30.0, gt=0)
+    group_wait: Duration = 10.0
+    group_interval: Duration = 300.0
+    repeat_interval: Duration = 14400.0
+    fallback_urls: UrlList = Field(default_factory=list)
+    spool_dir: Path | None = None
+    auth_failure_threshold: int = Field(default=3, ge=1)
+    auth_failure_window: Duration = Field(default=600.0, gt=0)
+    max_per_hour: int = Field(default=20, ge=1)
+    max_per_day: int = Field(default=100, ge=1)
+    shutdown_timeout: Duration = 10.0
+    subject_prefix: str | None = None
+    queue_size: int = Field(default=10_000, ge=10)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            # ``from None``: pydantic's own message echoes the input, which may be a secret.
+            raise ConfigurationError(_explain(exc)) from None
+
+    @field_validator("host")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        if any(ch.isspace() or ord(ch) < 32 for ch in value):
+            raise ValueError("a host name cannot contain spaces or control characters")
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _valid_recipients(cls, value: list[str]) -> list[str]:
+        for address in value:
+            _check_address(address)
+        return list(dict.fromkeys(value))  # a recipient listed twice gets one copy
+
+    @field_validator("username", "from_")
+    @classmethod
+    def _valid_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_address(value)
+        return value
+
+    @field_validator("ca_file", "password_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no readable file at {str(value)!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if not self.to:
+            raise ValueError(
+                f"{ENV_PREFIX}TO is required: the comma-separated addresses that receive alerts"
+            )
+        if self.from_ is None and self.username is None:
+            raise ValueError(
+                f"{ENV_PREFIX}FROM or {ENV_PREFIX}USERNAME is required: the sender address"
+            )
+        if self.password is not None and self.password_file is not None:
+            raise ValueError(
+                f"{ENV_PREFIX}PASSWORD and {ENV_PREFIX}PASSWORD_FILE are mutually exclusive"
+            )
+        has_secret = self.password is not None or self.password_file is not None
+        if has_secret and self.username is None:
+            raise ValueError(f"{ENV_PREFIX}USERNAME is required with a password")
+        if self.effective_security == "none" and has_secret and not _is_loopback(self.host):
+            raise ValueError(
+                f"{ENV_PREFIX}SECURITY=none would send the password in clear text to "
+                f"{self.host}; use starttls (port 587) or tls (port 465)"
+            )
+        return self
+
+    @property
+    def effective_security(self) -> Literal["starttls", "tls", "none"]:
+        """The security in force: the explicit setting, or ``tls`` on 465, else ``starttls``."""
+        if self.security is not None:
+            return self.security
+        return "tls" if self.port == 465 else "starttls"
+
+    @property
+    def sender(self) -> str:
+        """The envelope and From: address (``FROM``, else ``USERNAME``)."""
+        sender = self.from_ or self.username
+        assert sender is not None  # guaranteed by _consistent  # noqa: S101
+        return sender
+
+    def read_password(self) -> str | None:
+        """The app password: ``PASSWORD``, or the first line of ``PASSWORD_FILE`` read now."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
+
+
+def _check_address(address: str) -> None:
+    if not _ADDRESS.match(address):
+        # An address is not a secret; showing it helps find the typo.
+        raise ValueError(f"{address!r} is not a plain email address (local@domain)")
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return "settings"
+    name = str(loc[0])
+    if name.upper().startswith(ENV_PREFIX):
+        return name.upper()
+    return f"{ENV_PREFIX}{name.rstrip('_').upper()}"
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        if error["loc"]:
+            field = str(error["loc"][0])
+            if field in _SECRET_FIELDS:
+                message = message.split(":", 1)[0] if "'" in message else message
+            lines.append(f"{_env_name(error['loc'])}: {message}")
+        else:
+            lines.append(message)
+    return "invalid smtp-alerts settings:\n  " + "\n  ".join(lines)

@@ -1,0 +1,13 @@
+"""Transports: the channels a rendered digest can leave by.
+
+A transport is a tiny object with one async :meth:`~Transport.send` and
+:meth:`~Transport.aclose`, in the style of httpx. The SMTP transport lives in
+:mod:`smtp_alerts.transports.smtp` (the only module that imports aiosmtplib);
+:class:`MemoryTransport` keeps what it is given, for tests.
+"""
+
+from __future__ import annotations
+
+from ._base import MemoryTransport, Transport
+
+__all__ = ["MemoryTransport", "Transport"]
