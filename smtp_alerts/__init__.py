@@ -1,0 +1,77 @@
+"""smtp-alerts: alert emails from logging, checks and crashes, without slowing the program.
+
+Attach :class:`AlertHandler` to logging and errors arrive as a few deduplicated
+digest emails through Gmail's SMTP service (or any submission server)::
+
+    import logging
+    import smtp_alerts
+
+    logging.getLogger().addHandler(smtp_alerts.AlertHandler())
+
+The public names load on first use, so ``import smtp_alerts`` in a program
+that never alerts costs almost nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import VERSION
+
+if TYPE_CHECKING:
+    from ._engine import Engine, EngineStats, get_engine
+    from .errors import (
+        ConfigurationError,
+        DeliveryError,
+        SMTPAlertsError,
+    )
+    from .handler import AlertHandler
+    from .models import Alert, Digest, OutgoingMessage, Problem
+    from .settings import Settings
+
+__version__ = VERSION
+
+__all__ = [
+    "Alert",
+    "AlertHandler",
+    "ConfigurationError",
+    "DeliveryError",
+    "Digest",
+    "Engine",
+    "EngineStats",
+    "OutgoingMessage",
+    "Problem",
+    "SMTPAlertsError",
+    "Settings",
+    "__version__",
+    "get_engine",
+]
+
+_LAZY = {
+    "Alert": ".models",
+    "AlertHandler": ".handler",
+    "ConfigurationError": ".errors",
+    "DeliveryError": ".errors",
+    "Digest": ".models",
+    "Engine": "._engine",
+    "EngineStats": "._engine",
+    "OutgoingMessage": ".models",
+    "Problem": ".models",
+    "SMTPAlertsError": ".errors",
+    "Settings": ".settings",
+    "get_engine": "._engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smtp_alerts' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -151,6 +151,7 @@ class OutgoingMessage:
         recipients: the envelope recipients (at most 100).
         title: a one-line title for non-email channels.
         summary: a short plain-text body for non-email channels.
+        digest: the digest this message renders.
     """
 
     message_id: str
@@ -159,3 +160,4 @@ class OutgoingMessage:
     recipients: tuple[str, ...]
     title: str
     summary: str = field(repr=False)
+    digest: Digest | None = field(default=None, repr=False, compare=False)

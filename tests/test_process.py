@@ -1,0 +1,143 @@
+"""Whole-process behaviour: delivery at exit, forked children, import weight."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from smtp_alerts.testing import GmailServer
+
+
+def server_env(server: GmailServer, **extra: str) -> dict[str, str]:
+    settings = server.settings()
+    password = settings.read_password()
+    assert password is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
+    env.update({
+        "SMTP_ALERTS_HOST": settings.host,
+        "SMTP_ALERTS_PORT": str(settings.port),
+        "SMTP_ALERTS_USERNAME": str(settings.username),
+        "SMTP_ALERTS_PASSWORD": password,
+        "SMTP_ALERTS_TO": "oncall@example.com",
+        "SMTP_ALERTS_CA_FILE": str(settings.ca_file),
+        "SMTP_ALERTS_SHUTDOWN_TIMEOUT": "10s",
+    })
+    env.update({f"SMTP_ALERTS_{k}": v for k, v in extra.items()})
+    return env
+
+
+def run_script(code: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+class TestExit:
+    def test_error_then_immediate_exit_is_delivered(self) -> None:
+        """A script that logs one error and exits at once still delivers it, through a DNS name."""
+        with GmailServer() as server:
+            # "localhost" makes the engine resolve a name during interpreter shutdown,
+            # when asyncio's default executor refuses work.
+            env = server_env(server, HOST="localhost", GROUP_WAIT="1h")
+            started = time.monotonic()
+            result = run_script(
+                """
+                import logging, smtp_alerts
+                logging.getLogger().addHandler(smtp_alerts.AlertHandler())
+                logging.error("the last words of a short script")
+                """,
+                env,
+            )
+            elapsed = time.monotonic() - started
+            assert result.returncode == 0, result.stderr
+            assert result.stderr == ""
+            (received,) = server.messages
+            assert "the last words of a short script" in received.message.as_string()
+            assert elapsed < 10  # bounded by SHUTDOWN_TIMEOUT, and far below it
+
+    def test_exit_bounded_when_server_is_silent(self) -> None:
+        """With a server that never answers, exit waits SHUTDOWN_TIMEOUT and says what was lost."""
+        with GmailServer(greet=False) as server:
+            env = server_env(server, SHUTDOWN_TIMEOUT="1s", TIMEOUT="30s")
+            started = time.monotonic()
+            result = run_script(
+                """
+                import logging, smtp_alerts
+                logging.getLogger().addHandler(smtp_alerts.AlertHandler())
+                logging.error("nobody is listening")
+                """,
+                env,
+            )
+            assert result.returncode == 0
+            assert time.monotonic() - started < 6
+            assert "smtp-alerts" in result.stderr
+            assert "abcd" not in result.stderr  # no secret in the diagnostics
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+class TestFork:
+    def test_forked_child_delivers_its_own_alert(self) -> None:
+        """A child forked after the engine started gets its own engine and delivers."""
+        with GmailServer() as server:
+            result = run_script(
+                """
+                import logging, os, smtp_alerts, warnings
+                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on purpose
+                handler = smtp_alerts.AlertHandler()
+                log = logging.getLogger("forked")
+                log.addHandler(handler)
+                log.error("from the parent")
+                assert handler.flush(timeout=10)
+                pid = os.fork()
+                if pid == 0:
+                    log.error("from the child %d", os.getpid())
+                    ok = handler.flush(timeout=10)
+                    os._exit(0 if ok else 3)
+                _, status = os.waitpid(pid, 0)
+                raise SystemExit(os.waitstatus_to_exitcode(status))
+                """,
+                server_env(server, GROUP_WAIT="1h"),
+            )
+            assert result.returncode == 0, result.stderr
+            bodies = [m.message.as_string() for m in server.messages]
+            assert len(bodies) == 2
+            assert "from the parent" in bodies[0]
+            assert "from the child" in bodies[1]
+
+
+class TestImport:
+    def test_import_is_light(self) -> None:
+        """import smtp_alerts loads neither apprise nor aiosmtplib nor pydantic."""
+        result = run_script(
+            """
+            import sys, smtp_alerts
+            heavy = [m for m in ("apprise", "aiosmtplib", "pydantic", "aiosmtpd") if m in sys.modules]
+            print(",".join(heavy))
+            """,
+            dict(os.environ),
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == ""
+
+    def test_handler_does_not_import_apprise(self) -> None:
+        """Building a handler and logging an error without fallback URLs never imports apprise."""
+        result = run_script(
+            """
+            import logging, sys, smtp_alerts
+            handler = smtp_alerts.AlertHandler(to=["a@example.com"], from_="b@example.com",
+                                               host="127.0.0.1", port=9, timeout="1s",
+                                               shutdown_timeout="1s")
+            logging.getLogger().addHandler(handler)
+            logging.error("x")
+            handler.flush(timeout=2)
+            print("apprise" in sys.modules)
+            """,
+            dict(os.environ),
+        )
+        assert result.stdout.strip().splitlines()[0] == "False", result.stderr

@@ -1,0 +1,164 @@
+"""Settings: environment variables, durations, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from smtp_alerts import Settings
+from smtp_alerts.errors import ConfigurationError
+from smtp_alerts.settings import parse_duration
+
+MINIMAL = {"SMTP_ALERTS_TO": "oncall@example.com", "SMTP_ALERTS_USERNAME": "me@gmail.com"}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in MINIMAL.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+class TestDurations:
+    @pytest.mark.parametrize(
+        ("text", "seconds"),
+        [("30", 30.0), (30, 30.0), (2.5, 2.5), ("500ms", 0.5), ("30s", 30.0), ("5m", 300.0),
+         ("4h", 14400.0), ("1d", 86400.0), ("1.5h", 5400.0), (" 10S ", 10.0), ("0", 0.0)],
+    )
+    def test_forms(self, text: object, seconds: float) -> None:
+        """Seconds as a number, or a number with ms/s/m/h/d."""
+        assert parse_duration(text) == seconds
+
+    @pytest.mark.parametrize("text", ["", "5 minutes", "-1", "1w", "inf", True, None, "nan"])
+    def test_rejected(self, text: object) -> None:
+        """Anything else is refused with a message showing the accepted forms."""
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(text)
+
+
+class TestFromEnvironment:
+    def test_defaults(self, env: pytest.MonkeyPatch) -> None:
+        """With only TO and USERNAME set, the documented defaults apply."""
+        settings = Settings()
+        assert (settings.host, settings.port, settings.effective_security) == (
+            "smtp.gmail.com", 587, "starttls")
+        assert settings.sender == "me@gmail.com"
+        assert (settings.timeout, settings.group_wait, settings.group_interval) == (30, 10, 300)
+        assert (settings.repeat_interval, settings.shutdown_timeout) == (14400, 10)
+        assert (settings.max_per_hour, settings.max_per_day) == (20, 100)
+        assert (settings.auth_failure_threshold, settings.auth_failure_window) == (3, 600)
+
+    def test_every_variable(self, env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """Every documented variable is read, lists split on commas and spaces."""
+        ca = tmp_path / "ca.pem"
+        ca.write_text("x")
+        values = {
+            "HOST": "smtp.example.com", "PORT": "465", "SECURITY": "tls", "PASSWORD": "app pw",
+            "FROM": "alerts@example.com", "TO": "a@example.com, b@example.com c@example.com",
+            "CA_FILE": str(ca), "TIMEOUT": "20s", "GROUP_WAIT": "500ms", "GROUP_INTERVAL": "2m",
+            "REPEAT_INTERVAL": "1d", "FALLBACK_URLS": "json://127.0.0.1:9/ ntfy://topic",
+            "SPOOL_DIR": str(tmp_path), "AUTH_FAILURE_THRESHOLD": "5",
+            "AUTH_FAILURE_WINDOW": "15m", "MAX_PER_HOUR": "7", "MAX_PER_DAY": "70",
+            "SHUTDOWN_TIMEOUT": "3s",
+        }
+        for name, value in values.items():
+            env.setenv(f"SMTP_ALERTS_{name}", value)
+        s = Settings()
+        assert (s.host, s.port, s.effective_security) == ("smtp.example.com", 465, "tls")
+        assert s.read_password() == "app pw"
+        assert s.sender == "alerts@example.com"
+        assert s.to == ["a@example.com", "b@example.com", "c@example.com"]
+        assert s.ca_file == ca
+        assert (s.timeout, s.group_wait, s.group_interval, s.repeat_interval) == (20, 0.5, 120, 86400)
+        assert [u.get_secret_value() for u in s.fallback_urls] == ["json://127.0.0.1:9/", "ntfy://topic"]
+        assert s.spool_dir == tmp_path
+        assert (s.auth_failure_threshold, s.auth_failure_window) == (5, 900)
+        assert (s.max_per_hour, s.max_per_day, s.shutdown_timeout) == (7, 70, 3)
+
+    def test_port_465_means_tls(self, env: pytest.MonkeyPatch) -> None:
+        """SECURITY defaults from the port: 465 is implicit TLS."""
+        env.setenv("SMTP_ALERTS_PORT", "465")
+        assert Settings().effective_security == "tls"
+
+    def test_keyword_overrides_win(self, env: pytest.MonkeyPatch) -> None:
+        """Keyword arguments override the environment; FROM is spelled from_."""
+        settings = Settings(to=["x@example.com"], from_="f@example.com", group_wait="1m")
+        assert (settings.to, settings.sender, settings.group_wait) == (
+            ["x@example.com"], "f@example.com", 60)
+
+    def test_password_file_is_read_each_time(self, env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """PASSWORD_FILE is read when asked, so a rotated password is picked up."""
+        secret = tmp_path / "pw"
+        secret.write_text("first\n")
+        env.setenv("SMTP_ALERTS_PASSWORD_FILE", str(secret))
+        settings = Settings()
+        assert settings.read_password() == "first"
+        secret.write_text("second\n")
+        assert settings.read_password() == "second"
+
+
+class TestErrors:
+    @pytest.mark.parametrize(
+        ("name", "value", "expected"),
+        [("PORT", "abc", "SMTP_ALERTS_PORT"), ("PORT", "70000", "SMTP_ALERTS_PORT"),
+         ("TIMEOUT", "soon", "SMTP_ALERTS_TIMEOUT"), ("SECURITY", "ssl", "SMTP_ALERTS_SECURITY"),
+         ("MAX_PER_HOUR", "0", "SMTP_ALERTS_MAX_PER_HOUR"), ("TO", "not-an-address", "SMTP_ALERTS_TO"),
+         ("CA_FILE", "/nonexistent/ca.pem", "SMTP_ALERTS_CA_FILE"),
+         ("FROM", "a@b.com\r\nBcc: x@evil.com", "SMTP_ALERTS_FROM")],
+    )
+    def test_wrong_value_names_the_variable(
+        self, env: pytest.MonkeyPatch, name: str, value: str, expected: str
+    ) -> None:
+        """A wrong value fails at construction, naming the environment variable."""
+        env.setenv(f"SMTP_ALERTS_{name}", value)
+        with pytest.raises(ConfigurationError, match=expected):
+            Settings()
+
+    def test_missing_recipients(self) -> None:
+        """Without TO, the error says TO is required and what it holds."""
+        with pytest.raises(ConfigurationError, match="SMTP_ALERTS_TO is required"):
+            Settings(username="me@gmail.com")
+
+    def test_missing_sender(self) -> None:
+        """Without FROM or USERNAME, the error names both."""
+        with pytest.raises(ConfigurationError, match="SMTP_ALERTS_FROM or SMTP_ALERTS_USERNAME"):
+            Settings(to=["a@example.com"])
+
+    def test_recipient_injection_refused(self) -> None:
+        """A recipient list cannot smuggle a header or an extra address."""
+        with pytest.raises(ConfigurationError, match="SMTP_ALERTS_TO"):
+            Settings(to=["a@example.com>\r\nBcc: evil@example.com"], username="me@gmail.com")
+
+    def test_unknown_override(self) -> None:
+        """A misspelt keyword fails instead of being ignored."""
+        with pytest.raises(ConfigurationError, match="SMTP_ALERTS_GROUP_WIAT"):
+            Settings(to=["a@example.com"], username="me@gmail.com", group_wiat="1s")
+
+    def test_clear_text_password_refused_off_loopback(self) -> None:
+        """SECURITY=none with a password is refused unless the host is loopback."""
+        common = {"to": ["a@example.com"], "username": "me@example.com", "password": "pw"}
+        with pytest.raises(ConfigurationError, match="clear text"):
+            Settings(host="mail.example.com", security="none", **common)
+        assert Settings(host="127.0.0.1", security="none", **common).effective_security == "none"
+
+
+class TestSecrets:
+    def test_secrets_never_shown(self, env: pytest.MonkeyPatch) -> None:
+        """The password and fallback URLs are hidden in repr and str."""
+        env.setenv("SMTP_ALERTS_PASSWORD", "hunter2-app-password")
+        env.setenv("SMTP_ALERTS_FALLBACK_URLS", "slack://T000/B000/XXXXSECRETXXXX")
+        settings = Settings()
+        for text in (repr(settings), str(settings), repr(settings.model_dump())):
+            assert "hunter2" not in text
+            assert "XXXXSECRETXXXX" not in text
+
+    def test_secret_not_in_error(self, env: pytest.MonkeyPatch) -> None:
+        """A validation error elsewhere never echoes the password."""
+        env.setenv("SMTP_ALERTS_PASSWORD", "hunter2-app-password")
+        env.setenv("SMTP_ALERTS_PORT", "nope")
+        with pytest.raises(ConfigurationError) as caught:
+            Settings()
+        assert "hunter2" not in str(caught.value)
+        assert caught.value.__cause__ is None
+        assert caught.value.__context__ is None or "hunter2" not in str(caught.value.__context__)
