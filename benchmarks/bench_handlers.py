@@ -82,7 +82,7 @@ def error_call(log: logging.Logger) -> Callable[[int], None]:
 def exception_call(log: logging.Logger) -> Callable[[int], None]:
     def call(i: int) -> None:
         try:
-            {}[i]  # noqa: B018 - the KeyError is the point
+            {}[i]
         except KeyError:
             log.exception("lookup failed for %s", i)
 
@@ -142,14 +142,16 @@ class _TrustingSMTPHandler(logging.handlers.SMTPHandler):
             smtp.login(self.username, self.password)
             smtp.send_message(msg)
             smtp.quit()
-        except Exception:  # noqa: BLE001 - as the stdlib handler does
+        except Exception:
             self.handleError(record)
 
 
 def per_call(server: GmailServer, tls_server: GmailServer, n: int, n_smtp: int) -> None:
     print(f"\n1. Per-call cost, ns (n={n:,}; SMTPHandler n={n_smtp})")
-    print(f"{'handler':<30}{'error med':>11}{'p99':>10}{'ratio':>8}"
-          f"{'exception med':>15}{'p99':>10}{'ratio':>8}")
+    print(
+        f"{'handler':<30}{'error med':>11}{'p99':>10}{'ratio':>8}"
+        f"{'exception med':>15}{'p99':>10}{'ratio':>8}"
+    )
     base: dict[str, float] = {}
     with handlers(server, tls_server) as all_handlers:
         for name, handler in all_handlers.items():
@@ -158,13 +160,17 @@ def per_call(server: GmailServer, tls_server: GmailServer, n: int, n_smtp: int) 
             for kind, make in (("error", error_call), ("exception", exception_call)):
                 with attached(handler) as log:
                     call = make(log)
-                    time_calls(call, min(count, 1000))  # warm-up; for AlertHandler, the first capture
+                    time_calls(
+                        call, min(count, 1000)
+                    )  # warm-up; for AlertHandler, the first capture
                     median, p99 = summary(time_calls(call, count))
                 if name == "NullHandler":
                     base[kind] = median
                 row += [median, p99, median / base[kind]]
-            print(f"{name:<30}{row[0]:>11,.0f}{row[1]:>10,.0f}{row[2]:>7.2f}x"
-                  f"{row[3]:>15,.0f}{row[4]:>10,.0f}{row[5]:>7.2f}x")
+            print(
+                f"{name:<30}{row[0]:>11,.0f}{row[1]:>10,.0f}{row[2]:>7.2f}x"
+                f"{row[3]:>15,.0f}{row[4]:>10,.0f}{row[5]:>7.2f}x"
+            )
 
 
 FLOOD = """
@@ -202,29 +208,38 @@ else:
 
 def flood(server: GmailServer, n: int) -> None:
     print(f"\n2. Flood of {n:,} identical errors (each handler in a fresh process)")
-    print(f"{'handler':<16}{'wall s':>9}{'ratio':>8}{'peak RSS growth':>18}{'emails':>8}"
-          f"{'counted':>12}{'dropped':>9}")
+    print(
+        f"{'handler':<16}{'wall s':>9}{'ratio':>8}{'peak RSS growth':>18}{'emails':>8}"
+        f"{'counted':>12}{'dropped':>9}"
+    )
     env = _server_env(server, GROUP_WAIT="10s", GROUP_INTERVAL="5m")
     base_wall = 0.0
     for kind in ("NullHandler", "QueueHandler", "AlertHandler"):
         before = len(server.messages)
         out = subprocess.run(  # noqa: S603 - our own interpreter
             [sys.executable, "-c", textwrap.dedent(FLOOD), kind, str(n)],
-            env=env, capture_output=True, text=True, check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         wall, growth_kib, accepted, dropped = float(out[0]), int(out[1]), int(out[2]), int(out[3])
         base_wall = base_wall or wall
         emails = len(server.messages) - before if kind == "AlertHandler" else 0
         counted = f"{accepted:,}" if kind == "AlertHandler" else "-"
-        print(f"{kind:<16}{wall:>9.2f}{wall / base_wall:>7.2f}x{growth_kib / 1024:>14.1f} MiB"
-              f"{emails if kind == 'AlertHandler' else '-':>8}{counted:>12}"
-              f"{dropped if kind == 'AlertHandler' else '-':>9}")
+        print(
+            f"{kind:<16}{wall:>9.2f}{wall / base_wall:>7.2f}x{growth_kib / 1024:>14.1f} MiB"
+            f"{emails if kind == 'AlertHandler' else '-':>8}{counted:>12}"
+            f"{dropped if kind == 'AlertHandler' else '-':>9}"
+        )
 
 
 def latency(server: GmailServer, rounds: int) -> None:
     group_wait = 0.5
-    print(f"\n3. First alert to accepted by the local server (GROUP_WAIT={group_wait:g} s, "
-          f"STARTTLS + AUTH, {rounds} rounds)")
+    print(
+        f"\n3. First alert to accepted by the local server (GROUP_WAIT={group_wait:g} s, "
+        f"STARTTLS + AUTH, {rounds} rounds)"
+    )
     results = []
     for _ in range(rounds):
         engine = Engine(server.settings(group_wait=f"{group_wait}s"))
@@ -237,44 +252,64 @@ def latency(server: GmailServer, rounds: int) -> None:
             results.append(time.perf_counter() - start)
         engine.close(timeout=5)
     over = [(r - group_wait) * 1000 for r in results]
-    print(f"   latency median {statistics.median(results) * 1000:.0f} ms, "
-          f"max {max(results) * 1000:.0f} ms; over GROUP_WAIT: median "
-          f"{statistics.median(over):.0f} ms, max {max(over):.0f} ms (target <= 200 ms)")
+    print(
+        f"   latency median {statistics.median(results) * 1000:.0f} ms, "
+        f"max {max(results) * 1000:.0f} ms; over GROUP_WAIT: median "
+        f"{statistics.median(over):.0f} ms, max {max(over):.0f} ms (target <= 200 ms)"
+    )
 
 
 def _server_env(server: GmailServer, **extra: str) -> dict[str, str]:
     settings = server.settings()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
-    env.update({
-        "SMTP_ALERTS_HOST": settings.host,
-        "SMTP_ALERTS_PORT": str(settings.port),
-        "SMTP_ALERTS_USERNAME": str(settings.username),
-        "SMTP_ALERTS_PASSWORD": str(settings.read_password()),
-        "SMTP_ALERTS_TO": "oncall@example.com",
-        "SMTP_ALERTS_CA_FILE": str(settings.ca_file),
-        "SMTP_ALERTS_SHUTDOWN_TIMEOUT": "30s",
-    })
+    env.update(
+        {
+            "SMTP_ALERTS_HOST": settings.host,
+            "SMTP_ALERTS_PORT": str(settings.port),
+            "SMTP_ALERTS_USERNAME": str(settings.username),
+            "SMTP_ALERTS_PASSWORD": str(settings.read_password()),
+            "SMTP_ALERTS_TO": "oncall@example.com",
+            "SMTP_ALERTS_CA_FILE": str(settings.ca_file),
+            "SMTP_ALERTS_SHUTDOWN_TIMEOUT": "30s",
+        }
+    )
     env.update({f"SMTP_ALERTS_{k}": v for k, v in extra.items()})
     return env
 
 
 def import_cost() -> None:
-    code = "import sys, time; t=time.perf_counter(); import smtp_alerts; h=smtp_alerts.AlertHandler; " \
-           "print((time.perf_counter()-t)*1000, 'apprise' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,  # noqa: S603
-                         check=True, env={**os.environ, "SMTP_ALERTS_TO": "a@example.com"}).stdout.split()
-    print(f"\n4. import smtp_alerts + AlertHandler class: {float(out[0]):.0f} ms; "
-          f"apprise imported: {out[1]}")
+    code = (
+        "import sys, time; t=time.perf_counter(); import smtp_alerts; h=smtp_alerts.AlertHandler; "
+        "print((time.perf_counter()-t)*1000, 'apprise' in sys.modules)"
+    )
+    out = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "SMTP_ALERTS_TO": "a@example.com"},
+    ).stdout.split()
+    print(
+        f"\n4. import smtp_alerts + AlertHandler class: {float(out[0]):.0f} ms; "
+        f"apprise imported: {out[1]}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     args = parser.parse_args()
-    n, n_smtp, n_flood, rounds = (20_000, 30, 100_000, 3) if args.quick else (200_000, 200, 1_000_000, 5)
-    print(f"Python {sys.version.split()[0]} on {os.cpu_count()} cores; "
-          f"maxrss unit KiB; {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    with GmailServer(mode="plain", auth_required=False) as plain_server, GmailServer() as tls_server:
+    n, n_smtp, n_flood, rounds = (
+        (20_000, 30, 100_000, 3) if args.quick else (200_000, 200, 1_000_000, 5)
+    )
+    print(
+        f"Python {sys.version.split()[0]} on {os.cpu_count()} cores; "
+        f"maxrss unit KiB; {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    with (
+        GmailServer(mode="plain", auth_required=False) as plain_server,
+        GmailServer() as tls_server,
+    ):
         per_call(plain_server, tls_server, n, n_smtp)
         flood(tls_server, n_flood)
         latency(tls_server, rounds)

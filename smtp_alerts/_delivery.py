@@ -172,5 +172,5 @@ def _backoff(attempts: int, error: DeliveryError) -> float:
     if isinstance(error, AuthenticationError):
         # No fast retries of a refused login: Gmail locks accounts that storm.
         return RETRY_CAP
-    pause = min(RETRY_CAP, RETRY_BASE * 2 ** (attempts - 1))
+    pause = min(RETRY_CAP, RETRY_BASE * 2.0 ** (attempts - 1))
     return pause * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography

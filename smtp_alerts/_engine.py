@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -63,6 +63,9 @@ log = logging.getLogger("smtp_alerts.engine")
 IGNORED_LOGGERS = ("smtp_alerts", "aiosmtplib", "apprise", "asyncio", "urllib3", "mail.log")
 
 _IGNORED: Fingerprint = ("<ignored>",)
+
+TokenProvider = Callable[[], "str | Awaitable[str]"]
+"""Returns a fresh OAuth2 access token for XOAUTH2, synchronously or as an awaitable."""
 _Repeat = tuple[Fingerprint, float]
 
 
@@ -111,7 +114,7 @@ class Engine:
         *,
         transport: Transport | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        token_provider: Callable[[], object] | None = None,
+        token_provider: TokenProvider | None = None,
         hostname: str | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
@@ -134,7 +137,6 @@ class Engine:
         self._accepting = True
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._thread_ident: int | None = None
         self._loop: EngineLoop | None = None
         self._wake_event: asyncio.Event | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
@@ -232,7 +234,7 @@ class Engine:
         ):
             self._known[raw_key] = _IGNORED
             return False
-        if threading.get_ident() == self._thread_ident:
+        if threading.current_thread() is self._thread:
             return False  # the engine's own thread: never alert about ourselves
         fingerprint, inferred = record_fingerprint(record)
         if fingerprint in self._known:
@@ -310,7 +312,7 @@ class Engine:
         """
         if self._thread is None:
             return True
-        if threading.get_ident() == self._thread_ident or not self._thread.is_alive():
+        if threading.current_thread() is self._thread or not self._thread.is_alive():
             return False
         request: concurrent.futures.Future[bool] = concurrent.futures.Future()
         with self._lock:
@@ -341,7 +343,7 @@ class Engine:
         self._known.clear()
         if thread is None:
             return True
-        if threading.get_ident() == self._thread_ident:
+        if threading.current_thread() is self._thread:
             return False
         self._wake()
         thread.join(timeout)
@@ -368,7 +370,6 @@ class Engine:
     def _main(self) -> None:
         loop = self._loop
         assert loop is not None  # set by _start  # noqa: S101
-        self._thread_ident = threading.get_ident()
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._run())
@@ -566,4 +567,3 @@ def _close_all_at_exit() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_close_all_at_exit)
-

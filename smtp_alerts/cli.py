@@ -32,12 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "demo":
-        from ._demo import run_demo  # noqa: PLC0415 - the server loads only for the demo
+    from ._demo import run_demo  # noqa: PLC0415 - the server loads only for the demo
 
-        return run_demo(output_root=args.output, quick=args.quick)
-    parser.error(f"unknown command {args.command!r}")
-    return 2  # pragma: no cover - parser.error exits
+    return run_demo(output_root=args.output, quick=args.quick)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -37,7 +37,11 @@ class AlertHandler(logging.Handler):
     """
 
     def __init__(
-        self, level: int | str = logging.ERROR, *, engine: Engine | None = None, **settings_overrides: Any
+        self,
+        level: int | str = logging.ERROR,
+        *,
+        engine: Engine | None = None,
+        **settings_overrides: Any,
     ) -> None:
         if engine is not None and settings_overrides:
             raise TypeError("pass either engine= or settings overrides, not both")
@@ -52,7 +56,7 @@ class AlertHandler(logging.Handler):
         self._close_lock = threading.Lock()
         self._closed = False
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         """Filter the record and hand it to the engine.
 
         Overridden to skip the handler lock of :meth:`logging.Handler.handle`:
@@ -60,10 +64,10 @@ class AlertHandler(logging.Handler):
         logging thread queue behind the others.
         """
         if self.filters:
-            result = self.filter(record)
+            result: object = self.filter(record)  # a bool, or on 3.12+ maybe a new record
             if not result:
                 return False
-            if isinstance(result, logging.LogRecord):  # Python 3.12+: a filter may replace it
+            if isinstance(result, logging.LogRecord):
                 record = result
         try:
             self._submit(record)

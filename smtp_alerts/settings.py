@@ -38,7 +38,9 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # Deliberately plain: an address is local@domain with no spaces, separators,
 # quotes, angle brackets or control characters, so it can never smuggle a
 # second recipient or a header into the envelope or the To: line.
-_ADDRESS = re.compile(r"^[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+@[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+$")
+_ADDRESS = re.compile(
+    r"^[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+@[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+$"
+)
 _SECRET_FIELDS = frozenset({"password", "fallback_urls"})
 
 
@@ -54,20 +56,20 @@ def parse_duration(value: Any) -> float:
     Raises:
         ValueError: the value is negative, not finite, or not in one of those forms.
     """
+    # ValueError, not TypeError, throughout: pydantic turns only ValueError into
+    # a validation error that names the variable.
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30, 500ms, 30s, 5m, 4h or 1d")
+        raise ValueError("expected a duration such as 30, 500ms, 30s, 5m, 4h or 1d")  # noqa: TRY004
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
-            raise ValueError(
-                f"{value!r} is not a duration: use seconds or 500ms, 30s, 5m, 4h, 1d"
-            )
+            raise ValueError(f"{value!r} is not a duration: use seconds or 500ms, 30s, 5m, 4h, 1d")
         number, unit = match.groups()
         seconds = float(number) * _UNIT_SECONDS[(unit or "s").lower()]
     else:
-        raise ValueError("expected a duration such as 30, 500ms, 30s, 5m, 4h or 1d")
+        raise ValueError("expected a duration such as 30, 500ms, 30s, 5m, 4h or 1d")  # noqa: TRY004
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("a duration must be a finite, non-negative number of seconds")
     return seconds

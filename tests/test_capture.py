@@ -9,11 +9,21 @@ from smtp_alerts._capture import capture_record, record_fingerprint, record_key
 
 
 def make_record(
-    msg: object, *args: object, name: str = "shop.api", level: int = logging.ERROR, line: int = 10,
+    msg: object,
+    *args: object,
+    name: str = "shop.api",
+    level: int = logging.ERROR,
+    line: int = 10,
     exc_info: bool = False,
 ) -> logging.LogRecord:
     return logging.LogRecord(
-        name, level, "/app/shop/api.py", line, msg, args, sys.exc_info() if exc_info else None,
+        name,
+        level,
+        "/app/shop/api.py",
+        line,
+        msg,
+        args,
+        sys.exc_info() if exc_info else None,
         func="handler",
     )
 

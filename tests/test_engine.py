@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import pytest
 
@@ -27,18 +28,22 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def digests(transport: MemoryTransport) -> list[Digest]:
+class Recording(Protocol):
+    sent: list[OutgoingMessage]
+
+
+def digests(transport: Recording) -> list[Digest]:
     found = [message.digest for message in transport.sent]
     assert all(digest is not None for digest in found)
     return [digest for digest in found if digest is not None]
 
 
 @pytest.fixture
-def logger() -> logging.Logger:
+def logger() -> Iterator[logging.Logger]:
     log = logging.getLogger("tests.engine.app")
     log.propagate = False
     log.setLevel(logging.DEBUG)
-    yield log  # type: ignore[misc]
+    yield log
     for handler in log.handlers[:]:
         log.removeHandler(handler)
         handler.close()
@@ -59,7 +64,9 @@ class GatedTransport(Transport):
 
     async def send(self, message: OutgoingMessage, /) -> None:
         self.entered.set()
-        while not self._gate.is_set():
+        # The gate is opened from the test's thread, so a threading.Event polled
+        # from the loop, not an asyncio.Event.
+        while not self._gate.is_set():  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         self.sent.append(message)
 
@@ -203,7 +210,10 @@ class TestWindows:
             deadline.wait(0.01)
         (digest,) = digests(transport)
         assert digest.reason == "critical"
-        assert {p.alert.message for p in digest.problems} == {"the database is gone", "an error waits"}
+        assert {p.alert.message for p in digest.problems} == {
+            "the database is gone",
+            "an error waits",
+        }
         engine.close()
 
     def test_follow_up_digest_threads_under_the_first(self, logger: logging.Logger) -> None:
@@ -268,7 +278,9 @@ class TestLifecycle:
         logger.addHandler(handler)
         logger.error("pending at close")
         results: list[bool] = []
-        closers = [threading.Thread(target=lambda: results.append(engine.close())) for _ in range(3)]
+        closers = [
+            threading.Thread(target=lambda: results.append(engine.close())) for _ in range(3)
+        ]
         for closer in closers:
             closer.start()
         for closer in closers:
@@ -294,7 +306,8 @@ class TestLifecycle:
         try:
             raise ValueError("disk full")
         except ValueError as exc:
-            assert engine.alert("backup failed", details="rsync exit 23", exc=exc, name="cron")
+            accepted = engine.alert("backup failed", details="rsync exit 23", exc=exc, name="cron")
+        assert accepted
         assert engine.alert("backup failed", details="again", name="cron")
         assert engine.flush(timeout=5)
         (digest,) = digests(transport)

@@ -64,7 +64,8 @@ class TestEndToEnd:
         assert received.recipients == ["oncall@example.com"]
         assert any_server.auth_attempts[-1][2] is True
         assert message["Auto-Submitted"] == "auto-generated"
-        assert message["Message-ID"] and message["Date"]
+        assert message["Message-ID"]
+        assert message["Date"]
         assert "2 problems" in message["Subject"]
         assert "501 events" in message["Subject"]
         text = text_of(message)
@@ -82,18 +83,24 @@ class TestEndToEnd:
         password = settings.read_password()
         assert password is not None
         env = {
-            "HOST": settings.host, "PORT": str(settings.port), "USERNAME": settings.username,
-            "PASSWORD": password, "TO": "ops@example.com,dev@example.com",
-            "CA_FILE": str(settings.ca_file), "GROUP_WAIT": "1h",
+            "HOST": settings.host,
+            "PORT": str(settings.port),
+            "USERNAME": settings.username,
+            "PASSWORD": password,
+            "TO": "ops@example.com,dev@example.com",
+            "CA_FILE": str(settings.ca_file),
+            "GROUP_WAIT": "1h",
         }
         for name, value in env.items():
             monkeypatch.setenv(f"SMTP_ALERTS_{name}", str(value))
-        logging.config.dictConfig({
-            "version": 1,
-            "disable_existing_loggers": False,
-            "handlers": {"alerts": {"class": "smtp_alerts.AlertHandler", "level": "ERROR"}},
-            "loggers": {"tests.dictconfig": {"handlers": ["alerts"], "propagate": False}},
-        })
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"alerts": {"class": "smtp_alerts.AlertHandler", "level": "ERROR"}},
+                "loggers": {"tests.dictconfig": {"handlers": ["alerts"], "propagate": False}},
+            }
+        )
         log = logging.getLogger("tests.dictconfig")
         (handler,) = log.handlers
         assert isinstance(handler, AlertHandler)
@@ -185,7 +192,9 @@ class TestBounds:
             handler.close()
             assert time.monotonic() - started < 1.5
 
-    def test_first_alert_latency_is_group_wait(self, gmail_server: GmailServer, app_logger: logging.Logger) -> None:
+    def test_first_alert_latency_is_group_wait(
+        self, gmail_server: GmailServer, app_logger: logging.Logger
+    ) -> None:
         """The first alert is accepted by the server GROUP_WAIT after it was logged, not later."""
         handler = AlertHandler(engine=Engine(gmail_server.settings(group_wait="300ms")))
         app_logger.addHandler(handler)

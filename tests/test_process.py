@@ -18,23 +18,31 @@ def server_env(server: GmailServer, **extra: str) -> dict[str, str]:
     password = settings.read_password()
     assert password is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
-    env.update({
-        "SMTP_ALERTS_HOST": settings.host,
-        "SMTP_ALERTS_PORT": str(settings.port),
-        "SMTP_ALERTS_USERNAME": str(settings.username),
-        "SMTP_ALERTS_PASSWORD": password,
-        "SMTP_ALERTS_TO": "oncall@example.com",
-        "SMTP_ALERTS_CA_FILE": str(settings.ca_file),
-        "SMTP_ALERTS_SHUTDOWN_TIMEOUT": "10s",
-    })
+    env.update(
+        {
+            "SMTP_ALERTS_HOST": settings.host,
+            "SMTP_ALERTS_PORT": str(settings.port),
+            "SMTP_ALERTS_USERNAME": str(settings.username),
+            "SMTP_ALERTS_PASSWORD": password,
+            "SMTP_ALERTS_TO": "oncall@example.com",
+            "SMTP_ALERTS_CA_FILE": str(settings.ca_file),
+            "SMTP_ALERTS_SHUTDOWN_TIMEOUT": "10s",
+        }
+    )
     env.update({f"SMTP_ALERTS_{k}": v for k, v in extra.items()})
     return env
 
 
-def run_script(code: str, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_script(
+    code: str, env: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "-c", textwrap.dedent(code)],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -117,8 +125,8 @@ class TestImport:
         result = run_script(
             """
             import sys, smtp_alerts
-            heavy = [m for m in ("apprise", "aiosmtplib", "pydantic", "aiosmtpd") if m in sys.modules]
-            print(",".join(heavy))
+            heavy = ("apprise", "aiosmtplib", "pydantic", "aiosmtpd")
+            print(",".join(m for m in heavy if m in sys.modules))
             """,
             dict(os.environ),
         )

@@ -23,8 +23,19 @@ def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 class TestDurations:
     @pytest.mark.parametrize(
         ("text", "seconds"),
-        [("30", 30.0), (30, 30.0), (2.5, 2.5), ("500ms", 0.5), ("30s", 30.0), ("5m", 300.0),
-         ("4h", 14400.0), ("1d", 86400.0), ("1.5h", 5400.0), (" 10S ", 10.0), ("0", 0.0)],
+        [
+            ("30", 30.0),
+            (30, 30.0),
+            (2.5, 2.5),
+            ("500ms", 0.5),
+            ("30s", 30.0),
+            ("5m", 300.0),
+            ("4h", 14400.0),
+            ("1d", 86400.0),
+            ("1.5h", 5400.0),
+            (" 10S ", 10.0),
+            ("0", 0.0),
+        ],
     )
     def test_forms(self, text: object, seconds: float) -> None:
         """Seconds as a number, or a number with ms/s/m/h/d."""
@@ -42,7 +53,10 @@ class TestFromEnvironment:
         """With only TO and USERNAME set, the documented defaults apply."""
         settings = Settings()
         assert (settings.host, settings.port, settings.effective_security) == (
-            "smtp.gmail.com", 587, "starttls")
+            "smtp.gmail.com",
+            587,
+            "starttls",
+        )
         assert settings.sender == "me@gmail.com"
         assert (settings.timeout, settings.group_wait, settings.group_interval) == (30, 10, 300)
         assert (settings.repeat_interval, settings.shutdown_timeout) == (14400, 10)
@@ -54,12 +68,23 @@ class TestFromEnvironment:
         ca = tmp_path / "ca.pem"
         ca.write_text("x")
         values = {
-            "HOST": "smtp.example.com", "PORT": "465", "SECURITY": "tls", "PASSWORD": "app pw",
-            "FROM": "alerts@example.com", "TO": "a@example.com, b@example.com c@example.com",
-            "CA_FILE": str(ca), "TIMEOUT": "20s", "GROUP_WAIT": "500ms", "GROUP_INTERVAL": "2m",
-            "REPEAT_INTERVAL": "1d", "FALLBACK_URLS": "json://127.0.0.1:9/ ntfy://topic",
-            "SPOOL_DIR": str(tmp_path), "AUTH_FAILURE_THRESHOLD": "5",
-            "AUTH_FAILURE_WINDOW": "15m", "MAX_PER_HOUR": "7", "MAX_PER_DAY": "70",
+            "HOST": "smtp.example.com",
+            "PORT": "465",
+            "SECURITY": "tls",
+            "PASSWORD": "app pw",
+            "FROM": "alerts@example.com",
+            "TO": "a@example.com, b@example.com c@example.com",
+            "CA_FILE": str(ca),
+            "TIMEOUT": "20s",
+            "GROUP_WAIT": "500ms",
+            "GROUP_INTERVAL": "2m",
+            "REPEAT_INTERVAL": "1d",
+            "FALLBACK_URLS": "json://127.0.0.1:9/ ntfy://topic",
+            "SPOOL_DIR": str(tmp_path),
+            "AUTH_FAILURE_THRESHOLD": "5",
+            "AUTH_FAILURE_WINDOW": "15m",
+            "MAX_PER_HOUR": "7",
+            "MAX_PER_DAY": "70",
             "SHUTDOWN_TIMEOUT": "3s",
         }
         for name, value in values.items():
@@ -70,8 +95,16 @@ class TestFromEnvironment:
         assert s.sender == "alerts@example.com"
         assert s.to == ["a@example.com", "b@example.com", "c@example.com"]
         assert s.ca_file == ca
-        assert (s.timeout, s.group_wait, s.group_interval, s.repeat_interval) == (20, 0.5, 120, 86400)
-        assert [u.get_secret_value() for u in s.fallback_urls] == ["json://127.0.0.1:9/", "ntfy://topic"]
+        assert (s.timeout, s.group_wait, s.group_interval, s.repeat_interval) == (
+            20,
+            0.5,
+            120,
+            86400,
+        )
+        assert [u.get_secret_value() for u in s.fallback_urls] == [
+            "json://127.0.0.1:9/",
+            "ntfy://topic",
+        ]
         assert s.spool_dir == tmp_path
         assert (s.auth_failure_threshold, s.auth_failure_window) == (5, 900)
         assert (s.max_per_hour, s.max_per_day, s.shutdown_timeout) == (7, 70, 3)
@@ -85,7 +118,10 @@ class TestFromEnvironment:
         """Keyword arguments override the environment; FROM is spelled from_."""
         settings = Settings(to=["x@example.com"], from_="f@example.com", group_wait="1m")
         assert (settings.to, settings.sender, settings.group_wait) == (
-            ["x@example.com"], "f@example.com", 60)
+            ["x@example.com"],
+            "f@example.com",
+            60,
+        )
 
     def test_password_file_is_read_each_time(self, env: pytest.MonkeyPatch, tmp_path: Path) -> None:
         """PASSWORD_FILE is read when asked, so a rotated password is picked up."""
@@ -101,11 +137,16 @@ class TestFromEnvironment:
 class TestErrors:
     @pytest.mark.parametrize(
         ("name", "value", "expected"),
-        [("PORT", "abc", "SMTP_ALERTS_PORT"), ("PORT", "70000", "SMTP_ALERTS_PORT"),
-         ("TIMEOUT", "soon", "SMTP_ALERTS_TIMEOUT"), ("SECURITY", "ssl", "SMTP_ALERTS_SECURITY"),
-         ("MAX_PER_HOUR", "0", "SMTP_ALERTS_MAX_PER_HOUR"), ("TO", "not-an-address", "SMTP_ALERTS_TO"),
-         ("CA_FILE", "/nonexistent/ca.pem", "SMTP_ALERTS_CA_FILE"),
-         ("FROM", "a@b.com\r\nBcc: x@evil.com", "SMTP_ALERTS_FROM")],
+        [
+            ("PORT", "abc", "SMTP_ALERTS_PORT"),
+            ("PORT", "70000", "SMTP_ALERTS_PORT"),
+            ("TIMEOUT", "soon", "SMTP_ALERTS_TIMEOUT"),
+            ("SECURITY", "ssl", "SMTP_ALERTS_SECURITY"),
+            ("MAX_PER_HOUR", "0", "SMTP_ALERTS_MAX_PER_HOUR"),
+            ("TO", "not-an-address", "SMTP_ALERTS_TO"),
+            ("CA_FILE", "/nonexistent/ca.pem", "SMTP_ALERTS_CA_FILE"),
+            ("FROM", "a@b.com\r\nBcc: x@evil.com", "SMTP_ALERTS_FROM"),
+        ],
     )
     def test_wrong_value_names_the_variable(
         self, env: pytest.MonkeyPatch, name: str, value: str, expected: str

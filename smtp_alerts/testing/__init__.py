@@ -1,1 +1,35 @@
-"""Tools for testing code that uses smtp-alerts."""
+"""Tools for testing code that uses smtp-alerts.
+
+The names load on first use: ``import smtp_alerts.testing`` (which the pytest
+plugin does in every test run) does not import aiosmtpd or trustme.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._server import AuthAttempt, Faults, GmailServer, ReceivedMessage
+
+__all__ = ["AuthAttempt", "Faults", "GmailServer", "ReceivedMessage"]
+
+_LAZY = {
+    "AuthAttempt": "._server",
+    "Faults": "._server",
+    "GmailServer": "._server",
+    "ReceivedMessage": "._server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
