@@ -16,9 +16,29 @@ from pathlib import Path
 
 from ._engine import Engine
 from .handler import AlertHandler
-from .testing import GmailServer
+from .models import Digest, OutgoingMessage
+from .testing import GmailServer, ReceivedMessage
+from .transports import Transport
+from .transports.smtp import SMTPTransport
 
 __all__ = ["run_demo"]
+
+
+class _Recording(Transport):
+    """The real SMTP transport, keeping each digest it delivered for the summary."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.digests: list[Digest] = []
+
+    async def send(self, message: OutgoingMessage, /) -> None:
+        await self.inner.send(message)
+        if message.digest is not None:
+            self.digests.append(message.digest)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def run_demo(*, output_root: Path, quick: bool = False) -> int:
@@ -31,45 +51,51 @@ def run_demo(*, output_root: Path, quick: bool = False) -> int:
     Returns:
         0 when the expected emails arrived, 1 otherwise.
     """
-    wait = 0.3 if quick else 1.5
+    wait = 0.2 if quick else 1.0
     with GmailServer() as server:
         print(f"Gmail-like SMTP server on {server.host}:{server.port} (STARTTLS + AUTH required)")
         settings = server.settings(
             group_wait=f"{wait}s", group_interval="1h", subject_prefix="[demo-host]"
         )
-        engine = Engine(settings)
-        handler = AlertHandler(engine=engine)
+        transport = _Recording(SMTPTransport.from_settings(settings))
+        engine = Engine(settings, transport=transport)
+        handler = AlertHandler(logging.WARNING, engine=engine)
         root = logging.getLogger("demo")
         root.addHandler(handler)
         root.propagate = False
         try:
             _scenario(wait)
-            engine.close(timeout=30)
+            delivered = engine.close(timeout=30)
         finally:
             root.removeHandler(handler)
-        messages = [received.message for received in server.messages]
-    if not messages:
-        print("No email arrived: something is wrong; run with a debugger or open an issue.")
+        received = list(server.messages)
+    messages = [item.message for item in received]
+    if not messages or not delivered:
+        print("Not every email arrived: something is wrong; please open an issue with this output.")
         return 1
-    folder = _save(messages, output_root)
-    for number, message in enumerate(messages, 1):
-        _show(number, message)
+    folder = _save(received, output_root)
+    for number, (message, digest) in enumerate(zip(messages, transport.digests), 1):
+        _show(number, message, digest)
     print(f"\n{len(messages)} emails arrived. Saved as .eml files with an index.html in:")
     print(f"  {folder.resolve()}")
     print(f"  open {folder.resolve() / 'index.html'}")
     return 0
 
 
+def _charge(log: logging.Logger, order: int) -> None:
+    log.error("payment gateway timed out for order %d", order)
+
+
 def _scenario(wait: float) -> None:
-    """A burst of duplicates and distinct errors, an exception, a CRITICAL, then repeats."""
+    """A burst of duplicates and distinct problems, a CRITICAL, then more of the same."""
     api = logging.getLogger("demo.shop.api")
     payments = logging.getLogger("demo.shop.payments")
     db = logging.getLogger("demo.shop.db")
 
-    print("\n1. A burst: 2,000 identical errors, three distinct ones and an exception,")
-    print(f"   collected for GROUP_WAIT ({wait:g} s here) into one digest.")
+    print("\n1. A burst: 2,000 identical errors, an error with a traceback (twice) and three")
+    print(f"   other problems, collected for GROUP_WAIT ({wait:g} s here) into one digest.")
     for order in range(2000):
-        payments.error("payment gateway timed out for order %d", order)
+        _charge(payments, order)
     payments.error("card declined by issuer for customer %s", "c-1042")
     api.warning("slow response from inventory service: %d ms", 2300)
     api.error("upstream returned HTTP %d for /v1/cart", 502)
@@ -77,42 +103,49 @@ def _scenario(wait: float) -> None:
         try:
             {"A-1": 3}[sku]
         except KeyError:  # noqa: PERF203 - one traceback per item is the point
-            api.exception("could not price cart item")
-    time.sleep(wait * 3)
+            api.exception("could not price cart item %s", sku)
+    time.sleep(wait + 0.8)
 
     print("2. A CRITICAL skips the waits (GROUP_INTERVAL is 1 h here) and goes out at once,")
     print("   threaded under the first email.")
     db.critical("database primary %s is unreachable; failing over", "db-1.internal")
-    time.sleep(wait * 3)
+    time.sleep(0.8)
 
-    print("3. More of the same problems: only counted; the exit flush sends the counts.")
-    for order in range(50):
-        payments.error("payment gateway timed out for order %d", order)
+    print("3. 500 more of the first problem: only counted; the exit flush sends the count.")
+    for order in range(2000, 2500):
+        _charge(payments, order)
 
 
-def _show(number: int, message: EmailMessage) -> None:
+def _show(number: int, message: EmailMessage, digest: Digest) -> None:
     print(f"\n--- email {number}: {message['Subject']}")
-    print(f"    From: {message['From']}  To: {message['To']}  Date: {message['Date']}")
+    print(f"    Date: {message['Date']}   Message-ID: {message['Message-ID']}")
     if message["In-Reply-To"]:
-        print(f"    In-Reply-To: {message['In-Reply-To']} (threads with the first email)")
-    body = message.get_body(preferencelist=("plain",))
-    text = body.get_content() if body is not None else ""
-    summary = text.split("\n\nTraceback", 1)[0].split("\n-- \n", 1)[0]
-    lines = summary.strip().splitlines()
-    for line in lines[:24]:
-        print(f"    {line}")
-    if len(lines) > 24:
-        print(f"    ... ({len(lines) - 24} more lines in the .eml)")
+        print(f"    In-Reply-To: {message['In-Reply-To']} (threads under the first email)")
+    for notice in digest.notices:
+        print(f"    ! {notice}")
+    print(f"    {'level':<9}{'events':>8}{'total':>8}  {'first seen':<12}{'last seen':<12}problem")
+    for problem in digest.problems:
+        first, last = (_hms(problem.first_seen), _hms(problem.last_seen))
+        new = " (new)" if problem.is_new else ""
+        print(
+            f"    {problem.alert.level_name:<9}{problem.count:>8,}{problem.total:>8,}  "
+            f"{first:<12}{last:<12}{problem.alert.title[:60]}{new}"
+        )
 
 
-def _save(messages: list[EmailMessage], output_root: Path) -> Path:
+def _hms(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%H:%M:%S")
+
+
+def _save(received: list[ReceivedMessage], output_root: Path) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     folder = output_root / stamp
     folder.mkdir(parents=True, exist_ok=True)
     links = []
-    for number, message in enumerate(messages, 1):
+    for number, item in enumerate(received, 1):
+        message = item.message
         name = f"{number:02d}.eml"
-        (folder / name).write_bytes(message.as_bytes())
+        (folder / name).write_bytes(item.raw)  # exactly what arrived
         html_part = message.get_body(preferencelist=("html",))
         page = f"{number:02d}.html"
         content = html_part.get_content() if html_part is not None else ""

@@ -312,7 +312,11 @@ class Engine:
         """
         if self._thread is None:
             return True
-        if threading.current_thread() is self._thread or not self._thread.is_alive():
+        if self._closing:
+            # Closing already waits, bounded by SHUTDOWN_TIMEOUT; a flush after
+            # it (logging's shutdown calls one) must not wait again, unbounded.
+            return not self._thread.is_alive() and self._last_ok
+        if threading.current_thread() is self._thread:
             return False
         request: concurrent.futures.Future[bool] = concurrent.futures.Future()
         with self._lock:
@@ -380,7 +384,7 @@ class Engine:
             with self._lock:
                 self._accepting = False
             self._fail_flush_requests()
-            loop.close()
+            _finish(loop)
 
     async def _run(self) -> None:
         event = self._wake_event
@@ -513,6 +517,26 @@ class Engine:
             _warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
 
 
+def _finish(loop: EngineLoop) -> None:
+    """Wind the loop down as ``asyncio.run`` does, then close it.
+
+    asyncio closes a socket in a callback on the loop's next turn; stopping the
+    loop right after a connection's close would leave the socket open.
+    """
+    try:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        for _ in range(3):  # connection_lost, then the TLS transport's own close
+            loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    except Exception:  # noqa: BLE001 - closing must happen whatever went wrong before
+        log.debug("winding down the engine loop failed", exc_info=True)
+    finally:
+        loop.close()
+
+
 def _warn(text: str) -> None:
     # stderr, not logging: at exit, logging may already be shut down, and our
     # own loggers never reach the alert handler anyway.
@@ -541,6 +565,14 @@ def get_engine() -> Engine:
         if _default_engine is None or not _default_engine._accepting:  # noqa: SLF001
             _default_engine = Engine()
         return _default_engine
+
+
+def swap_default_engine(engine: Engine | None) -> Engine | None:
+    """Make ``engine`` the default engine; return the previous one (for testing helpers)."""
+    global _default_engine  # noqa: PLW0603 - see get_engine
+    with _default_lock:
+        previous, _default_engine = _default_engine, engine
+        return previous
 
 
 def _after_fork_in_child() -> None:

@@ -30,7 +30,6 @@ def _restore_logging() -> Iterator[None]:
             root.removeHandler(handler)
             handler.close()
     root.setLevel(level)
-    engine = _engine._default_engine
-    _engine._default_engine = None
+    engine = _engine.swap_default_engine(None)
     if engine is not None:
         engine.close(timeout=5)

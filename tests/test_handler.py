@@ -61,7 +61,7 @@ class TestEndToEnd:
         assert handler.flush(timeout=10)
         (received,) = any_server.messages
         message = received.message
-        assert received.recipients == ["oncall@example.com"]
+        assert list(received.recipients) == ["oncall@example.com"]
         assert any_server.auth_attempts[-1][2] is True
         assert message["Auto-Submitted"] == "auto-generated"
         assert message["Message-ID"]
@@ -139,7 +139,7 @@ class TestInjection:
         assert handler.flush(timeout=10)
         evil.removeHandler(handler)
         (received,) = gmail_server.messages
-        assert received.recipients == ["oncall@example.com"]
+        assert list(received.recipients) == ["oncall@example.com"]
         parsed = message_from_bytes(received.raw, policy=email.policy.default)
         names = {name.lower() for name in parsed.keys()}  # noqa: SIM118 - header names, not a dict
         assert not names & {"bcc", "cc"}

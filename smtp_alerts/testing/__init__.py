@@ -10,11 +10,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .._clock import ManualClock
+    from ._capture import AlertCapture, capture_alerts
     from ._server import AuthAttempt, Faults, GmailServer, ReceivedMessage
 
-__all__ = ["AuthAttempt", "Faults", "GmailServer", "ReceivedMessage"]
+__all__ = [
+    "AlertCapture",
+    "AuthAttempt",
+    "Faults",
+    "GmailServer",
+    "ManualClock",
+    "ReceivedMessage",
+    "capture_alerts",
+]
 
 _LAZY = {
+    "AlertCapture": "._capture",
+    "ManualClock": ".._clock",
+    "capture_alerts": "._capture",
     "AuthAttempt": "._server",
     "Faults": "._server",
     "GmailServer": "._server",
