@@ -31,7 +31,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._aggregator import Aggregator
 from ._capture import (
@@ -63,6 +63,9 @@ log = logging.getLogger("smtp_alerts.engine")
 IGNORED_LOGGERS = ("smtp_alerts", "aiosmtplib", "apprise", "asyncio", "urllib3", "mail.log")
 
 _IGNORED: Fingerprint = ("<ignored>",)
+
+#: How often a busy engine takes what producers queued, in seconds.
+DRAIN_INTERVAL = 0.02
 
 TokenProvider = Callable[[], "str | Awaitable[str]"]
 """Returns a fresh OAuth2 access token for XOAUTH2, synchronously or as an awaitable."""
@@ -123,6 +126,9 @@ class Engine:
         self._token_provider = token_provider
         self._render_context = RenderContext.from_settings(self.settings, hostname=hostname)
         self._capacity = self.settings.queue_size
+        # Past this many queued records a producer wakes the loop early, so the
+        # intake drains long before it is full even between two polls.
+        self._high_water = max(1, self._capacity // 8)
         self._reset()
         _ENGINES.add(self)
 
@@ -133,6 +139,7 @@ class Engine:
         self._queue: deque[_Repeat | Alert] = deque()
         self._known: dict[Hashable, Fingerprint] = {}
         self._wake_pending = False
+        self._busy = False  # records arrived recently: the loop polls, producers need not wake it
         self._dropped = 0
         self._accepting = True
         self._closing = False
@@ -247,12 +254,15 @@ class Engine:
 
     def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
         queue = self._queue
-        if len(queue) >= self._capacity:
+        queued = len(queue)
+        if queued >= self._capacity:
             return self._drop()
         queue.append((fingerprint, created))
-        # Append first, then look at the flag: the loop clears it before it
-        # drains, so either it sees this item or we see the flag down and wake it.
-        if not self._wake_pending:
+        # Append first, then look at the flag: an idle loop lowers the flag and
+        # then looks at the queue again, so either it sees this item or we see
+        # the flag down and wake it. A busy loop polls on its own (waking it per
+        # record would cost a system call and a thread switch each time).
+        if not self._wake_pending or queued == self._high_water:
             self._wake_pending = True
             self._wake()
         return True
@@ -423,7 +433,7 @@ class Engine:
         return SMTPTransport.from_settings(self.settings, token_provider=self._token_provider)
 
     def _seconds_to_next(self) -> float | None:
-        candidates = []
+        candidates = [self._clock() + DRAIN_INTERVAL] if self._busy else []
         due = self._aggregator.next_due()
         if due is not None:
             candidates.append(max(due, self._quota.available_at()))
@@ -434,9 +444,18 @@ class Engine:
         return max(0.0, min(candidates) - self._clock())
 
     def _drain(self) -> None:
-        self._wake_pending = False
         queue, aggregator = self._queue, self._aggregator
-        repeats: dict[Fingerprint, list[float]] = {}
+        if not queue:
+            # Idle: lower the flag, then look again (see _put_repeat).
+            self._busy = self._wake_pending = False
+            if not queue:
+                self._take_dropped(0)
+                return
+        # Busy: keep the flag up so producers do not wake us; poll instead.
+        self._busy = self._wake_pending = True
+        # Repeats carry the canonical fingerprint object from the known table,
+        # so its id is a cheap key (a tuple's hash is computed anew every time).
+        repeats: dict[int, list[Any]] = {}
         taken = 0
         # Only what is there now: a flood must not keep the loop here forever.
         for _ in range(len(queue)):
@@ -444,26 +463,28 @@ class Engine:
             taken += 1
             if isinstance(item, Alert):
                 aggregator.add(item)
+                continue
+            counted = repeats.get(id(item[0]))
+            if counted is None:
+                repeats[id(item[0])] = [item[0], 1, item[1]]
             else:
-                counted = repeats.get(item[0])
-                if counted is None:
-                    repeats[item[0]] = [1.0, item[1]]
-                else:
-                    counted[0] += 1
-                    counted[1] = item[1]
+                counted[1] += 1
+                counted[2] = item[1]
         lost = 0
-        for fingerprint, (count, last) in repeats.items():
-            if not aggregator.count(fingerprint, last, int(count)):
-                lost += int(count)  # its sample was evicted: shown as dropped, not lost
+        for fingerprint, count, last in repeats.values():
+            if not aggregator.count(fingerprint, last, count):
+                lost += count  # its sample was evicted: shown as dropped, not lost
         self._accepted += taken - lost
-        with self._lock:
-            dropped, self._dropped = self._dropped, 0
-        dropped += lost
-        if dropped:
-            self._dropped_total += dropped
-            aggregator.note_dropped(dropped)
+        self._take_dropped(lost)
         if aggregator.pop_evicted():
             self._known.clear()  # re-capture the evicted on their next occurrence
+
+    def _take_dropped(self, lost: int) -> None:
+        with self._lock:
+            dropped, self._dropped = self._dropped + lost, 0
+        if dropped:
+            self._dropped_total += dropped
+            self._aggregator.note_dropped(dropped)
 
     async def _dispatch(self, *, force: bool) -> bool:
         delivery = self._delivery
