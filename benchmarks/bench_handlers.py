@@ -79,9 +79,11 @@ def error_call(log: logging.Logger) -> Callable[[int], None]:
 
 
 def exception_call(log: logging.Logger) -> Callable[[int], None]:
+    prices: dict[int, int] = {}
+
     def call(i: int) -> None:
         try:
-            {}[i]
+            prices[i]
         except KeyError:
             log.exception("lookup failed for %s", i)
 
@@ -148,12 +150,12 @@ class _TrustingSMTPHandler(logging.handlers.SMTPHandler):
         from email.message import EmailMessage  # noqa: PLC0415
 
         try:
-            smtp = smtplib.SMTP(self.mailhost, self.mailport, timeout=self.timeout)
+            smtp = smtplib.SMTP(self.mailhost, self.mailport or 25, timeout=self.timeout)
             msg = EmailMessage()
             msg["From"], msg["To"], msg["Subject"] = self.fromaddr, ",".join(self.toaddrs), "x"
             msg.set_content(self.format(record))
             smtp.starttls(context=self._context)
-            smtp.login(self.username, self.password)
+            smtp.login(str(self.username), str(self.password))
             smtp.send_message(msg)
             smtp.quit()
         except Exception:

@@ -63,6 +63,8 @@ class Delivery:
         self.sent = 0
         self.failures: Counter[str] = Counter()
         self.given_up = 0
+        #: The message being sent right now, if any.
+        self.in_flight: OutgoingMessage | None = None
 
     @property
     def pending(self) -> int:
@@ -120,6 +122,7 @@ class Delivery:
 
     async def _attempt(self, message: OutgoingMessage) -> DeliveryError | None:
         started = time.perf_counter()
+        self.in_flight = message
         try:
             await asyncio.wait_for(self.transport.send(message), self._deadline)
         except DeliveryError as exc:
@@ -135,6 +138,7 @@ class Delivery:
                 f"unexpected {type(exc).__name__}: {exc}", channel=self.transport.name
             )
         else:
+            self.in_flight = None
             self.sent += 1
             log.info(
                 "delivered %s via %s in %.0f ms",
@@ -143,6 +147,7 @@ class Delivery:
                 (time.perf_counter() - started) * 1000,
             )
             return None
+        self.in_flight = None
         self.failures[type(error).__name__] += 1
         log.warning("could not deliver %s: %s", message.message_id, error)
         return error

@@ -74,7 +74,7 @@ def run_demo(*, output_root: Path, quick: bool = False) -> int:
         print("Not every email arrived: something is wrong; please open an issue with this output.")
         return 1
     folder = _save(received, output_root)
-    for number, (message, digest) in enumerate(zip(messages, transport.digests), 1):
+    for number, (message, digest) in enumerate(zip(messages, transport.digests, strict=True), 1):
         _show(number, message, digest)
     print(f"\n{len(messages)} emails arrived. Saved as .eml files with an index.html in:")
     print(f"  {folder.resolve()}")

@@ -147,6 +147,7 @@ class Engine:
         self._loop: EngineLoop | None = None
         self._wake_event: asyncio.Event | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
+        self._run_task: asyncio.Task[None] | None = None
         self._aggregator = Aggregator(
             group_wait=settings.group_wait,
             group_interval=settings.group_interval,
@@ -359,12 +360,34 @@ class Engine:
             return True
         if threading.current_thread() is self._thread:
             return False
+        self._arm_deadline(timeout)
         self._wake()
         thread.join(timeout)
         if thread.is_alive():
             _warn(f"smtp-alerts: gave up waiting after {timeout:g} s; undelivered alerts are lost")
             return False
         return self._last_ok
+
+    def _arm_deadline(self, timeout: float) -> None:
+        """Have the loop itself stop at the deadline, not only the caller stop waiting."""
+
+        def cancel_until_done() -> None:
+            # Again and again: before Python 3.12, asyncio.wait_for (which
+            # aiosmtplib awaits every reply with) can swallow a cancellation.
+            task = self._run_task
+            if task is not None and not task.done():
+                task.cancel()
+                task.get_loop().call_later(0.05, cancel_until_done)
+
+        def arm() -> None:
+            task = self._run_task
+            if task is not None and not task.done():
+                task.get_loop().call_later(timeout, cancel_until_done)
+
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed under us
+                loop.call_soon_threadsafe(arm)
 
     def stats(self) -> EngineStats:
         """A snapshot of the engine's counters."""
@@ -399,33 +422,42 @@ class Engine:
     async def _run(self) -> None:
         event = self._wake_event
         assert event is not None  # set by _start  # noqa: S101
+        self._run_task = asyncio.current_task()
         transport = self._transport if self._transport is not None else self._smtp_transport()
         self._delivery = Delivery(transport, clock=self._clock, deadline=self.settings.timeout)
         try:
-            while True:
-                timeout = self._seconds_to_next()
-                if not event.is_set() and (timeout is None or timeout > 0):
-                    with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                        await asyncio.wait_for(event.wait(), timeout)
-                event.clear()
-                with self._lock:
-                    requests, self._flush_requests = self._flush_requests, []
-                    closing = self._closing
-                self._drain()
-                force = closing or bool(requests)
-                ok = await self._dispatch(force=force)
-                self._last_ok = ok
-                for request in requests:
-                    if not request.done():
-                        request.set_result(ok)
-                if closing:
-                    self._drain()  # what raced in while we were sending
-                    if self._aggregator.pending_groups():
-                        self._last_ok = await self._dispatch(force=True)
-                    self._report_undelivered()
-                    return
+            await self._serve(event)
+        except asyncio.CancelledError:
+            # The close deadline passed (see _arm_deadline): say what is lost, stop.
+            self._last_ok = False
+            self._report_undelivered()
         finally:
-            await self._delivery.transport.aclose()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(transport.aclose(), 1.0)
+
+    async def _serve(self, event: asyncio.Event) -> None:
+        while True:
+            timeout = self._seconds_to_next()
+            if not event.is_set() and (timeout is None or timeout > 0):
+                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout)
+            event.clear()
+            with self._lock:
+                requests, self._flush_requests = self._flush_requests, []
+                closing = self._closing
+            self._drain()
+            force = closing or bool(requests)
+            ok = await self._dispatch(force=force)
+            self._last_ok = ok
+            for request in requests:
+                if not request.done():
+                    request.set_result(ok)
+            if closing:
+                self._drain()  # what raced in while we were sending
+                if self._aggregator.pending_groups():
+                    self._last_ok = await self._dispatch(force=True)
+                self._report_undelivered()
+                return
 
     def _smtp_transport(self) -> Transport:
         from .transports.smtp import SMTPTransport  # noqa: PLC0415 - aiosmtplib loads with the engine
@@ -530,10 +562,12 @@ class Engine:
         delivery = self._delivery
         lines = []
         if delivery is not None:
+            if delivery.in_flight is not None:
+                lines.append(f"  {delivery.in_flight.title}: still being sent at the deadline")
             lines += [f"  {m.title}: {error}" for m, error in delivery.undelivered()]
-        held = self._aggregator.pending_groups()
-        if held:
-            lines.append(f"  alerts of {len(held)} group(s) held back by the email quota")
+        events = self._aggregator.stats.pending
+        if events:
+            lines.append(f"  {events:,} events not yet in any email (email quota or deadline)")
         if lines:
             _warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
 
@@ -552,7 +586,7 @@ def _finish(loop: EngineLoop) -> None:
         for _ in range(3):  # connection_lost, then the TLS transport's own close
             loop.run_until_complete(asyncio.sleep(0))
         loop.run_until_complete(loop.shutdown_asyncgens())
-    except Exception:  # noqa: BLE001 - closing must happen whatever went wrong before
+    except Exception:
         log.debug("winding down the engine loop failed", exc_info=True)
     finally:
         loop.close()
@@ -590,7 +624,7 @@ def get_engine() -> Engine:
 
 def swap_default_engine(engine: Engine | None) -> Engine | None:
     """Make ``engine`` the default engine; return the previous one (for testing helpers)."""
-    global _default_engine  # noqa: PLW0603 - see get_engine
+    global _default_engine
     with _default_lock:
         previous, _default_engine = _default_engine, engine
         return previous

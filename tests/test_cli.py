@@ -34,9 +34,11 @@ class TestDemo:
 
     def test_console_script_help(self) -> None:
         """The installed entry point answers --help with the commands."""
-        result = subprocess.run(  # noqa: S603 - our own interpreter
+        result = subprocess.run(
             [sys.executable, "-m", "smtp_alerts.cli", "--help"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert "demo" in result.stdout
 

@@ -50,7 +50,7 @@ class AlertCapture:
         return [problem for digest in self.digests for problem in digest.problems]
 
     def count(self, message: str) -> int:
-        """How many occurrences were reported for problems whose sample message contains ``message``."""
+        """Occurrences reported for problems whose sample message contains ``message``."""
         return sum(p.count for p in self.problems if message in p.alert.message)
 
 

@@ -1,0 +1,761 @@
+"""The SMTP transport: Gmail (or any submission server) through aiosmtplib.
+
+This is the only module that imports :mod:`aiosmtplib`. It adds what a
+long-running alert sender needs on top of it:
+
+- an overall deadline for each send, on top of aiosmtplib's per-step timeout
+  (a server that answers every step just in time cannot stretch a send);
+- mandatory STARTTLS on ``starttls``: a server that does not offer it never
+  sees the credentials, nor the message;
+- always-verified certificates, with an optional extra CA file;
+- exactly one AUTH command per connection, because Gmail counts every failed
+  attempt and locks out a login storm;
+- nothing that needs a thread: the TLS context is built up front and the
+  EHLO name comes from :func:`socket.gethostname`, so sending still works
+  while the interpreter shuts down and executors refuse new work;
+- every failure translated to :mod:`smtp_alerts.errors`, with the step, the
+  reply code and Gmail's enhanced status code, and never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import email.generator
+import email.policy
+import inspect
+import io
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+import sys
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import aiosmtplib
+
+from ..errors import (
+    AuthenticationError,
+    CertificateVerifyError,
+    ConnectError,
+    DeliveryError,
+    DeliveryTimeoutError,
+    MessageTooLargeError,
+    PermanentReplyError,
+    QuotaExceededError,
+    RecipientsRefusedError,
+    StartTLSNotOfferedError,
+    TemporaryReplyError,
+    TLSError,
+)
+from ._base import Transport
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+    from pathlib import Path
+
+    from ..models import OutgoingMessage
+    from ..settings import Settings
+
+__all__ = ["DEFAULT_TIMEOUT", "MAX_RECIPIENTS", "MAX_STEP_TIMEOUT", "SMTPTransport"]
+
+DEFAULT_TIMEOUT = 30.0
+"""The overall deadline of one send, in seconds."""
+MAX_STEP_TIMEOUT = 10.0
+"""The default per-step timeout is the deadline, capped at this many seconds."""
+MAX_RECIPIENTS = 100
+"""Recipients per SMTP transaction; more are split into several transactions."""
+QUIT_TIMEOUT = 1.0
+"""How long :meth:`SMTPTransport.aclose` waits for the reply to QUIT."""
+_WATCHDOG_INTERVAL = 0.05
+
+Security = Literal["starttls", "tls", "none"]
+_T = TypeVar("_T")
+
+_log = logging.getLogger("smtp_alerts.transports.smtp")
+
+_ENHANCED_STATUS = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])")
+_LEADING_ENHANCED_STATUS = re.compile(r"^\s*[245]\.\d{1,3}\.\d{1,3}\s+")
+_AUTH_REFUSALS = frozenset({454, 530, 534, 535})
+_ENVELOPE_STEPS = frozenset({"mail", "rcpt", "data"})
+_HINTS = {
+    (535, "5.7.8"): (
+        "use the full address as username and an app password "
+        "(https://myaccount.google.com/apppasswords), not the account password"
+    ),
+    (534, "5.7.9"): "the account uses 2-Step Verification: an app password is required",
+    (534, "5.7.14"): "Google wants a sign-in from a browser before it accepts this login",
+    (454, "4.7.0"): "too many login attempts: wait before trying again",
+    (550, "5.4.5"): "the account's daily sending limit is reached",
+}
+
+
+class SMTPTransport(Transport):
+    """Sends rendered digests through an SMTP submission server such as Gmail.
+
+    One connection is kept open across consecutive :meth:`send` calls (checked
+    with NOOP before reuse) and closed by :meth:`aclose`; a connection that
+    failed in any way is dropped and the next send opens a new one.
+
+    Args:
+        host: the server, e.g. ``smtp.gmail.com``.
+        port: 587 for ``starttls``, 465 for ``tls``.
+        security: ``starttls`` (STARTTLS required before anything is sent),
+            ``tls`` (TLS from the first byte) or ``none`` (no TLS; loopback only
+            when there is a password).
+        username: the account to authenticate as; no AUTH without a secret.
+        password: the password, or a callable returning it, called once per
+            new connection (so a rotated password file is picked up).
+        token_provider: a callable returning an OAuth2 access token (or an
+            awaitable of one), called once per new connection, for AUTH
+            XOAUTH2. Mutually exclusive with ``password``.
+        ca_file: a PEM bundle trusted in addition to the system's CAs.
+        timeout: the overall deadline of one :meth:`send`, in seconds.
+        step_timeout: the timeout of each protocol step; by default the
+            deadline, capped at :data:`MAX_STEP_TIMEOUT`.
+        local_hostname: the name sent with EHLO; by default
+            :func:`socket.gethostname`.
+
+    Raises:
+        ValueError: inconsistent options (both a password and a token
+            provider, a secret without a username, a password in clear text to
+            a remote host, a non-positive timeout, an unreadable CA file, an
+            EHLO name with spaces or control characters).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        security: Security,
+        username: str | None = None,
+        password: str | Callable[[], str | None] | None = None,
+        token_provider: Callable[[], str | Awaitable[str]] | None = None,
+        ca_file: Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        step_timeout: float | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
+        if security not in ("starttls", "tls", "none"):
+            raise ValueError(f"security must be 'starttls', 'tls' or 'none', not {security!r}")
+        if password is not None and token_provider is not None:
+            raise ValueError("password and token_provider are mutually exclusive")
+        if (password is not None or token_provider is not None) and not username:
+            raise ValueError("a username is required with a password or a token_provider")
+        if security == "none" and password is not None and not _is_loopback(host):
+            raise ValueError(
+                f"security='none' would send the password in clear text to {host}; "
+                "use starttls (port 587) or tls (port 465)"
+            )
+        if not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        if step_timeout is not None and not step_timeout > 0:
+            raise ValueError("step_timeout must be a positive number of seconds")
+        if local_hostname is not None and not _is_ehlo_name(local_hostname):
+            raise ValueError(f"{local_hostname!r} cannot be sent with EHLO")
+
+        self.name = f"{host}:{port}"
+        self._host = host
+        self._port = port
+        self._security: Security = security
+        self._username = username
+        self._password = password
+        self._token_provider = token_provider
+        self._timeout = float(timeout)
+        self._step_timeout = float(
+            step_timeout if step_timeout is not None else min(timeout, MAX_STEP_TIMEOUT)
+        )
+        self._local_hostname = local_hostname or _default_local_hostname()
+        self._tls_context = _verifying_context(ca_file) if security != "none" else None
+
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._secrets: tuple[str, ...] = ()
+        self._step = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
+        self._expired = False
+        self._watchdog_handle: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        token_provider: Callable[[], str | Awaitable[str]] | None = None,
+    ) -> SMTPTransport:
+        """The transport described by :class:`~smtp_alerts.Settings`.
+
+        The password is read through :meth:`Settings.read_password` on every
+        new connection, so a rotated ``PASSWORD_FILE`` is picked up without a
+        restart.
+
+        Args:
+            settings: the settings.
+            token_provider: use AUTH XOAUTH2 with tokens from this callable;
+                the settings must then hold no password.
+
+        Returns:
+            The transport.
+        """
+        has_password = settings.password is not None or settings.password_file is not None
+        return cls(
+            host=settings.host,
+            port=settings.port,
+            security=settings.effective_security,
+            username=settings.username,
+            password=settings.read_password if has_password else None,
+            token_provider=token_provider,
+            ca_file=settings.ca_file,
+            timeout=settings.timeout,
+        )
+
+    @property
+    def timeout(self) -> float:
+        """The overall deadline of one send, in seconds."""
+        return self._timeout
+
+    @property
+    def step_timeout(self) -> float:
+        """The timeout of each protocol step, in seconds."""
+        return self._step_timeout
+
+    def __repr__(self) -> str:
+        return f"<SMTPTransport {self.name} {self._security} username={self._username!r}>"
+
+    async def send(self, message: OutgoingMessage, /) -> None:
+        """Deliver ``message`` to every recipient, within the overall deadline.
+
+        Args:
+            message: the rendered digest; its envelope sender and recipients
+                are used, not its headers.
+
+        Raises:
+            DeliveryError: the subclass that says what failed (see
+                :mod:`smtp_alerts.errors`).
+        """
+        async with self._bound_lock():
+            self._expired = False
+            loop = asyncio.get_running_loop()
+            self._watchdog_handle = loop.call_later(self._timeout, self._watchdog)
+            try:
+                await _within(self._timeout, self._send(message))
+            except DeliveryError as exc:
+                stuck_at = self._step
+                await self._drop()
+                if self._expired:  # the watchdog cut the connection under this step
+                    raise self._deadline_error(stuck_at) from exc
+                raise
+            except TimeoutError as exc:  # only the overall deadline gets here
+                stuck_at = self._step
+                await self._drop()
+                raise self._deadline_error(stuck_at) from exc
+            except BaseException:
+                self._discard()
+                raise
+            finally:
+                self._watchdog_handle.cancel()
+                self._watchdog_handle = None
+
+    async def aclose(self) -> None:
+        """Say QUIT (briefly) and close the connection; the transport stays usable."""
+        if self._smtp is None:
+            return
+        async with self._bound_lock():
+            await self._quit()
+
+    # -- the deadline --------------------------------------------------------
+
+    def _watchdog(self) -> None:
+        """At the deadline, and every few milliseconds after it until the send ends."""
+        # aiosmtplib awaits each reply with asyncio.wait_for, which before Python
+        # 3.12 can swallow a cancellation that lands just as the reply arrives:
+        # the deadline's cancel is lost and the send would go on unbounded.
+        # Cutting the connection stops it at its next step whatever happened.
+        self._expired = True
+        if self._smtp is not None:
+            _abort(self._smtp.transport)
+        loop = asyncio.get_running_loop()
+        self._watchdog_handle = loop.call_later(_WATCHDOG_INTERVAL, self._watchdog)
+
+    def _deadline_error(self, stuck_at: str) -> DeliveryTimeoutError:
+        return DeliveryTimeoutError(
+            f"no delivery within the {self._timeout:g}s deadline "
+            f"(still waiting at {stuck_at or 'start'})",
+            channel=self.name,
+            step="deadline",
+        )
+
+    # -- the conversation ----------------------------------------------------
+
+    async def _quit(self) -> None:
+        smtp = self._smtp
+        if smtp is None:  # a send that failed meanwhile has dropped it
+            return
+        transport = smtp.transport  # quit() forgets it; we still need to abort it
+        try:
+            if smtp.is_connected:
+                await smtp.quit(timeout=min(self._step_timeout, QUIT_TIMEOUT))
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            _log.debug("%s: QUIT failed (%s); closing anyway", self.name, type(exc).__name__)
+        finally:
+            _abort(transport)
+            await self._drop()
+
+    async def _send(self, message: OutgoingMessage) -> None:
+        self._step = ""
+        smtp = await self._connection()
+        await self._transact(smtp, message)
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        smtp = self._smtp
+        if smtp is not None and smtp.is_connected:
+            self._step = "noop"
+            try:
+                await smtp.noop(timeout=self._step_timeout)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                _log.debug("%s: open connection is stale (%s)", self.name, type(exc).__name__)
+            else:
+                _log.debug("%s: reusing the open connection", self.name)
+                return smtp
+        self._discard()
+        return await self._connect()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        credentials = await self._credentials()
+        smtp = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            local_hostname=self._local_hostname,
+            timeout=self._step_timeout,
+            use_tls=self._security == "tls",
+            start_tls=False,  # we do it ourselves, to refuse a server without it
+            tls_context=self._tls_context,
+            validate_certs=True,
+        )
+        self._smtp = smtp  # so that a deadline mid-connect still closes it
+
+        _log.debug("%s: connecting (%s)", self.name, self._security)
+        await self._run("connect", smtp.connect())
+        await self._run("ehlo", smtp.ehlo())
+
+        if self._security == "starttls":
+            if not smtp.supports_extension("starttls"):
+                raise StartTLSNotOfferedError(
+                    f"{self._host} did not offer STARTTLS, so nothing was sent: "
+                    "neither the credentials nor the message",
+                    channel=self.name,
+                    step="starttls",
+                )
+            _log.debug("%s: STARTTLS", self.name)
+            await self._run("starttls", smtp.starttls())
+            await self._run("ehlo", smtp.ehlo())
+
+        if credentials is not None:
+            await self._authenticate(smtp, *credentials)
+        return smtp
+
+    async def _credentials(self) -> tuple[str, str] | None:
+        """Read the secret for a new connection: ``(mechanism, secret)`` or None."""
+        self._step = "auth"
+        if self._token_provider is not None:
+            try:
+                token: object = self._token_provider()
+                if inspect.isawaitable(token):
+                    token = await token
+            except Exception as exc:
+                raise AuthenticationError(
+                    f"the OAuth token provider failed ({type(exc).__name__})",
+                    channel=self.name,
+                    step="auth",
+                ) from exc
+            if not isinstance(token, str) or not token:
+                raise AuthenticationError(
+                    "the OAuth token provider returned no token", channel=self.name, step="auth"
+                )
+            return "XOAUTH2", token
+        password = self._password
+        if callable(password):
+            try:
+                password = password()
+            except Exception as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else ""
+                raise AuthenticationError(
+                    f"could not read the password ({type(exc).__name__}"
+                    f"{': ' + reason if reason else ''})",
+                    channel=self.name,
+                    step="auth",
+                ) from exc
+        if password is None:
+            return None
+        return "PASSWORD", password
+
+    async def _authenticate(self, smtp: aiosmtplib.SMTP, kind: str, secret: str) -> None:
+        # Exactly one AUTH command: SMTP.login() would retry with a second
+        # mechanism after a refusal, and Gmail counts both against the account.
+        assert self._username is not None  # noqa: S101 - checked in __init__
+        username = self._username
+        offered = smtp.server_auth_methods
+        self._secrets = _secret_forms(username, secret)
+        attempt: Coroutine[Any, Any, aiosmtplib.SMTPResponse]
+        if kind == "XOAUTH2":
+            if "xoauth2" not in offered:
+                raise AuthenticationError(
+                    f"{self._host} does not offer AUTH XOAUTH2", channel=self.name, step="auth"
+                )
+            attempt, mechanism = smtp.auth_xoauth2(username, secret), "XOAUTH2"
+        elif "plain" in offered:
+            attempt, mechanism = smtp.auth_plain(username, secret), "PLAIN"
+        elif "login" in offered:
+            attempt, mechanism = smtp.auth_login(username, secret), "LOGIN"
+        else:
+            raise AuthenticationError(
+                f"{self._host} offers no AUTH PLAIN or LOGIN "
+                f"(offered: {' '.join(offered).upper() or 'none'})",
+                channel=self.name,
+                step="auth",
+            )
+        _log.debug("%s: AUTH %s as %s", self.name, mechanism, username)
+        await self._run("auth", attempt, xoauth2=mechanism == "XOAUTH2")
+
+    async def _transact(self, smtp: aiosmtplib.SMTP, message: OutgoingMessage) -> None:
+        recipients = list(dict.fromkeys(message.recipients))
+        if not recipients:
+            raise RecipientsRefusedError(
+                "the message has no recipients", channel=self.name, step="rcpt"
+            )
+        sender = message.sender
+        data, options, encoding = self._prepare(smtp, message, [sender, *recipients])
+        accepted = 0
+        refusals: list[aiosmtplib.SMTPRecipientRefused] = []
+        for batch in _batches(recipients, MAX_RECIPIENTS):
+            _log.debug("%s: MAIL FROM %s, %d recipient(s)", self.name, sender, len(batch))
+            await self._run("mail", smtp.mail(sender, options=options, encoding=encoding))
+            refused = await self._recipients(smtp, batch, encoding)
+            refusals += refused
+            if len(refused) == len(batch):
+                await self._run("rcpt", smtp.rset())
+                continue
+            await self._run("data", smtp.data(data))
+            accepted += len(batch) - len(refused)
+
+        if refusals and not accepted:
+            first = refusals[0]
+            error = RecipientsRefusedError(
+                f"every recipient was refused ({first.code} {first.recipient}: "
+                f"{_one_line(first.message)})",
+                channel=self.name,
+                step="rcpt",
+                code=first.code,
+                reply=first.message,
+            )
+            # All refused "for now" (4xx): a later attempt may succeed.
+            error.transient = all(400 <= refusal.code < 500 for refusal in refusals)
+            raise error
+        if refusals:
+            _log.warning(
+                "%s refused %d of %d recipients: %s",
+                self.name,
+                len(refusals),
+                len(recipients),
+                ", ".join(f"{refusal.recipient} ({refusal.code})" for refusal in refusals),
+            )
+
+    def _prepare(
+        self, smtp: aiosmtplib.SMTP, message: OutgoingMessage, addresses: list[str]
+    ) -> tuple[bytes, list[str], str]:
+        """The message bytes, the MAIL FROM parameters and the address encoding."""
+        utf8 = not "".join(addresses).isascii()
+        if utf8 and not smtp.supports_extension("smtputf8"):
+            raise PermanentReplyError(
+                f"{self._host} does not support SMTPUTF8, needed for non-ASCII addresses",
+                channel=self.name,
+                step="mail",
+            )
+        eight_bit = smtp.supports_extension("8bitmime")
+        data = _flatten(message.email, utf8=utf8, cte_type="8bit" if eight_bit else "7bit")
+        options = [f"SIZE={len(data)}"] if smtp.supports_extension("size") else []
+        options += ["BODY=8BITMIME"] if eight_bit else []
+        options += ["SMTPUTF8"] if utf8 else []
+        return data, options, "utf-8" if utf8 else "ascii"
+
+    async def _recipients(
+        self, smtp: aiosmtplib.SMTP, batch: Sequence[str], encoding: str
+    ) -> list[aiosmtplib.SMTPRecipientRefused]:
+        """Send RCPT for each address of one transaction; return the refusals."""
+        self._step = "rcpt"
+        refusals = [await self._rcpt(smtp, address, encoding) for address in batch]
+        return [refusal for refusal in refusals if refusal is not None]
+
+    async def _rcpt(
+        self, smtp: aiosmtplib.SMTP, address: str, encoding: str
+    ) -> aiosmtplib.SMTPRecipientRefused | None:
+        try:
+            await smtp.rcpt(address, encoding=encoding)
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            if exc.code == 421:  # the server is closing the connection
+                raise self._error("rcpt", exc) from exc
+            return exc
+        except Exception as exc:
+            raise self._error("rcpt", exc) from exc
+        return None
+
+    # -- helpers -------------------------------------------------------------
+
+    async def _run(self, step: str, operation: Awaitable[_T], *, xoauth2: bool = False) -> _T:
+        """Await one protocol step, translating its failure into a DeliveryError."""
+        self._step = step
+        try:
+            result = await operation
+        except Exception as exc:
+            _log.debug("%s: %s failed: %s", self.name, step, type(exc).__name__)
+            raise self._error(step, exc, xoauth2=xoauth2) from exc
+        if isinstance(result, aiosmtplib.SMTPResponse):  # replies never hold the secret
+            _log.debug("%s: %s -> %s", self.name, step, _one_line(str(result)))
+        return result
+
+    def _error(self, step: str, exc: BaseException, *, xoauth2: bool = False) -> DeliveryError:
+        """The :class:`DeliveryError` for ``exc`` raised at ``step``; secrets scrubbed."""
+        tls_error = self._tls_error(step, exc)
+        if tls_error is not None:
+            return tls_error
+        channel, host = self.name, self._host
+        if isinstance(exc, aiosmtplib.SMTPConnectResponseError) or (
+            step == "connect" and isinstance(exc.__cause__, aiosmtplib.SMTPException)
+        ):
+            step = "greeting"  # the TCP connection was up; no usable 220 came
+        if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+            return DeliveryTimeoutError(
+                f"{host} did not answer within the {self._step_timeout:g}s step timeout",
+                channel=channel,
+                step=step,
+            )
+        if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 200:
+            reply = self._scrub(exc.message)
+            return _reply_error(
+                channel=channel, step=step, code=exc.code, reply=reply, xoauth2=xoauth2
+            )
+        if isinstance(exc, OSError):  # aiosmtplib's disconnects are ConnectionErrors too
+            verb = "could not connect to" if step == "connect" else "lost the connection to"
+            return ConnectError(f"{verb} {host}: {_os_reason(exc)}", channel=channel, step=step)
+        # aiosmtplib's protocol errors (a malformed reply...), or a message it
+        # refuses to put on the wire.
+        what = exc.message if isinstance(exc, aiosmtplib.SMTPException) else str(exc)
+        return DeliveryError(
+            f"the exchange with {host} failed ({type(exc).__name__}: {self._scrub(what)})",
+            channel=channel,
+            step=step,
+        )
+
+    def _tls_error(self, step: str, exc: BaseException) -> DeliveryError | None:
+        """The error for a failed TLS handshake, or None when ``exc`` is not one."""
+        failure = _cause(exc, ssl.SSLError)
+        if failure is None:
+            return None
+        channel, host = self.name, self._host
+        if isinstance(failure, ssl.SSLCertVerificationError):
+            return CertificateVerifyError(
+                f"the certificate of {host} could not be verified "
+                f"({failure.verify_message or failure.reason}); set "
+                "SMTP_ALERTS_CA_FILE if the server uses a private CA",
+                channel=channel,
+                step=step,
+            )
+        if isinstance(failure, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return ConnectError(
+                f"{host} closed the connection during the TLS handshake",
+                channel=channel,
+                step=step,
+            )
+        return TLSError(
+            f"TLS with {host} failed ({failure.reason or type(failure).__name__})",
+            channel=channel,
+            step=step,
+        )
+
+    def _scrub(self, text: str) -> str:
+        # A confused server may echo what it was sent; the secret stays out of
+        # our errors whatever the server says.
+        for secret in self._secrets:
+            text = text.replace(secret, "********")
+        return text
+
+    def _discard(self) -> None:
+        """Forget the connection and cut it at once (no TLS goodbye: it failed or is done)."""
+        smtp, self._smtp = self._smtp, None
+        self._secrets = ()
+        if smtp is None:
+            return
+        with contextlib.suppress(RuntimeError):  # its event loop is already closed
+            _abort(smtp.transport)
+            smtp.close()
+
+    async def _drop(self) -> None:
+        """:meth:`_discard`, then one loop turn, in which the socket is actually closed.
+
+        Without that turn a program (or a test) that stops its loop right after
+        would leave the socket to the garbage collector, with a ResourceWarning.
+        """
+        self._discard()
+        await asyncio.sleep(0)
+
+    def _bound_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or loop is not self._loop:
+            # A connection belongs to the loop that opened it.
+            self._discard()
+            self._loop, self._lock = loop, asyncio.Lock()
+        return self._lock
+
+
+def _abort(transport: asyncio.BaseTransport | None) -> None:
+    """Close at once: no waiting for the peer's TLS close_notify."""
+    if isinstance(transport, asyncio.WriteTransport):
+        transport.abort()
+    elif transport is not None:
+        transport.close()
+
+
+def _reply_error(
+    *, channel: str, step: str, code: int, reply: str, xoauth2: bool = False
+) -> DeliveryError:
+    """Classify an SMTP error reply at ``step`` into the matching DeliveryError."""
+    enhanced = _enhanced_status(reply)
+    status = f"{code} {enhanced}" if enhanced else str(code)
+    hint = _HINTS.get((code, enhanced or ""))
+    text = _one_line(reply)
+    detail = f"({status}) {text}" + (f"; {hint}" if hint else "")
+    fields: dict[str, Any] = {"channel": channel, "step": step, "code": code, "reply": reply}
+    if step == "auth" and (code in _AUTH_REFUSALS or xoauth2):
+        return AuthenticationError(f"the server refused the credentials {detail}", **fields)
+    if code == 530 and step in _ENVELOPE_STEPS:
+        return AuthenticationError(f"the server requires authentication {detail}", **fields)
+    if code == 550 and enhanced == "5.4.5":
+        return QuotaExceededError(f"the sending quota is exhausted {detail}", **fields)
+    if code == 552:
+        return MessageTooLargeError(f"the message is too large {detail}", **fields)
+    if 400 <= code < 500:
+        return TemporaryReplyError(f"the server said try later {detail}", **fields)
+    return PermanentReplyError(f"the server refused {step or 'the command'} {detail}", **fields)
+
+
+def _enhanced_status(reply: str) -> str | None:
+    """The RFC 3463 enhanced status code in a reply, such as ``5.7.8``."""
+    match = _ENHANCED_STATUS.search(reply)
+    return match.group(1) if match else None
+
+
+def _one_line(reply: str) -> str:
+    """A multi-line reply as one line, without the repeated enhanced codes."""
+    lines = (_LEADING_ENHANCED_STATUS.sub("", line).strip() for line in reply.splitlines())
+    return " ".join(line for line in lines if line)
+
+
+def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _cause(exc: BaseException, kind: type[ssl.SSLError]) -> ssl.SSLError | None:
+    """The first exception of ``kind`` in ``exc``'s cause/context chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _os_reason(exc: BaseException) -> str:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return str(exc) or type(exc).__name__
+
+
+def _secret_forms(username: str, secret: str) -> tuple[str, ...]:
+    """The secret as it travels: raw, base64, and inside the PLAIN/XOAUTH2 blobs."""
+    raw = secret.encode()
+    user = username.encode()
+    blobs = (
+        raw,
+        b"\x00" + user + b"\x00" + raw,
+        b"user=" + user + b"\x01auth=Bearer " + raw + b"\x01\x01",
+    )
+    forms = [secret] + [base64.b64encode(blob).decode() for blob in blobs]
+    return tuple(form for form in forms if form)
+
+
+def _verifying_context(ca_file: Path | None) -> ssl.SSLContext:
+    # Built once here: aiosmtplib would otherwise build it in a worker thread
+    # (asyncio.to_thread), which fails once the interpreter is shutting down.
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load CA certificates from {str(ca_file)!r}: {exc}") from exc
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _default_local_hostname() -> str:
+    # Not socket.getfqdn(): it may block on DNS, and aiosmtplib would run it
+    # in a worker thread, which is refused during interpreter shutdown.
+    name = socket.gethostname()
+    return name if _is_ehlo_name(name) else "localhost"
+
+
+def _is_ehlo_name(name: str) -> bool:
+    """Whether ``name`` fits on the EHLO line: printable ASCII, no spaces."""
+    return bool(name) and all(33 <= ord(ch) < 127 for ch in name)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(seconds: float, operation: Coroutine[Any, Any, _T]) -> _T:
+        async with asyncio.timeout(seconds):
+            return await operation
+
+else:
+
+    async def _within(seconds: float, operation: Coroutine[Any, Any, _T]) -> _T:
+        try:
+            return await asyncio.wait_for(operation, seconds)
+        except asyncio.TimeoutError as exc:  # not the builtin TimeoutError before 3.11
+            raise TimeoutError from exc
+
+
+def _flatten(email_message: EmailMessage, *, utf8: bool, cte_type: str) -> bytes:
+    """The message as wire bytes, under the message's own policy.
+
+    aiosmtplib's ``flatten_message`` always uses ``policy.SMTP``, which folds
+    headers at 78 columns (and folds a subject starting with "[" right after
+    "Subject:"); the renderer's policy allows RFC 5322's 998.
+    """
+    policy = email_message.policy
+    if not isinstance(policy, email.policy.EmailPolicy):
+        policy = email.policy.SMTP
+    policy = policy.clone(linesep="\r\n", utf8=utf8, cte_type=cte_type)
+    with io.BytesIO() as buffer:
+        email.generator.BytesGenerator(buffer, policy=policy).flatten(email_message)
+        return buffer.getvalue()
