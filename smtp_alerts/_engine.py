@@ -148,6 +148,7 @@ class Engine:
         self._wake_event: asyncio.Event | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
         self._run_task: asyncio.Task[None] | None = None
+        self._transport_ready: asyncio.Future[Transport] | None = None
         self._aggregator = Aggregator(
             group_wait=settings.group_wait,
             group_interval=settings.group_interval,
@@ -269,10 +270,10 @@ class Engine:
         return True
 
     def _put_new(self, alert: Alert, raw_keys: tuple[Hashable, ...]) -> bool:
-        if not self._accepting:
-            return self._drop()
         if self._thread is None:
             self._start()
+        if not self._accepting:
+            return self._drop()
         queue = self._queue
         if len(queue) >= self._capacity:
             return self._drop()
@@ -305,11 +306,18 @@ class Engine:
         with self._lock:
             if self._thread is not None or not self._accepting:
                 return
-            self._loop = EngineLoop(WorkerPool())
-            self._wake_event = asyncio.Event()
             thread = threading.Thread(target=self._main, name="smtp-alerts-engine", daemon=True)
-            self._thread = thread
-            thread.start()
+            try:
+                self._loop = EngineLoop(WorkerPool())
+                self._wake_event = asyncio.Event()
+                self._thread = thread
+                thread.start()
+            except RuntimeError as exc:
+                # Python 3.12+ starts no thread once the interpreter is shutting
+                # down: an engine whose first alert comes that late cannot send it.
+                self._accepting = False
+                self._thread = None
+                _warn(f"smtp-alerts: cannot start ({exc}); the alert is dropped")
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything accepted so far now, ignoring the windows.
@@ -410,8 +418,9 @@ class Engine:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._run())
-        except Exception:
+        except Exception as exc:
             log.exception("the smtp-alerts engine stopped")
+            _warn(f"smtp-alerts: the engine stopped and will send nothing more: {exc!r}")
             self._last_ok = False
         finally:
             with self._lock:
@@ -423,8 +432,12 @@ class Engine:
         event = self._wake_event
         assert event is not None  # set by _start  # noqa: S101
         self._run_task = asyncio.current_task()
-        transport = self._transport if self._transport is not None else self._smtp_transport()
-        self._delivery = Delivery(transport, clock=self._clock, deadline=self.settings.timeout)
+        if self._transport is None:
+            # Building the SMTP transport imports aiosmtplib and loads the CA
+            # store: ~100 ms during which a flood would fill the intake if this
+            # loop could not drain it. So it is built on a worker thread.
+            loop = asyncio.get_running_loop()
+            self._transport_ready = loop.run_in_executor(None, self._smtp_transport)
         try:
             await self._serve(event)
         except asyncio.CancelledError:
@@ -432,8 +445,19 @@ class Engine:
             self._last_ok = False
             self._report_undelivered()
         finally:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(transport.aclose(), 1.0)
+            if self._delivery is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(self._delivery.transport.aclose(), 1.0)
+
+    async def _get_delivery(self) -> Delivery:
+        if self._delivery is None:
+            if self._transport is not None:
+                transport = self._transport
+            else:
+                assert self._transport_ready is not None  # set by _run  # noqa: S101
+                transport = await self._transport_ready
+            self._delivery = Delivery(transport, clock=self._clock, deadline=self.settings.timeout)
+        return self._delivery
 
     async def _serve(self, event: asyncio.Event) -> None:
         while True:
@@ -519,9 +543,10 @@ class Engine:
             self._aggregator.note_dropped(dropped)
 
     async def _dispatch(self, *, force: bool) -> bool:
-        delivery = self._delivery
-        assert delivery is not None  # set by _run  # noqa: S101
         aggregator = self._aggregator
+        if self._delivery is None and not aggregator.pending_groups():
+            return True  # nothing to send yet; the transport may still be loading
+        delivery = await self._get_delivery()
         due = set(aggregator.due())
         groups = aggregator.pending_groups() if force else sorted(due)
         messages: list[OutgoingMessage] = []

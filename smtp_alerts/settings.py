@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     max_per_day: int = Field(default=100, ge=1)
     shutdown_timeout: Duration = 10.0
     subject_prefix: str | None = None
-    queue_size: int = Field(default=10_000, ge=10)
+    queue_size: int = Field(default=50_000, ge=10)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -211,6 +211,15 @@ class Settings(BaseSettings):
         sender = self.from_ or self.username
         assert sender is not None  # guaranteed by _consistent  # noqa: S101
         return sender
+
+    @property
+    def spool_path(self) -> Path:
+        """``SPOOL_DIR``, or else the user's state directory for smtp-alerts."""
+        if self.spool_dir is not None:
+            return self.spool_dir
+        import platformdirs  # noqa: PLC0415 - loaded only when the spool is used
+
+        return platformdirs.user_state_path("smtp-alerts", appauthor=False)
 
     def read_password(self) -> str | None:
         """The app password: ``PASSWORD``, or the first line of ``PASSWORD_FILE`` read now."""

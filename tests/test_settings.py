@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,16 @@ class TestFromEnvironment:
         assert s.spool_dir == tmp_path
         assert (s.auth_failure_threshold, s.auth_failure_window) == (5, 900)
         assert (s.max_per_hour, s.max_per_day, s.shutdown_timeout) == (7, 70, 3)
+
+    @pytest.mark.skipif(sys.platform != "linux", reason="XDG_STATE_HOME is the Linux convention")
+    def test_spool_dir_defaults_to_the_user_state_dir(
+        self, env: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Without SPOOL_DIR the spool lives in the user's state directory."""
+        env.setenv("XDG_STATE_HOME", str(tmp_path))
+        assert Settings().spool_path == tmp_path / "smtp-alerts"
+        env.setenv("SMTP_ALERTS_SPOOL_DIR", str(tmp_path / "elsewhere"))
+        assert Settings().spool_path == tmp_path / "elsewhere"
 
     def test_port_465_means_tls(self, env: pytest.MonkeyPatch) -> None:
         """SECURITY defaults from the port: 465 is implicit TLS."""
