@@ -66,6 +66,10 @@ _IGNORED: Fingerprint = ("<ignored>",)
 
 #: How often a busy engine takes what producers queued, in seconds.
 DRAIN_INTERVAL = 0.02
+#: Entries of the caller-side table of known problems (record keys and
+#: fingerprints) before it is emptied; repeats of a forgotten problem are
+#: captured again, never lost.
+KNOWN_LIMIT = 40_000
 
 TokenProvider = Callable[[], "str | Awaitable[str]"]
 """Returns a fresh OAuth2 access token for XOAUTH2, synchronously or as an awaitable."""
@@ -177,12 +181,13 @@ class Engine:
             False when the record was dropped (intake full, engine closed) or
             ignored (a library logger); True otherwise.
         """
-        fingerprint = self._known.get(record_key(record))
+        raw_key = record_key(record)
+        fingerprint = self._known.get(raw_key)
         if fingerprint is not None:
             if fingerprint is _IGNORED:
                 return False
             return self._put_repeat(fingerprint, record.created)
-        return self._submit_new_record(record)
+        return self._submit_new_record(record, raw_key)
 
     def alert(
         self,
@@ -236,8 +241,7 @@ class Engine:
         )
         return self._put_new(alert, ())
 
-    def _submit_new_record(self, record: logging.LogRecord) -> bool:
-        raw_key = record_key(record)
+    def _submit_new_record(self, record: logging.LogRecord, raw_key: Hashable) -> bool:
         if record.name.startswith(IGNORED_LOGGERS) and (
             record.name in IGNORED_LOGGERS or record.name.partition(".")[0] in IGNORED_LOGGERS
         ):
@@ -280,8 +284,8 @@ class Engine:
         queue.append(alert)
         # Known only once the capture is queued, so no repeat can overtake it.
         known = self._known
-        if len(known) > 4 * self._capacity:
-            known.clear()
+        if len(known) > KNOWN_LIMIT:
+            known.clear()  # bounded memory; what is dropped from it is only re-captured
         known[alert.fingerprint] = alert.fingerprint
         for raw_key in raw_keys:
             known[raw_key] = alert.fingerprint
