@@ -279,21 +279,8 @@ def latency(server: GmailServer, rounds: int) -> None:
 
 
 def _server_env(server: GmailServer, **extra: str) -> dict[str, str]:
-    settings = server.settings()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
-    env.update(
-        {
-            "SMTP_ALERTS_HOST": settings.host,
-            "SMTP_ALERTS_PORT": str(settings.port),
-            "SMTP_ALERTS_USERNAME": str(settings.username),
-            "SMTP_ALERTS_PASSWORD": str(settings.read_password()),
-            "SMTP_ALERTS_TO": "oncall@example.com",
-            "SMTP_ALERTS_CA_FILE": str(settings.ca_file),
-            "SMTP_ALERTS_SHUTDOWN_TIMEOUT": "30s",
-        }
-    )
-    env.update({f"SMTP_ALERTS_{k}": v for k, v in extra.items()})
-    return env
+    return {**env, **server.environ(**{"SHUTDOWN_TIMEOUT": "30s", **extra})}
 
 
 def import_cost() -> None:

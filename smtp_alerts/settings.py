@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "Settings", "parse_duration"]
+__all__ = ["ENV_PREFIX", "Settings", "is_loopback", "parse_duration"]
 
 ENV_PREFIX = "SMTP_ALERTS_"
 MAX_RECIPIENTS = 100
@@ -87,7 +87,8 @@ AddressList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 UrlList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (no DNS look-up)."""
     if host == "localhost":
         return True
     try:
@@ -191,7 +192,7 @@ class Settings(BaseSettings):
         has_secret = self.password is not None or self.password_file is not None
         if has_secret and self.username is None:
             raise ValueError(f"{ENV_PREFIX}USERNAME is required with a password")
-        if self.effective_security == "none" and has_secret and not _is_loopback(self.host):
+        if self.effective_security == "none" and has_secret and not is_loopback(self.host):
             raise ValueError(
                 f"{ENV_PREFIX}SECURITY=none would send the password in clear text to "
                 f"{self.host}; use starttls (port 587) or tls (port 465)"

@@ -13,18 +13,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_example(name: str, server: GmailServer) -> subprocess.CompletedProcess[str]:
-    settings = server.settings()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
-    env.update(
-        {
-            "SMTP_ALERTS_HOST": settings.host,
-            "SMTP_ALERTS_PORT": str(settings.port),
-            "SMTP_ALERTS_USERNAME": str(settings.username),
-            "SMTP_ALERTS_PASSWORD": str(settings.read_password()),
-            "SMTP_ALERTS_TO": "oncall@example.com",
-            "SMTP_ALERTS_CA_FILE": str(settings.ca_file),
-        }
-    )
+    env.update(server.environ())
     return subprocess.run(  # noqa: S603 - our own interpreter and example
         [sys.executable, str(EXAMPLES / name)],
         env=env,

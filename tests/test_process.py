@@ -14,23 +14,8 @@ from smtp_alerts.testing import GmailServer
 
 
 def server_env(server: GmailServer, **extra: str) -> dict[str, str]:
-    settings = server.settings()
-    password = settings.read_password()
-    assert password is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
-    env.update(
-        {
-            "SMTP_ALERTS_HOST": settings.host,
-            "SMTP_ALERTS_PORT": str(settings.port),
-            "SMTP_ALERTS_USERNAME": str(settings.username),
-            "SMTP_ALERTS_PASSWORD": password,
-            "SMTP_ALERTS_TO": "oncall@example.com",
-            "SMTP_ALERTS_CA_FILE": str(settings.ca_file),
-            "SMTP_ALERTS_SHUTDOWN_TIMEOUT": "10s",
-        }
-    )
-    env.update({f"SMTP_ALERTS_{k}": v for k, v in extra.items()})
-    return env
+    return {**env, **server.environ(**{"SHUTDOWN_TIMEOUT": "10s", **extra})}
 
 
 def run_script(

@@ -426,3 +426,19 @@ class TestGmailServer:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
         assert result.stdout.strip() == "[]"
+
+
+class TestEnviron:
+    def test_environ_configures_settings_for_this_server(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The variables from environ() alone make Settings that point at the server."""
+        with GmailServer(mode="tls") as server:
+            for name, value in server.environ(GROUP_WAIT="1h").items():
+                monkeypatch.setenv(name, value)
+            settings = Settings()
+            assert (settings.host, settings.port) == (server.host, server.port)
+            assert settings.effective_security == "tls"
+            assert settings.read_password() == server.password
+            assert settings.ca_file == server.ca_file
+            assert settings.group_wait == 3600

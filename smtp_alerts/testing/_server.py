@@ -483,6 +483,31 @@ class GmailServer:
         values.update(overrides)
         return Settings(**values)
 
+    def environ(self, **overrides: str) -> dict[str, str]:
+        """The ``SMTP_ALERTS_*`` variables that point a process at this server.
+
+        For tests that run a program in a subprocess, as a user would configure it::
+
+            env = {**os.environ, **server.environ(GROUP_WAIT="1h")}
+
+        Args:
+            **overrides: more variables, named without the prefix (``GROUP_WAIT="1h"``).
+
+        Returns:
+            Host, port, security, credentials, CA file and recipient, plus the overrides.
+        """
+        variables = {
+            "HOST": _HOST,
+            "PORT": str(self.port),
+            "SECURITY": "none" if self.mode == "plain" else self.mode,
+            "USERNAME": self.username,
+            "PASSWORD": self.password,
+            "TO": "oncall@example.com",
+            "CA_FILE": str(self.ca_file),
+            **overrides,
+        }
+        return {f"SMTP_ALERTS_{name}": value for name, value in variables.items()}
+
     # -- called from the loop thread -----------------------------------------
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:

@@ -26,7 +26,6 @@ import email.generator
 import email.policy
 import inspect
 import io
-import ipaddress
 import logging
 import re
 import socket
@@ -51,6 +50,7 @@ from ..errors import (
     TemporaryReplyError,
     TLSError,
 )
+from ..settings import is_loopback
 from ._base import Transport
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ class SMTPTransport(Transport):
             raise ValueError("password and token_provider are mutually exclusive")
         if (password is not None or token_provider is not None) and not username:
             raise ValueError("a username is required with a password or a token_provider")
-        if security == "none" and password is not None and not _is_loopback(host):
+        if security == "none" and password is not None and not is_loopback(host):
             raise ValueError(
                 f"security='none' would send the password in clear text to {host}; "
                 "use starttls (port 587) or tls (port 465)"
@@ -719,15 +719,6 @@ def _default_local_hostname() -> str:
 def _is_ehlo_name(name: str) -> bool:
     """Whether ``name`` fits on the EHLO line: printable ASCII, no spaces."""
     return bool(name) and all(33 <= ord(ch) < 127 for ch in name)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 if sys.version_info >= (3, 11):
