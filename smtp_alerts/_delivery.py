@@ -1,83 +1,194 @@
-"""Delivery of rendered digests through one transport, with retry and backoff.
+"""Delivery that loses nothing: spool first, then the fallback chain.
 
-A message a transport refuses is kept in memory and retried with exponential
-backoff and jitter; a flush retries everything at once. Authentication
-failures back off at the slowest pace from the first failure: Gmail answers a
-login storm with 454 and locks the account.
+Every digest is written to the spool before its first attempt and removed
+only when a channel took it, so a crash, a SIGKILL or a restart mid-send
+loses nothing that had formed into a digest. What no channel took waits in the
+spool with an exponential backoff (with jitter) and is tried again; a flush
+tries everything at once. Digests an earlier process left behind are sent
+marked as delayed, with their original time, under their original Message-ID.
 
-This is the seam where the fallback chain, the durable spool and the auth
-watcher plug in: the engine only calls :meth:`Delivery.deliver`,
-:meth:`Delivery.retry` and reads :attr:`Delivery.next_retry_at`.
+This module is the engine's only way out: the engine calls
+:meth:`Delivery.deliver`, :meth:`Delivery.retry` and reads
+:attr:`Delivery.next_retry_at`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from ._clock import Clock
-from .errors import AuthenticationError, DeliveryError, DeliveryTimeoutError
+from ._spool import Attempt
+from .errors import DeliveryError
 from .models import OutgoingMessage
-from .transports import Transport
+from .transports.chain import FallbackChain, NoChannelTookError
 
-__all__ = ["Delivery"]
+__all__ = ["Delivery", "MemorySpool"]
 
 log = logging.getLogger("smtp_alerts.delivery")
 
-#: First pause before retrying a message the channel did not take.
+#: First pause before a digest no channel took is tried again.
 RETRY_BASE = 30.0
-#: Longest pause between two attempts at one message.
+#: Longest pause between two rounds of attempts at one digest.
 RETRY_CAP = 900.0
-#: Messages kept for retry; past this the oldest is given up, loudly.
-MAX_PENDING = 200
 
 
-@dataclass(slots=True)
-class _Pending:
-    message: OutgoingMessage
+class _Entry(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def created(self) -> float: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def message(self) -> OutgoingMessage | None: ...
+
+
+class SpoolLike(Protocol):
+    """What delivery needs of a spool: the SQLite one, or :class:`MemorySpool`."""
+
+    def add(self, message: OutgoingMessage, *, claimed: bool = True) -> int: ...
+    def claim_due(self, *, limit: int = 50, force: bool = False) -> Sequence[_Entry]: ...
+    def delivered(self, entry_id: int) -> None: ...
+    def failed(self, entry_id: int, *, error: str, next_attempt: float) -> None: ...
+    def entries(self) -> Sequence[_Entry]: ...
+    def record_attempt(self, attempt: Attempt) -> None: ...
+    def next_due(self) -> float | None: ...
+    def release(self) -> None: ...
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _MemoryEntry:
+    id: int
+    created: float
     attempts: int
     next_attempt: float
-    last_error: DeliveryError = field(repr=False)
+    title: str
+    last_error: str | None
+    message: OutgoingMessage | None
+    claimed: bool = False
+
+
+class MemorySpool:
+    """A spool that lives in memory: for tests and when ``SPOOL_DIR`` is unusable.
+
+    It keeps what no channel took for as long as the process lives (not across
+    a restart).
+    """
+
+    def __init__(self, *, clock: Clock) -> None:
+        self._clock = clock
+        self._entries: dict[int, _MemoryEntry] = {}
+        self._next_id = 1
+        self.attempts: deque[Attempt] = deque(maxlen=1000)
+
+    def record_attempt(self, attempt: Attempt) -> None:
+        """Keep the attempt in a bounded in-memory log."""
+        self.attempts.append(attempt)
+
+    def add(self, message: OutgoingMessage, *, claimed: bool = True) -> int:
+        """Keep ``message``; returns its id."""
+        entry_id, self._next_id = self._next_id, self._next_id + 1
+        now = self._clock()
+        self._entries[entry_id] = _MemoryEntry(
+            entry_id, now, 0, now, message.title, None, message, claimed
+        )
+        return entry_id
+
+    def claim_due(self, *, limit: int = 50, force: bool = False) -> list[_MemoryEntry]:
+        """Claim what is due (everything with ``force``)."""
+        now = self._clock()
+        due = [
+            e for e in self._entries.values() if not e.claimed and (force or e.next_attempt <= now)
+        ][:limit]
+        for entry in due:
+            self._entries[entry.id] = replace(entry, claimed=True)
+        return due
+
+    def delivered(self, entry_id: int) -> None:
+        """Forget a delivered message."""
+        self._entries.pop(entry_id, None)
+
+    def failed(self, entry_id: int, *, error: str, next_attempt: float) -> None:
+        """Keep a message for another attempt."""
+        entry = self._entries.get(entry_id)
+        if entry is not None:
+            self._entries[entry_id] = replace(
+                entry,
+                attempts=entry.attempts + 1,
+                next_attempt=next_attempt,
+                last_error=error,
+                claimed=False,
+            )
+
+    def entries(self) -> list[_MemoryEntry]:
+        """Everything kept."""
+        return list(self._entries.values())
+
+    def next_due(self) -> float | None:
+        """When the next unclaimed entry is due."""
+        return min((e.next_attempt for e in self._entries.values() if not e.claimed), default=None)
+
+    def release(self) -> None:
+        """Release every claim."""
+        for entry_id, entry in self._entries.items():
+            self._entries[entry_id] = replace(entry, claimed=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class Delivery:
-    """Sends messages through a transport and keeps those it could not send.
+    """Sends rendered digests through the chain, keeping each in the spool until taken.
 
     Args:
-        transport: the channel.
+        chain: the channels, in order.
+        spool: where digests wait (the SQLite spool, or a :class:`MemorySpool`).
         clock: the engine's clock.
-        deadline: the overall deadline of one attempt, in seconds; a safety net
-            on top of the transport's own (a transport that ignores it still
-            cannot hang the engine).
+        started: when this engine started: entries older than this were left
+            by an earlier process and are marked as delayed.
+        mark_delayed: re-renders a message as delayed (same Message-ID).
     """
 
-    def __init__(self, transport: Transport, *, clock: Clock, deadline: float) -> None:
-        self.transport = transport
+    def __init__(
+        self,
+        chain: FallbackChain,
+        *,
+        spool: SpoolLike,
+        clock: Clock,
+        started: float,
+        mark_delayed: Callable[[OutgoingMessage, float], OutgoingMessage] | None = None,
+    ) -> None:
+        self.chain = chain
+        self.spool = spool
         self._clock = clock
-        self._deadline = deadline
-        self._pending: list[_Pending] = []
+        self._started = started
+        self._mark_delayed = mark_delayed
         self.sent = 0
-        self.failures: Counter[str] = Counter()
-        self.given_up = 0
         #: The message being sent right now, if any.
         self.in_flight: OutgoingMessage | None = None
 
     @property
     def pending(self) -> int:
-        """Messages waiting for another attempt."""
-        return len(self._pending)
+        """Digests waiting in the spool."""
+        return len(self.spool)
 
     @property
     def next_retry_at(self) -> float | None:
-        """When the next retry is due, or None when nothing waits."""
-        return min((p.next_attempt for p in self._pending), default=None)
+        """When the next spooled digest is due, or None."""
+        return self.spool.next_due()
 
     async def deliver(self, messages: list[OutgoingMessage]) -> bool:
-        """Try each message once now; keep the ones not taken for a retry.
+        """Spool each message, then send it; what no channel takes stays spooled.
 
         Returns:
             Whether every message was taken.
@@ -85,97 +196,59 @@ class Delivery:
         ok = True
         try:
             for message in messages:
-                error = await self._attempt(message)
-                if error is not None:
-                    ok = False
-                    self._keep(_Pending(message, 1, 0.0, error))
+                entry_id = self.spool.add(message)  # durable before the first attempt
+                ok = await self._send(entry_id, message, attempts=0) and ok
         finally:
-            await self._release()
+            await self.chain.aclose()
         return ok
 
     async def retry(self, *, force: bool = False) -> bool:
-        """Retry the messages that are due (all of them with ``force``).
+        """Send what waits in the spool and is due (everything with ``force``).
 
         Returns:
-            Whether nothing is left waiting.
+            Whether the spool is empty afterwards.
         """
-        now = self._clock()
-        due = [p for p in self._pending if force or p.next_attempt <= now]
-        if not due:
-            return not self._pending
-        try:
-            for pending in due:
-                error = await self._attempt(pending.message)
-                if error is None:
-                    self._pending.remove(pending)
-                else:
-                    pending.attempts += 1
-                    pending.last_error = error
-                    pending.next_attempt = self._clock() + _backoff(pending.attempts, error)
-        finally:
-            await self._release()
-        return not self._pending
+        entries = self.spool.claim_due(force=force)
+        if entries:
+            try:
+                for entry in entries:
+                    message = entry.message
+                    if message is None:  # unreadable: keep it for a person to look at
+                        self.spool.failed(
+                            entry.id, error="unreadable entry", next_attempt=self._later(9)
+                        )
+                        continue
+                    if entry.created < self._started and self._mark_delayed is not None:
+                        message = self._mark_delayed(message, entry.created)
+                    await self._send(entry.id, message, attempts=entry.attempts)
+            finally:
+                await self.chain.aclose()
+        return len(self.spool) == 0
 
-    def undelivered(self) -> list[tuple[OutgoingMessage, DeliveryError]]:
-        """The messages still waiting, with the last error of each."""
-        return [(p.message, p.last_error) for p in self._pending]
+    def undelivered(self) -> list[tuple[str, str]]:
+        """Title and last error of every digest still waiting."""
+        return [(e.title, e.last_error or "not tried yet") for e in self.spool.entries()]
 
-    async def _attempt(self, message: OutgoingMessage) -> DeliveryError | None:
-        started = time.perf_counter()
+    async def _send(self, entry_id: int, message: OutgoingMessage, *, attempts: int) -> bool:
         self.in_flight = message
         try:
-            await asyncio.wait_for(self.transport.send(message), self._deadline)
-        except DeliveryError as exc:
-            error: DeliveryError = exc
-        except (asyncio.TimeoutError, TimeoutError):
-            error = DeliveryTimeoutError(
-                f"no answer within the {self._deadline:g} s deadline",
-                channel=self.transport.name,
-                step="deadline",
-            )
-        except Exception as exc:  # noqa: BLE001 - a transport bug must not stop the engine
-            error = DeliveryError(
-                f"unexpected {type(exc).__name__}: {exc}", channel=self.transport.name
-            )
-        else:
+            await self.chain.send(message)
+        except DeliveryError as error:
+            self.spool.failed(entry_id, error=_short(error), next_attempt=self._later(attempts))
+            if not isinstance(error, NoChannelTookError):
+                log.warning("could not deliver %s: %s", message.message_id, error)
+            return False
+        finally:
             self.in_flight = None
-            self.sent += 1
-            log.info(
-                "delivered %s via %s in %.0f ms",
-                message.message_id,
-                self.transport.name,
-                (time.perf_counter() - started) * 1000,
-            )
-            return None
-        self.in_flight = None
-        self.failures[type(error).__name__] += 1
-        log.warning("could not deliver %s: %s", message.message_id, error)
-        return error
+        self.spool.delivered(entry_id)
+        self.sent += 1
+        return True
 
-    def _keep(self, pending: _Pending) -> None:
-        pending.next_attempt = self._clock() + _backoff(pending.attempts, pending.last_error)
-        self._pending.append(pending)
-        if len(self._pending) > MAX_PENDING:
-            lost = self._pending.pop(0)
-            self.given_up += 1
-            log.error(
-                "gave up on %s after %d attempts (%d messages waiting): %s",
-                lost.message.message_id,
-                lost.attempts,
-                MAX_PENDING,
-                lost.last_error,
-            )
-
-    async def _release(self) -> None:
-        try:
-            await asyncio.wait_for(self.transport.aclose(), min(self._deadline, 5.0))
-        except Exception as exc:  # noqa: BLE001 - closing a dead connection may fail; nothing to do
-            log.debug("closing %s failed: %r", self.transport.name, exc)
+    def _later(self, attempts: int) -> float:
+        pause = min(RETRY_CAP, RETRY_BASE * 2.0**attempts)
+        return self._clock() + pause * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
 
 
-def _backoff(attempts: int, error: DeliveryError) -> float:
-    if isinstance(error, AuthenticationError):
-        # No fast retries of a refused login: Gmail locks accounts that storm.
-        return RETRY_CAP
-    pause = min(RETRY_CAP, RETRY_BASE * 2.0 ** (attempts - 1))
-    return pause * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
+def _short(error: DeliveryError) -> str:
+    text = str(error)
+    return text if len(text) <= 2000 else text[:1997] + "..."

@@ -24,13 +24,17 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import secrets
+import sqlite3
 import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._aggregator import Aggregator
@@ -43,13 +47,16 @@ from ._capture import (
     record_fingerprint,
     record_key,
 )
+from ._channels import build_channels
 from ._clock import SYSTEM_CLOCK, Clock
-from ._delivery import Delivery
+from ._delivery import Delivery, MemorySpool, SpoolLike
 from ._limits import EmailQuota
 from ._loop import EngineLoop, WorkerPool
-from ._render import RenderContext, render
-from .models import Alert, Fingerprint, OutgoingMessage
+from ._render import MIN_MAX_BYTES, RenderContext, render
+from ._spool import SPOOL_FILENAME, Attempt, Spool
+from .models import Alert, Digest, Fingerprint, OutgoingMessage
 from .settings import Settings
+from .transports.chain import ChannelStats, FallbackChain, Outcome
 
 if TYPE_CHECKING:
     from .transports import Transport
@@ -86,8 +93,10 @@ class EngineStats:
         digests: digests formed.
         sent: emails a channel accepted.
         failures: failed attempts by error type.
-        undelivered: emails waiting for another attempt.
+        undelivered: digests waiting in the spool for another attempt.
         open_incidents: groups with an open incident.
+        suppressed: occurrences counted into an existing problem (duplicates).
+        channels: per channel: emails taken, failures by type, breaker state.
     """
 
     accepted: int
@@ -97,6 +106,8 @@ class EngineStats:
     failures: dict[str, int] = field(default_factory=dict)
     undelivered: int = 0
     open_incidents: int = 0
+    suppressed: int = 0
+    channels: dict[str, ChannelStats] = field(default_factory=dict)
 
 
 class Engine:
@@ -113,6 +124,8 @@ class Engine:
         token_provider: for XOAUTH2, a callable returning a fresh access token
             (sync or async); used instead of the password.
         hostname: the name shown in subjects; the machine's when omitted.
+        spool: keep undelivered digests in ``SPOOL_DIR`` (on disk, across
+            restarts); False keeps them in memory only.
     """
 
     def __init__(
@@ -123,10 +136,12 @@ class Engine:
         clock: Clock = SYSTEM_CLOCK,
         token_provider: TokenProvider | None = None,
         hostname: str | None = None,
+        spool: bool = True,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self._clock = clock
         self._transport = transport
+        self._use_spool = spool
         self._token_provider = token_provider
         self._render_context = RenderContext.from_settings(self.settings, hostname=hostname)
         self._capacity = self.settings.queue_size
@@ -135,6 +150,8 @@ class Engine:
         self._high_water = max(1, self._capacity // 8)
         self._reset()
         _ENGINES.add(self)
+        if spool and _spool_has_entries(self.settings.spool_path):
+            self.start()  # an earlier process left digests: send them without waiting
 
     def _reset(self) -> None:
         """(Re)create all per-process state: at construction and in a forked child."""
@@ -152,7 +169,8 @@ class Engine:
         self._wake_event: asyncio.Event | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
         self._run_task: asyncio.Task[None] | None = None
-        self._transport_ready: asyncio.Future[Transport] | None = None
+        self._ready: asyncio.Future[Delivery] | None = None
+        self._started_at = self._clock()
         self._aggregator = Aggregator(
             group_wait=settings.group_wait,
             group_interval=settings.group_interval,
@@ -164,6 +182,7 @@ class Engine:
         )
         self._delivery: Delivery | None = None
         self._accepted = 0
+        self._suppressed = 0
         self._dropped_total = 0
         self._digests = 0
         self._last_ok = True
@@ -306,6 +325,10 @@ class Engine:
 
     # -- lifecycle: any thread ------------------------------------------------------
 
+    def start(self) -> None:
+        """Start the background thread now (otherwise it starts on the first alert)."""
+        self._start()
+
     def _start(self) -> None:
         with self._lock:
             if self._thread is not None or not self._accepting:
@@ -409,9 +432,11 @@ class Engine:
             dropped=self._dropped_total + self._dropped,
             digests=self._digests,
             sent=delivery.sent if delivery else 0,
-            failures=dict(delivery.failures) if delivery else {},
+            failures=_failures(delivery),
             undelivered=delivery.pending if delivery else 0,
+            channels=_channel_stats(delivery),
             open_incidents=self._aggregator.stats.open_incidents,
+            suppressed=self._suppressed,
         )
 
     # -- the engine's own thread ----------------------------------------------------
@@ -436,12 +461,13 @@ class Engine:
         event = self._wake_event
         assert event is not None  # set by _start  # noqa: S101
         self._run_task = asyncio.current_task()
-        if self._transport is None:
-            # Building the SMTP transport imports aiosmtplib and loads the CA
-            # store: ~100 ms during which a flood would fill the intake if this
-            # loop could not drain it. So it is built on a worker thread.
-            loop = asyncio.get_running_loop()
-            self._transport_ready = loop.run_in_executor(None, self._smtp_transport)
+        # Building the channels imports aiosmtplib and loads the CA store, and
+        # opening the spool touches the disk: ~100 ms during which a flood would
+        # fill the intake if this loop could not drain it. So it happens on a
+        # worker thread, and digests an earlier process left are sent first.
+        loop = asyncio.get_running_loop()
+        self._ready = loop.run_in_executor(None, self._build_delivery)
+        self._ready.add_done_callback(lambda _: self._wake())
         try:
             await self._serve(event)
         except asyncio.CancelledError:
@@ -451,17 +477,120 @@ class Engine:
         finally:
             if self._delivery is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(self._delivery.transport.aclose(), 1.0)
+                    await asyncio.wait_for(self._delivery.chain.aclose(), 1.0)
+                self._delivery.spool.release()
 
     async def _get_delivery(self) -> Delivery:
         if self._delivery is None:
-            if self._transport is not None:
-                transport = self._transport
-            else:
-                assert self._transport_ready is not None  # set by _run  # noqa: S101
-                transport = await self._transport_ready
-            self._delivery = Delivery(transport, clock=self._clock, deadline=self.settings.timeout)
+            assert self._ready is not None  # set by _run  # noqa: S101
+            self._delivery = await self._ready
+            # Whatever an earlier process left goes out now, marked as delayed.
+            await self._delivery.retry(force=True)
         return self._delivery
+
+    def _build_delivery(self) -> Delivery:
+        """The chain and the spool; runs on a worker thread (see _run)."""
+        transports = (
+            [self._transport]
+            if self._transport is not None
+            else build_channels(self.settings, token_provider=self._token_provider)
+        )
+        chain = FallbackChain(
+            transports,
+            clock=self._clock,
+            deadline=self.settings.timeout,
+            shrink=self._shrink,
+            on_attempt=self._record_attempt,
+        )
+        return Delivery(
+            chain,
+            spool=self._open_spool(),
+            clock=self._clock,
+            started=self._started_at,
+            mark_delayed=self._mark_delayed,
+        )
+
+    def _open_spool(self) -> SpoolLike:
+        if not self._use_spool:
+            return MemorySpool(clock=self._clock)
+        path = self.settings.spool_path
+        try:
+            return Spool(path, clock=self._clock, summarize=self._summarize)
+        except (OSError, sqlite3.Error) as exc:
+            _warn(
+                f"smtp-alerts: cannot use the spool at {path} ({exc}); undelivered alerts "
+                "are kept in memory only. Set SMTP_ALERTS_SPOOL_DIR to a writable folder."
+            )
+            return MemorySpool(clock=self._clock)
+
+    def _record_attempt(self, outcome: Outcome) -> None:
+        error = outcome.error
+        attempt = Attempt(
+            at=outcome.at,
+            message_id=outcome.message.message_id,
+            title=outcome.message.title,
+            channel=outcome.channel,
+            step=error.step if error is not None else "done",
+            code=error.code if error is not None else None,
+            reply=(error.reply or error.message) if error is not None else "",
+            duration=outcome.duration,
+            ok=error is None,
+        )
+        delivery = self._delivery
+        if delivery is not None:
+            try:
+                delivery.spool.record_attempt(attempt)
+            except Exception:
+                log.debug("could not record the attempt", exc_info=True)
+        if error is None:
+            log.info(
+                "%s took %s in %.0f ms",
+                outcome.channel,
+                attempt.message_id,
+                attempt.duration * 1000,
+            )
+
+    def _shrink(self, message: OutgoingMessage) -> OutgoingMessage | None:
+        """A smaller rendering after a 552, or None when it cannot get smaller."""
+        digest = message.digest
+        smallest = MIN_MAX_BYTES
+        if digest is None or len(message.email.as_bytes()) <= smallest:
+            return None
+        return render(digest, replace(self._render_context, max_bytes=smallest))
+
+    def _mark_delayed(self, message: OutgoingMessage, created: float) -> OutgoingMessage:
+        """The message re-rendered with a notice that it is late, under the same Message-ID."""
+        digest = message.digest
+        if digest is None:
+            return message
+        when = datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        notice = (
+            f"Delayed: this digest was formed at {when} and could not be sent before the "
+            "process that formed it stopped; it was kept on disk and is sent now."
+        )
+        return render(replace(digest, notices=(notice, *digest.notices)), self._render_context)
+
+    def _summarize(self, messages: list[OutgoingMessage]) -> OutgoingMessage:
+        """One digest standing for many that overflowed the spool, problems merged."""
+        digests = [m.digest for m in messages if m.digest is not None]
+        problems = [problem for digest in digests for problem in digest.problems]
+        titles = ", ".join(m.title for m in messages[:10])
+        more = f" and {len(messages) - 10} more" if len(messages) > 10 else ""
+        notice = (
+            f"The spool was full: {len(messages)} undelivered digests were merged into this "
+            f"one ({titles}{more})."
+        )
+        merged = Digest(
+            group="spool",
+            incident_id=f"merged-{secrets.token_hex(6)}",
+            sequence=1,
+            problems=tuple(problems[:200]),
+            created=min((d.created for d in digests), default=self._clock()),
+            reason="merged",
+            dropped=sum(d.dropped for d in digests),
+            notices=(notice,),
+        )
+        return render(merged, self._render_context)
 
     async def _serve(self, event: asyncio.Event) -> None:
         while True:
@@ -475,7 +604,15 @@ class Engine:
                 closing = self._closing
             self._drain()
             force = closing or bool(requests)
-            ok = await self._dispatch(force=force)
+            try:
+                ok = await self._dispatch(force=force)
+            except Exception as exc:
+                # One bad round must not end the engine: what was formed is in
+                # the spool, the rest is still counted; say so and go on.
+                log.exception("a delivery round failed")
+                _warn(f"smtp-alerts: a delivery round failed and will be retried: {exc!r}")
+                ok = False
+                await asyncio.sleep(1.0)  # no hot loop if it fails every time
             self._last_ok = ok
             for request in requests:
                 if not request.done():
@@ -486,11 +623,6 @@ class Engine:
                     self._last_ok = await self._dispatch(force=True)
                 self._report_undelivered()
                 return
-
-    def _smtp_transport(self) -> Transport:
-        from .transports.smtp import SMTPTransport  # noqa: PLC0415 - aiosmtplib loads with the engine
-
-        return SMTPTransport.from_settings(self.settings, token_provider=self._token_provider)
 
     def _seconds_to_next(self) -> float | None:
         candidates = [self._clock() + DRAIN_INTERVAL] if self._busy else []
@@ -535,6 +667,7 @@ class Engine:
             if not aggregator.count(fingerprint, last, count):
                 lost += count  # its sample was evicted: shown as dropped, not lost
         self._accepted += taken - lost
+        self._suppressed += sum(count for _, count, _ in repeats.values()) - lost
         self._take_dropped(lost)
         if aggregator.pop_evicted():
             self._known.clear()  # re-capture the evicted on their next occurrence
@@ -548,8 +681,9 @@ class Engine:
 
     async def _dispatch(self, *, force: bool) -> bool:
         aggregator = self._aggregator
-        if self._delivery is None and not aggregator.pending_groups():
-            return True  # nothing to send yet; the transport may still be loading
+        ready = self._ready is not None and self._ready.done()
+        if self._delivery is None and not ready and not aggregator.pending_groups():
+            return True  # nothing to send yet, and the channels are still loading
         delivery = await self._get_delivery()
         due = set(aggregator.due())
         groups = aggregator.pending_groups() if force else sorted(due)
@@ -576,9 +710,34 @@ class Engine:
                 aggregator.set_thread_subject(digest.incident_id, message.title)
             messages.append(message)
         # Earlier failures first, and never a second try within one round.
+        sent_before = delivery.sent
         retried = await delivery.retry(force=force)
         ok = await delivery.deliver(messages) if messages else True
+        if messages or delivery.sent != sent_before or force:
+            self._save_counters(delivery)
         return ok and retried and not held_back
+
+    def _save_counters(self, delivery: Delivery) -> None:
+        """Keep the counters in the spool for ``smtp-alerts spool list``."""
+        if not isinstance(delivery.spool, Spool):
+            return
+        stats = self.stats()
+        counters = {
+            "accepted": stats.accepted,
+            "suppressed": stats.suppressed,
+            "dropped": stats.dropped,
+            "digests": stats.digests,
+            "sent": stats.sent,
+            "spooled": stats.undelivered,
+        }
+        for channel, channel_stats in stats.channels.items():
+            counters[f"sent via {channel}"] = channel_stats.sent
+        for reason, count in stats.failures.items():
+            counters[f"failed: {reason}"] = count
+        try:
+            delivery.spool.save_counters(counters)
+        except Exception:
+            log.debug("could not save the counters", exc_info=True)
 
     def _fail_flush_requests(self) -> None:
         with self._lock:
@@ -593,7 +752,12 @@ class Engine:
         if delivery is not None:
             if delivery.in_flight is not None:
                 lines.append(f"  {delivery.in_flight.title}: still being sent at the deadline")
-            lines += [f"  {m.title}: {error}" for m, error in delivery.undelivered()]
+            waiting = delivery.undelivered()
+            lines += [f"  {title}: {error}" for title, error in waiting]
+            if waiting and isinstance(delivery.spool, Spool):
+                lines.append(
+                    f"  kept in the spool at {self.settings.spool_path}: the next start sends them"
+                )
         events = self._aggregator.stats.pending
         if events:
             lines.append(f"  {events:,} events not yet in any email (email quota or deadline)")
@@ -683,3 +847,28 @@ def _close_all_at_exit() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_close_all_at_exit)
+
+
+def _failures(delivery: Delivery | None) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    if delivery is not None:
+        for stats in delivery.chain.stats().values():
+            for name, count in stats.failures.items():
+                totals[name] = totals.get(name, 0) + count
+    return totals
+
+
+def _channel_stats(delivery: Delivery | None) -> dict[str, ChannelStats]:
+    return delivery.chain.stats() if delivery is not None else {}
+
+
+def _spool_has_entries(directory: Path) -> bool:
+    """Whether a spool left digests behind; cheap, read-only, never raises."""
+    path = directory / SPOOL_FILENAME
+    if not path.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+            return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0])
+    except sqlite3.Error:
+        return True  # let the engine open it properly and say what is wrong

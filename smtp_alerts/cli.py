@@ -4,6 +4,8 @@ Subcommands:
 
 - ``smtp-alerts demo``: the whole pipeline against an embedded Gmail-like
   server; needs no settings and no network.
+- ``smtp-alerts spool list | flush | purge | history``: look at and manage the
+  digests waiting in ``SPOOL_DIR`` and the delivery log.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "spool":
+        from ._spool_cli import run_spool_command  # noqa: PLC0415 - settings load only here
+
+        return run_spool_command(args)
     from ._demo import run_demo  # noqa: PLC0415 - the server loads only for the demo
 
     return run_demo(output_root=args.output, quick=args.quick)
@@ -62,6 +68,21 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--quick", action="store_true", help="shorter windows, for tests (about one second)"
     )
+    spool = commands.add_parser(
+        "spool",
+        help="look at and manage undelivered digests (SPOOL_DIR) and the delivery log",
+        description="The digests waiting in SPOOL_DIR, and the log of every delivery attempt.",
+    )
+    actions = spool.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="the waiting digests and the engines' counters")
+    flush = actions.add_parser(
+        "flush", help="send every waiting digest now, with the current settings"
+    )
+    flush.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default: 60)")
+    purge = actions.add_parser("purge", help="delete every waiting digest (not the log)")
+    purge.add_argument("--yes", action="store_true", help="do it: without --yes, only say what")
+    history = actions.add_parser("history", help="the delivery log, newest first")
+    history.add_argument("--limit", type=int, default=50, help="how many attempts (default: 50)")
     return parser
 
 

@@ -41,7 +41,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ADDRESS = re.compile(
     r"^[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+@[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+$"
 )
-_SECRET_FIELDS = frozenset({"password", "fallback_urls"})
+_SECRET_FIELDS = frozenset({"password", "fallback_urls", "backup_password"})
 
 
 def parse_duration(value: Any) -> float:
@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     shutdown_timeout: Duration = 10.0
     subject_prefix: str | None = None
     queue_size: int = Field(default=50_000, ge=10)
+    alternate_port: int | None = Field(default=None, ge=0, le=65535)
+    backup_host: str | None = None
+    backup_port: int = Field(default=587, ge=1, le=65535)
+    backup_security: Literal["starttls", "tls", "none"] | None = None
+    backup_username: str | None = None
+    backup_password: SecretStr | None = None
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -197,7 +203,40 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}SECURITY=none would send the password in clear text to "
                 f"{self.host}; use starttls (port 587) or tls (port 465)"
             )
+        if self.backup_host is not None:
+            if self.backup_password is not None and self.backup_username is None:
+                raise ValueError(f"{ENV_PREFIX}BACKUP_USERNAME is required with a backup password")
+            if (
+                self.effective_backup_security == "none"
+                and self.backup_password is not None
+                and not is_loopback(self.backup_host)
+            ):
+                raise ValueError(
+                    f"{ENV_PREFIX}BACKUP_SECURITY=none would send the backup password in clear "
+                    f"text to {self.backup_host}"
+                )
         return self
+
+    @property
+    def effective_backup_security(self) -> Literal["starttls", "tls", "none"]:
+        """``BACKUP_SECURITY``, or from ``BACKUP_PORT``: 465 ``tls``, else ``starttls``."""
+        if self.backup_security is not None:
+            return self.backup_security
+        return "tls" if self.backup_port == 465 else "starttls"
+
+    @property
+    def effective_alternate_port(self) -> int | None:
+        """The second port tried on ``HOST``: ``ALTERNATE_PORT``, else Gmail's other port.
+
+        For smtp.gmail.com the other of 587 and 465 (for networks that block one
+        of them); for other hosts none unless ``ALTERNATE_PORT`` names one; 0
+        turns it off.
+        """
+        if self.alternate_port is not None:
+            return self.alternate_port or None
+        if self.host == "smtp.gmail.com" and self.port in (587, 465):
+            return 465 if self.port == 587 else 587
+        return None
 
     @property
     def effective_security(self) -> Literal["starttls", "tls", "none"]:

@@ -12,11 +12,15 @@ from smtp_alerts import _engine
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's own SMTP_ALERTS_* settings."""
+def _clean_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test sees the developer's SMTP_ALERTS_* settings or writes to their spool."""
     for name in list(os.environ):
         if name.startswith("SMTP_ALERTS_"):
             monkeypatch.delenv(name)
+    # The default SPOOL_DIR is the user's state dir; subprocesses inherit this too.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
 
 
 @pytest.fixture(autouse=True)

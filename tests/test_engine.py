@@ -257,17 +257,29 @@ class TestQuota:
 
 
 class TestLifecycle:
-    def test_transient_failure_is_retried_by_flush(self, logger: logging.Logger) -> None:
-        """A digest the channel refused once is delivered by the next flush."""
+    def test_transient_failure_is_retried_within_the_round(self, logger: logging.Logger) -> None:
+        """A channel that refuses once is tried again after a short backoff and takes it."""
         transport = FailingTransport(failures=1)
         engine = Engine(make_settings(), transport=transport)
         logger.addHandler(AlertHandler(engine=engine))
         logger.error("boom")
-        assert not engine.flush(timeout=5)
-        assert engine.stats().undelivered == 1
-        assert engine.flush(timeout=5)
+        assert engine.flush(timeout=10)
         assert len(transport.sent) == 1
         assert engine.stats().failures == {"ConnectError": 1}
+        engine.close()
+
+    def test_undelivered_digest_waits_in_the_spool(self, logger: logging.Logger) -> None:
+        """A digest no try of the round delivered waits in the spool; the next flush sends it."""
+        transport = FailingTransport(failures=3)  # every try of the first round
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.error("boom")
+        assert not engine.flush(timeout=10)
+        assert engine.stats().undelivered == 1
+        assert engine.flush(timeout=10)
+        assert len(transport.sent) == 1
+        assert engine.stats().undelivered == 0
+        assert engine.stats().failures == {"ConnectError": 3}
         engine.close()
 
     def test_close_twice_and_from_threads(self, logger: logging.Logger) -> None:

@@ -126,7 +126,7 @@ class TestInjection:
         self, gmail_server: GmailServer, app_logger: logging.Logger
     ) -> None:
         """CR/LF in the message, logger name and exception text add no header or recipient."""
-        handler = AlertHandler(engine=Engine(gmail_server.settings()))
+        handler = AlertHandler(engine=Engine(gmail_server.settings(group_wait="1h")))
         evil = logging.getLogger("evil\r\nBcc: attacker@evil.example")
         evil.propagate = False
         evil.addHandler(handler)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from smtp_alerts import Settings
-from smtp_alerts.testing import AuthAttempt, GmailServer
+from smtp_alerts.testing import AuthAttempt, Faults, GmailServer
 
 PASSWORD = "abcd efgh ijkl mnop"
 USER = "alerts@example.com"
@@ -327,6 +327,153 @@ class TestGmailServer:
         with pytest.raises(smtplib.SMTPServerDisconnected):
             client.noop()
         client.close()
+
+    @pytest.mark.parametrize(
+        ("fault", "value", "expected"),
+        [
+            (
+                "auth_reply",
+                "454",
+                [r"4\.7\.0 Too many login attempts, please try again later\. {id}"],
+            ),
+            (
+                "auth_reply",
+                "530",
+                [
+                    r"5\.7\.0 Authentication Required\. For more information, go to",
+                    r"5\.7\.0  https://support\.google\.com/mail/\?p=WantAuthError {id}",
+                ],
+            ),
+            (
+                "auth_reply",
+                "534-5.7.9",
+                [
+                    r"5\.7\.9 Application-specific password required\. Learn more at",
+                    r"5\.7\.9  https://support\.google\.com/mail/\?p=InvalidSecondFactor {id}",
+                ],
+            ),
+            (
+                "auth_reply",
+                "534-5.7.14",
+                [
+                    (
+                        r"5\.7\.14 <https://accounts\.google\.com/signin/continue\?\S+> Please"
+                        r" log in via your web browser and"
+                    ),
+                    r"5\.7\.14 then try again\.",
+                    r"5\.7\.14  Learn more at https://support\.google\.com/mail/answer/78754 {id}",
+                ],
+            ),
+            (
+                "auth_reply",
+                "535",
+                [
+                    r"5\.7\.8 Username and Password not accepted\. For more information, go to",
+                    r"5\.7\.8  https://support\.google\.com/mail/\?p=BadCredentials {id}",
+                ],
+            ),
+            (
+                "mail_reply",
+                "550-5.4.5",
+                [
+                    r"5\.4\.5 Daily user sending limit exceeded\. For more information on Gmail",
+                    r"5\.4\.5 sending limits go to",
+                    r"5\.4\.5  https://support\.google\.com/a/answer/166852 {id}",
+                ],
+            ),
+            (
+                "data_reply",
+                "552",
+                [
+                    r"5\.3\.4 Your message exceeded Google's message size limits\. Please visit",
+                    r"5\.3\.4  https://support\.google\.com/mail/\?p=MaxSizeError to view our size",
+                    r"5\.3\.4 guidelines\. {id}",
+                ],
+            ),
+        ],
+    )
+    def test_fault_replies_use_gmails_words(
+        self, server: GmailServer, fault: str, value: str, expected: list[str]
+    ) -> None:
+        """Each scripted refusal is Gmail's reply, line for line, and counts as fired."""
+        setattr(server.faults, fault, value)
+        client = _secure_client(server)
+        reply = client.docmd("AUTH", "PLAIN " + _plain_blob(USER, PASSWORD))
+        if fault == "mail_reply":
+            reply = client.mail(USER)
+        elif fault == "data_reply":
+            client.mail(USER)
+            client.rcpt("oncall@example.com")
+            reply = client.data(MESSAGE.encode())
+        client.quit()
+        assert reply[0] == int(value[:3])
+        lines = reply[1].decode().split("\n")
+        assert len(lines) == len(expected)
+        for line, pattern in zip(lines, expected, strict=True):
+            assert re.fullmatch(pattern.format(id=GSMTP_ID), line), line
+        assert server.fired == {fault: 1}
+        assert server.messages == []
+
+    def test_421_greeting_then_close(self, server: GmailServer) -> None:
+        """greeting_reply='421' greets with Gmail's 421 4.7.0 and closes the connection."""
+        server.faults.greeting_reply = "421"
+        with socket.create_connection((server.host, server.port), timeout=2) as raw:
+            greeting = raw.makefile("rb").read()
+        assert re.fullmatch(
+            rf"421 4\.7\.0 Try again later, closing connection\. {GSMTP_ID}\r\n", greeting.decode()
+        )
+
+    def test_refuse_connections_closes_and_reopens_the_port(self, server: GmailServer) -> None:
+        """refuse_connections makes the port refuse at once; switching it off reopens it."""
+        port = server.port
+        server.faults.refuse_connections = True
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((server.host, port), timeout=2)
+        server.faults.refuse_connections = False
+        _client(server).quit()
+        assert (server.port, server.connections) == (port, 1)
+
+    def test_replacing_faults_replaces_the_refusal(self, server: GmailServer) -> None:
+        """Assigning a new Faults object applies its refusal; the old object no longer acts."""
+        old = server.faults
+        server.faults = Faults(refuse_connections=True)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((server.host, server.port), timeout=2)
+        server.faults = Faults()
+        old.refuse_connections = True
+        _client(server).quit()
+        assert server.connections == 1
+
+    def test_disconnect_in_data(self, server: GmailServer) -> None:
+        """disconnect_in_data cuts the connection after 354 and records nothing."""
+        server.faults.disconnect_in_data = True
+        client = _secure_client(server)
+        client.login(USER, PASSWORD)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.sendmail(USER, ["oncall@example.com"], MESSAGE)
+        client.close()
+        assert server.fired == {"disconnect_in_data": 1}
+        assert server.messages == []
+
+    def test_faults_refuse_unknown_replies(self) -> None:
+        """A reply fault outside Gmail's known replies is rejected on assignment."""
+        faults = Faults()
+        with pytest.raises(ValueError, match="auth_reply must be one of"):
+            faults.auth_reply = "999"  # type: ignore[assignment]
+        with pytest.raises(ValueError, match="greeting_reply"):
+            Faults(greeting_reply="554")  # type: ignore[arg-type]
+        assert faults == Faults()
+
+    def test_faults_argument(self) -> None:
+        """GmailServer(faults=...) starts with those faults and refuses the older keywords too."""
+        with pytest.raises(ValueError, match="not both"):
+            GmailServer(faults=Faults(), greet=False)
+        with GmailServer(faults=Faults(greet=False, fail_times=1)) as server:
+            with pytest.raises((TimeoutError, smtplib.SMTPServerDisconnected)):
+                _client(server, timeout=0.2)
+            _client(server).quit()  # fail_times spent: the server greets again
+            assert server.fired == {"greet": 1}
+            assert server.faults.fail_times == 0
 
     def test_counts_connections(self, server: GmailServer) -> None:
         """connections counts every accepted TCP connection."""

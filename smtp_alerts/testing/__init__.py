@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .._clock import ManualClock
     from ._capture import AlertCapture, capture_alerts
     from ._server import AuthAttempt, Faults, GmailServer, ReceivedMessage
+    from ._webhook import WebhookListener, WebhookRequest
 
 __all__ = [
     "AlertCapture",
@@ -21,6 +22,8 @@ __all__ = [
     "GmailServer",
     "ManualClock",
     "ReceivedMessage",
+    "WebhookListener",
+    "WebhookRequest",
     "capture_alerts",
 ]
 
@@ -32,6 +35,8 @@ _LAZY = {
     "Faults": "._server",
     "GmailServer": "._server",
     "ReceivedMessage": "._server",
+    "WebhookListener": "._webhook",
+    "WebhookRequest": "._webhook",
 }
 
 

@@ -11,7 +11,11 @@ verify it for real.
 Misbehaviour is described by :class:`Faults`, which can be changed while the
 server runs (``server.faults.greet = False``), so a test can break the
 server and then heal it. Every connection reads the faults in force when it
-reaches each step.
+reaches each step. The scripted faults answer with Gmail's own words::
+
+    server.faults.auth_reply = "454"    # the next AUTH gets "454 4.7.0 Too many login..."
+    server.faults.fail_times = 1        # ... only once, then the server heals itself
+    assert server.fired["auth_reply"] == 1
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import trustme
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
     from email.message import EmailMessage
 
     from ..settings import Settings
@@ -52,12 +56,18 @@ __all__ = ["AuthAttempt", "Faults", "GmailServer", "ReceivedMessage"]
 _log = logging.getLogger("smtp_alerts.testing.server")
 
 Mode = Literal["starttls", "tls", "plain"]
+GreetingReply = Literal["421"]
+AuthReply = Literal["454", "530", "534-5.7.9", "534-5.7.14", "535"]
+MailReply = Literal["550-5.4.5"]
+DataReply = Literal["552"]
 
 _HOST = "127.0.0.1"
 _HOSTNAME = "smtp.gmail.com"
 _SIZE_LIMIT = 35_882_577  # what smtp.gmail.com advertises in EHLO
 _AUTH_MECHANISMS = "LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER XOAUTH"
 _THREAD_TIMEOUT = 10.0  # starting or stopping the loop thread never takes this long
+# Lets a never-listening socket hold the port while refuse_connections is on.
+_REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
 _HANDSHAKE_TIMEOUT = 10.0
 _ABORT_ROUNDS = 200  # loop iterations stop() waits for aborted connections to go
 _IDLE_TIMEOUT = 300.0  # Gmail drops an idle session after about five minutes too
@@ -71,6 +81,54 @@ _XOAUTH2_ERROR = base64.b64encode(
         separators=(",", ":"),
     ).encode()
 ).decode()
+# Gmail's failure replies, word for word; {id} is the session id Gmail ends replies with.
+_AUTH_REQUIRED = (
+    "530-5.7.0 Authentication Required. For more information, go to\r\n"
+    "530 5.7.0  https://support.google.com/mail/?p=WantAuthError {id} - gsmtp"
+)
+_BAD_CREDENTIALS = (
+    "535-5.7.8 Username and Password not accepted. For more information, go to\r\n"
+    "535 5.7.8  https://support.google.com/mail/?p=BadCredentials {id} - gsmtp"
+)
+_GREETING_REPLIES: dict[str, str] = {
+    "421": "421 4.7.0 Try again later, closing connection. {id} - gsmtp",
+}
+_AUTH_REPLIES: dict[str, str] = {
+    "454": "454 4.7.0 Too many login attempts, please try again later. {id} - gsmtp",
+    "530": _AUTH_REQUIRED,
+    "534-5.7.9": (
+        "534-5.7.9 Application-specific password required. Learn more at\r\n"
+        "534 5.7.9  https://support.google.com/mail/?p=InvalidSecondFactor {id} - gsmtp"
+    ),
+    "534-5.7.14": (
+        "534-5.7.14 <https://accounts.google.com/signin/continue?sarp=1&scc=1&plt=AKgnsbt"
+        "NotARealContinuationToken> Please log in via your web browser and\r\n"
+        "534-5.7.14 then try again.\r\n"
+        "534 5.7.14  Learn more at https://support.google.com/mail/answer/78754 {id} - gsmtp"
+    ),
+    "535": _BAD_CREDENTIALS,
+}
+_MAIL_REPLIES: dict[str, str] = {
+    "550-5.4.5": (
+        "550-5.4.5 Daily user sending limit exceeded. For more information on Gmail\r\n"
+        "550-5.4.5 sending limits go to\r\n"
+        "550 5.4.5  https://support.google.com/a/answer/166852 {id} - gsmtp"
+    ),
+}
+_DATA_REPLIES: dict[str, str] = {
+    "552": (
+        "552-5.3.4 Your message exceeded Google's message size limits. Please visit\r\n"
+        "552-5.3.4  https://support.google.com/mail/?p=MaxSizeError to view our size\r\n"
+        "552 5.3.4 guidelines. {id} - gsmtp"
+    ),
+}
+# What Faults accepts for each reply fault; checked on assignment, in the test's thread.
+_REPLY_CHOICES: dict[str, dict[str, str]] = {
+    "greeting_reply": _GREETING_REPLIES,
+    "auth_reply": _AUTH_REPLIES,
+    "mail_reply": _MAIL_REPLIES,
+    "data_reply": _DATA_REPLIES,
+}
 # aiosmtpd hard-codes a few reply texts; these are Gmail's words for the same replies.
 _GMAIL_WORDING = {
     "220 Ready to start TLS": "220 2.0.0 Ready to start TLS",
@@ -91,21 +149,81 @@ class Faults:
     """How the server misbehaves; change the attributes at any time, even mid-test.
 
     Each connection reads the current values when it reaches the step they
-    affect, so a test can break a running server and heal it again.
+    affect, so a test can break a running server and heal it again. Each time
+    a fault changes what the server does, it *fires*: :attr:`GmailServer.fired`
+    counts the firings by attribute name.
 
     Attributes:
         offer_starttls: whether STARTTLS is advertised and accepted. ``False``
             models a server (or an attacker stripping STARTTLS) that offers AUTH
             in clear text: a correct client must refuse to send its credentials.
+        refuse_connections: nothing accepts on the port, so clients get
+            ECONNREFUSED; ``False`` again makes the same port accept. The port
+            stays reserved meanwhile (see :meth:`GmailServer.start`). Takes
+            effect before the assignment returns; the kernel does the refusing,
+            so it is neither counted in :attr:`GmailServer.fired` nor limited by
+            :attr:`fail_times`.
         greet: whether the server sends its 220 greeting. ``False`` accepts the
             TCP connection (and the TLS handshake in ``tls`` mode) and then says
             nothing: a "silent" server.
+        greeting_delay: seconds to wait before the greeting (on top of
+            :attr:`reply_delay`): a slow server.
+        greeting_reply: ``"421"`` greets with Gmail's ``421 4.7.0 Try again
+            later, closing connection.`` and hangs up.
         reply_delay: seconds to wait before every reply, the greeting included.
+            Not counted in :attr:`GmailServer.fired` nor limited by
+            :attr:`fail_times`.
+        auth_reply: Gmail's refusal to answer every AUTH with, whatever the
+            credentials: ``"454"`` (4.7.0, too many login attempts), ``"530"``
+            (5.7.0, authentication required), ``"534-5.7.9"`` (an app password is
+            required), ``"534-5.7.14"`` (sign in with a browser first) or
+            ``"535"`` (5.7.8, bad credentials).
+        mail_reply: ``"550-5.4.5"`` answers MAIL FROM with Gmail's "Daily user
+            sending limit exceeded".
+        data_reply: ``"552"`` answers the end of every message with Gmail's
+            552 5.3.4 "message exceeded Google's message size limits".
+        max_message_size: when set, only messages of more than this many bytes
+            (as received, after dot-unstuffing) get that 552; smaller ones pass.
+        disconnect_in_data: after DATA, read the first line of the message and
+            cut the connection without a reply.
+        hang_after_data: read the whole message and never answer the final dot.
+        fail_times: ``None``: the faults fire until changed. A number: they fire
+            that many more times in all (each firing spends one), then the
+            server heals itself: at ``0`` no fault fires, though the attributes
+            keep their values. Set it again to re-arm.
     """
 
     offer_starttls: bool = True
+    refuse_connections: bool = False
     greet: bool = True
+    greeting_delay: float = 0.0
+    greeting_reply: GreetingReply | None = None
     reply_delay: float = 0.0
+    auth_reply: AuthReply | None = None
+    mail_reply: MailReply | None = None
+    data_reply: DataReply | None = None
+    max_message_size: int | None = None
+    disconnect_in_data: bool = False
+    hang_after_data: bool = False
+    fail_times: int | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        choices = _REPLY_CHOICES.get(name)
+        if choices is not None and value is not None and value not in choices:
+            raise ValueError(f"{name} must be one of {sorted(choices)} or None, not {value!r}")
+        super().__setattr__(name, value)
+        if name == "refuse_connections":
+            # The server opens or closes its listening socket right now, so a
+            # connection the test makes next already sees the change.
+            watcher: Callable[[], None] | None = self.__dict__.get("_watcher")
+            if watcher is not None:
+                watcher()
+
+
+def _watch_refusals(faults: Faults, watcher: Callable[[], None] | None) -> None:
+    """Have ``watcher`` called whenever ``faults.refuse_connections`` is assigned."""
+    # Not a field: it stays out of repr, ==, asdict() and replace().
+    faults.__dict__["_watcher"] = watcher
 
 
 class AuthAttempt(NamedTuple):
@@ -179,7 +297,19 @@ class _Shared:
         self.messages: list[ReceivedMessage] = []
         self.auth_attempts: list[AuthAttempt] = []
         self.connections = 0
+        self.fired: collections.Counter[str] = collections.Counter()
         self.live: set[_GmailSMTP] = set()  # touched only on the loop thread
+
+    def fire(self, fault: str) -> bool:
+        """Whether the set fault ``fault`` acts now; if so count it and spend one fail_times."""
+        with self.condition:
+            faults = self.faults
+            if faults.fail_times is not None:
+                if faults.fail_times <= 0:
+                    return False
+                faults.fail_times -= 1
+            self.fired[fault] += 1
+            return True
 
     def record_auth(self, attempt: AuthAttempt) -> None:
         # Never the secret: only who tried, how, and whether it worked.
@@ -227,7 +357,11 @@ class GmailServer:
         offer_starttls: see :attr:`Faults.offer_starttls`.
         greet: see :attr:`Faults.greet`.
         reply_delay: see :attr:`Faults.reply_delay`.
+        faults: the misbehaviour to start with, instead of the three above.
 
+    Raises:
+        ValueError: an unknown mode, or ``faults`` together with one of
+            ``offer_starttls``, ``greet`` or ``reply_delay``.
     """
 
     host = _HOST
@@ -243,9 +377,16 @@ class GmailServer:
         offer_starttls: bool = True,
         greet: bool = True,
         reply_delay: float = 0.0,
+        faults: Faults | None = None,
     ) -> None:
         if mode not in ("starttls", "tls", "plain"):
             raise ValueError(f"mode must be 'starttls', 'tls' or 'plain', not {mode!r}")
+        if faults is None:
+            faults = Faults(offer_starttls=offer_starttls, greet=greet, reply_delay=reply_delay)
+        elif not (offer_starttls and greet and reply_delay == 0):
+            raise ValueError(
+                "pass faults=Faults(...) or offer_starttls/greet/reply_delay, not both"
+            )
         self._ca = trustme.CA()
         tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ca.issue_cert(_HOST, "localhost").configure_cert(tls_context)
@@ -255,13 +396,18 @@ class GmailServer:
             password=password,
             xoauth2_token=xoauth2_token,
             auth_required=auth_required,
-            faults=Faults(offer_starttls=offer_starttls, greet=greet, reply_delay=reply_delay),
+            faults=faults,
             tls_context=tls_context,
         )
+        _watch_refusals(faults, self._sync_listening)
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._accepting: asyncio.Task[None] | None = None
+        self._stop_accepting_now = False  # tells the accept loop to close its listener
+        self._listening_lock = threading.Lock()  # one change of refuse_connections at a time
+        self._reservation: socket.socket | None = None
+        self._listening_port = 0
         self._closing = False
         self._port: int | None = None
         self._tmpdir: Path | None = None
@@ -274,6 +420,12 @@ class GmailServer:
 
     def start(self) -> GmailServer:
         """Bind a free port on 127.0.0.1 and start serving in a daemon thread.
+
+        The port stays reserved until :meth:`stop`, even while
+        :attr:`Faults.refuse_connections` has closed the listening socket: a
+        second socket, bound to it with ``SO_REUSEPORT`` and never listening,
+        keeps other programs off it. Where ``SO_REUSEPORT`` is missing, healing
+        re-binds the port with ``SO_REUSEADDR`` and fails loudly if it was taken.
 
         Returns:
             The server itself, for chaining.
@@ -307,13 +459,9 @@ class GmailServer:
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
-        self._closing = True
+        with self._listening_lock:  # no refuse_connections change in between
+            self._closing = True
         try:
-            if self._port is not None:
-                # Wake the accept loop with a last connection, so that it ends
-                # between two accepts instead of being cancelled inside one.
-                with contextlib.suppress(OSError):
-                    socket.create_connection((_HOST, self._port), timeout=1).close()
             if not loop.is_closed():
                 future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
                 future.result(timeout=_THREAD_TIMEOUT)
@@ -323,6 +471,9 @@ class GmailServer:
             thread.join(timeout=_THREAD_TIMEOUT)
             self._loop = self._thread = self._accepting = None
             self._port = None
+            if self._reservation is not None:
+                self._reservation.close()
+                self._reservation = None
             if self._tmpdir is not None:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
                 self._tmpdir = None
@@ -371,7 +522,22 @@ class GmailServer:
 
     @faults.setter
     def faults(self, value: Faults) -> None:
+        _watch_refusals(self._shared.faults, None)
+        _watch_refusals(value, self._sync_listening)
         self._shared.faults = value
+        self._sync_listening()
+
+    @property
+    def fired(self) -> collections.Counter[str]:
+        """How many times each fault fired, by :class:`Faults` attribute name (a copy).
+
+        A fault fires when it changes what the server does: ``greet`` for each
+        connection left without a greeting, ``auth_reply`` for each AUTH it
+        answered, ``max_message_size`` for each message refused as too large...
+        Faults that never fired read 0.
+        """
+        with self._shared.condition:
+            return collections.Counter(self._shared.fired)
 
     @property
     def auth_required(self) -> bool:
@@ -515,24 +681,91 @@ class GmailServer:
             raise RuntimeError("the GmailServer is not running: call start() first")
         return self._loop
 
+    def _sync_listening(self) -> None:
+        """Open or close the listening socket to match :attr:`Faults.refuse_connections`.
+
+        Returns once the change is in force. Called in the thread that assigned
+        the fault; before :meth:`start` there is nothing to do, since
+        :meth:`_serve` reads the fault itself.
+        """
+        with self._listening_lock:
+            loop, port = self._loop, self._port
+            if loop is None or port is None or self._closing:
+                return
+            if threading.current_thread() is self._thread:
+                # Waiting for the loop from inside it would never end.
+                raise RuntimeError("change refuse_connections from outside the server's thread")
+            refuse = self._shared.faults.refuse_connections
+            change: Coroutine[Any, Any, object]
+            if refuse and self._accepting is not None:
+                change = self._stop_accepting()
+            elif not refuse and self._accepting is None:
+                change = self._listen(port)
+            else:
+                return
+            asyncio.run_coroutine_threadsafe(change, loop).result(timeout=_THREAD_TIMEOUT)
+
     async def _serve(self) -> int:
+        port = 0
+        if _REUSE_PORT:
+            self._reservation = reservation = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            reservation.bind((_HOST, 0))
+            port = cast("int", reservation.getsockname()[1])
+            if self._shared.faults.refuse_connections:
+                return port
+        port = await self._listen(port)
+        if self._shared.faults.refuse_connections:
+            # Without SO_REUSEPORT nothing holds the port unless it listens:
+            # bind it all the same, so that server.port is known, then close it.
+            await self._stop_accepting()
+        return port
+
+    async def _listen(self, port: int) -> int:
         # Our own accept loop rather than loop.create_server(): with a Server,
         # a connection accepted just as it closes gets a half-made transport and
         # asyncio leaks its socket. TLS on the 465-style port is likewise set up
         # by each connection (see _GmailSMTP.connection_made), so that stop()
         # can reach and abort a connection stuck in its handshake.
-        listener = socket.create_server((_HOST, 0))
+        try:
+            listener = socket.create_server((_HOST, port), reuse_port=_REUSE_PORT)
+        except OSError as exc:
+            raise RuntimeError(f"GmailServer could not listen on port {port} again: {exc}") from exc
         listener.setblocking(False)
+        self._stop_accepting_now = False
+        self._listening_port = port = cast("int", listener.getsockname()[1])
         self._accepting = asyncio.get_running_loop().create_task(self._accept(listener))
-        port: int = listener.getsockname()[1]
         return port
+
+    async def _stop_accepting(self) -> None:
+        """End the accept loop and close the listening socket: the port refuses connections."""
+        accepting, self._accepting = self._accepting, None
+        if accepting is None:
+            return
+        self._stop_accepting_now = True
+        # Wake the accept loop with a last connection, so that it ends between
+        # two accepts instead of being cancelled inside one (which would lose
+        # a socket it had just accepted).
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as waker:
+            waker.setblocking(False)
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    loop.sock_connect(waker, (_HOST, self._listening_port)), _THREAD_TIMEOUT / 4
+                )
+            _, pending = await asyncio.wait({accepting}, timeout=_THREAD_TIMEOUT / 4)
+        if pending:  # the wake-up call never arrived
+            accepting.cancel()
+            await asyncio.wait({accepting})
+        elif not accepting.cancelled() and accepting.exception() is not None:
+            _log.error("GmailServer stopped accepting", exc_info=accepting.exception())
 
     async def _accept(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         with listener:
             while True:
                 connection, _ = await loop.sock_accept(listener)
-                if self._closing:  # stop()'s wake-up call, or a client too late
+                if self._stop_accepting_now:  # the wake-up call, or a client too late
                     connection.close()
                     return
                 try:
@@ -551,14 +784,7 @@ class GmailServer:
                 return
 
     async def _shutdown(self) -> None:
-        accepting = self._accepting
-        if accepting is not None:
-            _, pending = await asyncio.wait({accepting}, timeout=_THREAD_TIMEOUT / 2)
-            if pending:  # the wake-up call never arrived
-                accepting.cancel()
-                await asyncio.wait({accepting})
-            elif not accepting.cancelled() and accepting.exception() is not None:
-                _log.error("GmailServer stopped accepting", exc_info=accepting.exception())
+        await self._stop_accepting()
         await self._abort_all()
 
     def _new_connection(self) -> _GmailSMTP:
@@ -631,6 +857,9 @@ class _Recorder:
         address: str,
         options: list[str],
     ) -> str:
+        refusal = self._shared.faults.mail_reply
+        if refusal is not None and self._shared.fire("mail_reply"):
+            return _MAIL_REPLIES[refusal].format(id=smtp.gsmtp_id)
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return f"250 2.1.0 OK {smtp.gsmtp_id} - gsmtp"
@@ -650,9 +879,20 @@ class _Recorder:
     async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
         self, smtp: _GmailSMTP, _session: Session, envelope: Envelope
     ) -> str:
+        shared = self._shared
+        faults = shared.faults
         raw = envelope.original_content or b""
+        if faults.hang_after_data and shared.fire("hang_after_data"):
+            # Never answer the final dot; connection_lost() cancels this wait.
+            await smtp.loop.create_future()
+        refusal = faults.data_reply
+        if refusal is not None and shared.fire("data_reply"):
+            return _DATA_REPLIES[refusal].format(id=smtp.gsmtp_id)
+        limit = faults.max_message_size
+        if limit is not None and len(raw) > limit and shared.fire("max_message_size"):
+            return _DATA_REPLIES["552"].format(id=smtp.gsmtp_id)
         mechanism, username = smtp.auth_identity or (None, None)
-        self._shared.record_message(
+        smtp.accept_on_reply(
             ReceivedMessage(
                 sender=envelope.mail_from or "",
                 recipients=tuple(envelope.rcpt_tos),
@@ -678,7 +918,9 @@ class _GmailSMTP(SMTP):
 
     Extension points for new faults: :meth:`_on_connect` runs before the
     greeting, :meth:`_on_command` before every command (return True when it
-    has answered instead of the command), and :meth:`push` before every reply.
+    has answered instead of the command), :meth:`push` before every reply,
+    :meth:`smtp_DATA` when the message starts and :meth:`_Recorder.handle_DATA`
+    once it has all arrived.
     """
 
     def __init__(self, shared: _Shared, *, loop: asyncio.AbstractEventLoop) -> None:
@@ -686,6 +928,7 @@ class _GmailSMTP(SMTP):
         #: ``(mechanism, username)`` once AUTH succeeded on this connection.
         self.auth_identity: tuple[str, str | None] | None = None
         self._shared = shared
+        self._accepted: ReceivedMessage | None = None  # recorded when its 250 goes out
         self._implicit_tls = shared.mode == "tls"
         self._raw_transport: asyncio.Transport | None = None
         self._tls_task: asyncio.Task[None] | None = None  # held so it is not collected
@@ -762,9 +1005,19 @@ class _GmailSMTP(SMTP):
 
     async def _on_connect(self) -> bool:
         """Before the greeting; return False (having closed the connection) to skip it."""
-        if not self._shared.faults.greet:
+        shared = self._shared
+        delay = shared.faults.greeting_delay
+        if delay > 0 and shared.fire("greeting_delay"):
+            await asyncio.sleep(delay)
+        if not shared.faults.greet and shared.fire("greet"):
             # Stay connected and silent; connection_lost() cancels this wait.
             await self.loop.create_future()
+        refusal = shared.faults.greeting_reply
+        if refusal is not None and shared.fire("greeting_reply"):
+            await self.push(_GREETING_REPLIES[refusal].format(id=self.gsmtp_id))
+            if self.transport is not None:
+                self.transport.close()
+            return False
         return True
 
     def _guarded(
@@ -790,18 +1043,25 @@ class _GmailSMTP(SMTP):
             return True
         assert self.session is not None  # noqa: S101 - set by connection_made
         if shared.auth_required and command in _NEEDS_AUTH and not self.session.authenticated:
-            await self.push(
-                "530-5.7.0 Authentication Required. For more information, go to\r\n"
-                f"530 5.7.0  https://support.google.com/mail/?p=WantAuthError {self.gsmtp_id}"
-                " - gsmtp"
-            )
+            await self.push(_AUTH_REQUIRED.format(id=self.gsmtp_id))
             return True
         return False
+
+    def accept_on_reply(self, message: ReceivedMessage) -> None:
+        """Record ``message`` as the next reply (the 250 after DATA) goes out."""
+        self._accepted = message
 
     async def push(self, status: str | bytes) -> None:
         delay = self._shared.faults.reply_delay
         if delay > 0:
             await asyncio.sleep(delay)
+        accepted, self._accepted = self._accepted, None
+        if accepted is not None and self.transport is not None and not self.transport.is_closing():
+            # Only a message whose 250 is sent counts as accepted (a client that
+            # gave up during reply_delay never learns it was), and it is
+            # recorded before the 250 leaves: a client that has read the 250
+            # must find it in server.messages.
+            self._shared.record_message(accepted)
         if isinstance(status, str):
             template = _GMAIL_WORDING.get(status)
             await super().push(template.format(id=self.gsmtp_id) if template else status)
@@ -861,6 +1121,9 @@ class _GmailSMTP(SMTP):
         else:
             username = None
             reply = f"504 5.7.4 Unrecognized authentication type. {self.gsmtp_id} - gsmtp"
+        refusal = self._shared.faults.auth_reply
+        if refusal is not None and self._shared.fire("auth_reply"):
+            reply = _AUTH_REPLIES[refusal].format(id=self.gsmtp_id)
         success = reply == _ACCEPTED
         # Recorded before the reply goes out: a client that has read the reply
         # must find its attempt in server.auth_attempts.
@@ -923,13 +1186,19 @@ class _GmailSMTP(SMTP):
         return f"501 5.5.2 Cannot Decode response {self.gsmtp_id} - gsmtp"
 
     def _verdict(self, *, accepted: bool) -> str:
-        if accepted:
-            return _ACCEPTED
-        return (
-            "535-5.7.8 Username and Password not accepted. For more information, go to\r\n"
-            f"535 5.7.8  https://support.google.com/mail/?p=BadCredentials {self.gsmtp_id}"
-            " - gsmtp"
-        )
+        return _ACCEPTED if accepted else _BAD_CREDENTIALS.format(id=self.gsmtp_id)
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
+        assert self.envelope is not None  # noqa: S101 - set by connection_made
+        # Only where aiosmtpd would answer 354: its own checks answer the rest.
+        about_to_read = bool(self.envelope.rcpt_tos) and not arg
+        faults = self._shared.faults
+        if about_to_read and faults.disconnect_in_data and self._shared.fire("disconnect_in_data"):
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await self._reader.readuntil(b"\r\n")  # some of the message has arrived
+            self.abort()
+            return
+        await super().smtp_DATA(arg)
 
 
 def _mechanism_of(arg: str | None) -> str:

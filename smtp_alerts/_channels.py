@@ -1,0 +1,74 @@
+"""The delivery channels the settings describe, in the order they are tried.
+
+1. ``HOST:PORT`` (Gmail on 587, STARTTLS);
+2. ``HOST:ALTERNATE_PORT`` (Gmail on 465, for networks that block 587);
+3. the backup SMTP server, ``BACKUP_HOST``, with its own port, security and
+   credentials;
+4. the apprise URLs of ``FALLBACK_URLS`` (apprise loads only if there are some).
+
+What none of them takes stays in the spool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from .settings import Settings
+from .transports import Transport
+
+__all__ = ["build_channels"]
+
+
+def build_channels(
+    settings: Settings,
+    *,
+    token_provider: Callable[[], str | Awaitable[str]] | None = None,
+) -> list[Transport]:
+    """The transports for every channel the settings name, in order.
+
+    Args:
+        settings: the settings.
+        token_provider: XOAUTH2 tokens for the primary account (and its other port).
+
+    Returns:
+        The transports; at least the primary SMTP one.
+    """
+    from .transports.smtp import SMTPTransport  # noqa: PLC0415 - aiosmtplib loads with the engine
+
+    primary = SMTPTransport.from_settings(settings, token_provider=token_provider)
+    channels: list[Transport] = [primary]
+    alternate = settings.effective_alternate_port
+    if alternate is not None and alternate != settings.port:
+        has_password = settings.password is not None or settings.password_file is not None
+        channels.append(
+            SMTPTransport(
+                host=settings.host,
+                port=alternate,
+                # The other port speaks the other protocol: 465 is implicit TLS.
+                security="tls" if alternate == 465 else "starttls",
+                username=settings.username,
+                password=settings.read_password if has_password else None,
+                token_provider=token_provider,
+                ca_file=settings.ca_file,
+                timeout=settings.timeout,
+            )
+        )
+    if settings.backup_host is not None:
+        secret = settings.backup_password
+        channels.append(
+            SMTPTransport(
+                host=settings.backup_host,
+                port=settings.backup_port,
+                security=settings.effective_backup_security,
+                username=settings.backup_username,
+                password=secret.get_secret_value() if secret is not None else None,
+                ca_file=settings.ca_file,
+                timeout=settings.timeout,
+            )
+        )
+    if settings.fallback_urls:
+        from .transports.apprise import AppriseTransport  # noqa: PLC0415 - only with URLs
+
+        urls = [url.get_secret_value() for url in settings.fallback_urls]
+        channels.append(AppriseTransport(urls, timeout=settings.timeout))
+    return channels
