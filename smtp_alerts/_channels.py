@@ -23,12 +23,14 @@ def build_channels(
     settings: Settings,
     *,
     token_provider: Callable[[], str | Awaitable[str]] | None = None,
+    on_problem: Callable[[str], None] = print,
 ) -> list[Transport]:
     """The transports for every channel the settings name, in order.
 
     Args:
         settings: the settings.
         token_provider: XOAUTH2 tokens for the primary account (and its other port).
+        on_problem: told about a channel that cannot be used as configured.
 
     Returns:
         The transports; at least the primary SMTP one.
@@ -70,5 +72,12 @@ def build_channels(
         from .transports.apprise import AppriseTransport  # noqa: PLC0415 - only with URLs
 
         urls = [url.get_secret_value() for url in settings.fallback_urls]
-        channels.append(AppriseTransport(urls, timeout=settings.timeout))
+        fallback = AppriseTransport(urls, timeout=settings.timeout)
+        # Load apprise now (we run on a worker thread at engine start), so a URL
+        # it cannot use is reported at start-up rather than at the first failure.
+        try:
+            fallback.load()
+        except ValueError as exc:
+            on_problem(f"SMTP_ALERTS_FALLBACK_URLS: {exc}; those channels are not used")
+        channels.append(fallback)
     return channels

@@ -53,7 +53,7 @@ from ._delivery import Delivery, MemorySpool, SpoolLike
 from ._limits import EmailQuota
 from ._loop import EngineLoop, WorkerPool
 from ._render import MIN_MAX_BYTES, RenderContext, render
-from ._spool import SPOOL_FILENAME, Attempt, Spool
+from ._spool import SPOOL_FILENAME, Attempt, Spool, sqlite_gate
 from .models import Alert, Digest, Fingerprint, OutgoingMessage
 from .settings import Settings
 from .transports.chain import ChannelStats, FallbackChain, Outcome
@@ -493,7 +493,9 @@ class Engine:
         transports = (
             [self._transport]
             if self._transport is not None
-            else build_channels(self.settings, token_provider=self._token_provider)
+            else build_channels(
+                self.settings, token_provider=self._token_provider, on_problem=_warn
+            )
         )
         chain = FallbackChain(
             transports,
@@ -682,8 +684,10 @@ class Engine:
     async def _dispatch(self, *, force: bool) -> bool:
         aggregator = self._aggregator
         ready = self._ready is not None and self._ready.done()
-        if self._delivery is None and not ready and not aggregator.pending_groups():
-            return True  # nothing to send yet, and the channels are still loading
+        if self._delivery is None and not (ready or force) and not aggregator.pending_groups():
+            # Nothing new, and the channels are still loading; a flush or a close
+            # waits for them instead, since the spool may hold an earlier run's work.
+            return True
         delivery = await self._get_delivery()
         due = set(aggregator.due())
         groups = aggregator.pending_groups() if force else sorted(due)
@@ -868,7 +872,10 @@ def _spool_has_entries(directory: Path) -> bool:
     if not path.is_file():
         return False
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+        with (
+            sqlite_gate(),
+            contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn,
+        ):
             return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0])
     except sqlite3.Error:
         return True  # let the engine open it properly and say what is wrong

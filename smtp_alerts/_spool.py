@@ -113,6 +113,39 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
+# SQLite is not fork-safe: a child forked while another thread is inside SQLite
+# inherits its mutexes locked and hangs on its first call. Every SQLite call of
+# ours holds this gate, and a fork waits for it, so no thread is inside SQLite
+# at the moment of a fork (pre-fork servers fork while the engine runs).
+_gate = threading.RLock()
+
+
+def sqlite_gate() -> threading.RLock:
+    """The process-wide lock held around every SQLite call (see the comment above)."""
+    return _gate
+
+
+def _before_fork() -> None:
+    _gate.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _gate.release()
+
+
+def _after_fork_in_child() -> None:
+    global _gate  # noqa: PLW0603 - the child needs a lock no vanished thread holds
+    _gate = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
 # os.kill(pid, 0) probes a pid on POSIX; on Windows it would terminate the process.
 _CAN_PROBE_PIDS = os.name == "posix"
 
@@ -356,6 +389,10 @@ class Spool:
     # --- connection and transactions ------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        with _gate:
+            return self._connect_gated()
+
+    def _connect_gated(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), so a
         # claim's SELECT and UPDATE run under one write lock.
         conn = sqlite3.connect(
@@ -394,12 +431,13 @@ class Spool:
             self._conn = self._connect()
             # Closing it in the child releases nothing of the parent's: POSIX locks
             # belong to the process that took them.
-            inherited.close()
+            with _gate:
+                inherited.close()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         self._check_fork()
-        with self._lock:
+        with _gate, self._lock:
             if self._conn is None:
                 raise RuntimeError(f"{self!r} is closed")
             yield self._conn
@@ -793,10 +831,11 @@ class Spool:
     def close(self) -> None:
         """Close the database; idempotent. Claims stay (see :meth:`release`)."""
         self._check_fork()
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        with _gate:
+            with self._lock:
+                conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
 
     def __enter__(self) -> Spool:
         return self

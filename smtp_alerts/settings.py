@@ -174,6 +174,16 @@ class Settings(BaseSettings):
             _check_address(value)
         return value
 
+    @field_validator("fallback_urls")
+    @classmethod
+    def _url_shaped(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for position, url in enumerate(value, 1):
+            scheme, sep, rest = url.get_secret_value().partition("://")
+            if not sep or not rest or not scheme.isidentifier():
+                # Only the position and scheme: the rest of a URL is often a token.
+                raise ValueError(f"URL #{position} is not an apprise URL (scheme://...)")
+        return value
+
     @field_validator("ca_file", "password_file")
     @classmethod
     def _readable_file(cls, value: Path | None) -> Path | None:

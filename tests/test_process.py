@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
-from smtp_alerts.testing import GmailServer
+from smtp_alerts.testing import Faults, GmailServer
 
 
 def server_env(server: GmailServer, **extra: str) -> dict[str, str]:
@@ -134,3 +136,55 @@ class TestImport:
             dict(os.environ),
         )
         assert result.stdout.strip().splitlines()[0] == "False", result.stderr
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+class TestKilledMidSend:
+    def test_next_process_delivers_what_a_killed_one_was_sending(self, tmp_path: Path) -> None:
+        """A process SIGKILLed mid-DATA loses nothing: the next on its SPOOL_DIR sends it once."""
+        spool = str(tmp_path / "spool")
+        with GmailServer(faults=Faults(hang_after_data=True)) as server:
+            env = server_env(server, SPOOL_DIR=spool, GROUP_WAIT="0s", TIMEOUT="60s")
+            victim = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+                [
+                    sys.executable,
+                    "-c",
+                    textwrap.dedent(
+                        """
+                    import logging, time, smtp_alerts
+                    logging.getLogger().addHandler(smtp_alerts.AlertHandler())
+                    logging.error("the database is on fire")
+                    time.sleep(60)
+                    """
+                    ),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                # Waiting for an event (the whole message reached the server), not for time.
+                deadline = time.monotonic() + 20
+                while server.fired["hang_after_data"] == 0 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert server.fired["hang_after_data"] == 1
+            finally:
+                victim.send_signal(signal.SIGKILL)
+                victim.wait(10)
+            assert server.messages == []  # never acknowledged
+
+            server.faults = Faults()  # healed
+            result = run_script(
+                """
+                import logging, smtp_alerts
+                logging.getLogger().addHandler(smtp_alerts.AlertHandler())
+                """,
+                env,
+            )
+            assert result.returncode == 0, result.stderr
+            (received,) = server.messages
+        text = received.message.get_body(preferencelist=("plain",))
+        assert text is not None
+        content = text.get_content()
+        assert "the database is on fire" in content
+        assert "Delayed:" in content  # marked, with its original time
