@@ -8,7 +8,11 @@ Measures:
    SMTPHandler against the local Gmail-like server (plain, and STARTTLS + AUTH);
 2. a flood of 1,000,000 identical errors, each handler in a fresh process:
    wall time, peak RSS growth, emails sent;
-3. latency from the first alert to its acceptance by the local server.
+3. latency from the first alert to its acceptance by the local server;
+4. the import cost, and that apprise is not imported;
+5. with the SMTP server blackholed: the caller's cost of ``logger.error``
+   while a send hangs, and the exit time of a script (bounded by
+   ``SHUTDOWN_TIMEOUT``).
 
 Run: ``.venv/bin/python benchmarks/bench_handlers.py`` (``--quick`` for a
 smaller run). Each figure is printed with its ratio to NullHandler.
@@ -33,7 +37,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from smtp_alerts import AlertHandler, Engine
-from smtp_alerts.testing import GmailServer
+from smtp_alerts.testing import Faults, GmailServer
 
 Timings = list[int]
 
@@ -278,6 +282,47 @@ def latency(server: GmailServer, rounds: int) -> None:
     )
 
 
+def blackholed(n: int) -> None:
+    print("\n5. SMTP server blackholed (accepts connections, never answers)")
+    with GmailServer(faults=Faults(greet=False)) as silent:
+        null = logging.NullHandler()
+        with attached(null) as log:
+            call = error_call(log)
+            time_calls(call, 1000)
+            base, _ = summary(time_calls(call, n))
+        engine = Engine(silent.settings(group_wait="0s", timeout="60s", shutdown_timeout="2s"))
+        alert = AlertHandler(engine=engine)
+        with attached(alert) as log:
+            log.critical("the first digest goes out at once and hangs on the silent server")
+            call = error_call(log)
+            time_calls(call, 1000)
+            median, p99 = summary(time_calls(call, n))
+        stuck = engine.stats().sent == 0
+        engine.close(timeout=2)
+        print(
+            f"   logger.error median: NullHandler {base:,.0f} ns, AlertHandler {median:,.0f} ns "
+            f"(p99 {p99:,.0f}) = {median / base:.2f}x (target <= 1.25x); a send in flight: {stuck}"
+        )
+        env = _server_env(silent, SHUTDOWN_TIMEOUT="2s", TIMEOUT="60s")
+        script = (
+            "import logging, smtp_alerts; "
+            "logging.getLogger().addHandler(smtp_alerts.AlertHandler()); "
+            "logging.error('nobody answers')"
+        )
+        baseline = _wall([sys.executable, "-c", "import logging, smtp_alerts"], env)
+        exiting = _wall([sys.executable, "-c", script], env)
+        print(
+            f"   a script that logs one error and exits: {exiting:.2f} s "
+            f"(interpreter + import alone: {baseline:.2f} s; SHUTDOWN_TIMEOUT=2s)"
+        )
+
+
+def _wall(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env, capture_output=True, check=True)  # noqa: S603 - ours
+    return time.perf_counter() - start
+
+
 def _server_env(server: GmailServer, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
     return {**env, **server.environ(**{"SHUTDOWN_TIMEOUT": "30s", **extra})}
@@ -320,6 +365,7 @@ def main() -> None:
         flood(tls_server, n_flood)
         latency(tls_server, rounds)
     import_cost()
+    blackholed(n)
 
 
 if __name__ == "__main__":

@@ -174,8 +174,6 @@ class Delivery:
         self._started = started
         self._mark_delayed = mark_delayed
         self.sent = 0
-        #: The message being sent right now, if any.
-        self.in_flight: OutgoingMessage | None = None
 
     @property
     def pending(self) -> int:
@@ -225,12 +223,11 @@ class Delivery:
                 await self.chain.aclose()
         return len(self.spool) == 0
 
-    def undelivered(self) -> list[tuple[str, str]]:
-        """Title and last error of every digest still waiting."""
-        return [(e.title, e.last_error or "not tried yet") for e in self.spool.entries()]
+    def undelivered(self) -> list[tuple[str, str | None]]:
+        """Title and last error (None if never tried to the end) of every digest waiting."""
+        return [(e.title, e.last_error) for e in self.spool.entries()]
 
     async def _send(self, entry_id: int, message: OutgoingMessage, *, attempts: int) -> bool:
-        self.in_flight = message
         try:
             await self.chain.send(message)
         except DeliveryError as error:
@@ -238,8 +235,6 @@ class Delivery:
             if not isinstance(error, NoChannelTookError):
                 log.warning("could not deliver %s: %s", message.message_id, error)
             return False
-        finally:
-            self.in_flight = None
         self.spool.delivered(entry_id)
         self.sent += 1
         return True

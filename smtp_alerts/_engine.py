@@ -399,7 +399,9 @@ class Engine:
         self._wake()
         thread.join(timeout)
         if thread.is_alive():
-            _warn(f"smtp-alerts: gave up waiting after {timeout:g} s; undelivered alerts are lost")
+            _warn(
+                f"smtp-alerts: stopped waiting for delivery after {timeout:g} s (SHUTDOWN_TIMEOUT)"
+            )
             return False
         return self._last_ok
 
@@ -754,14 +756,17 @@ class Engine:
         delivery = self._delivery
         lines = []
         if delivery is not None:
-            if delivery.in_flight is not None:
-                lines.append(f"  {delivery.in_flight.title}: still being sent at the deadline")
             waiting = delivery.undelivered()
-            lines += [f"  {title}: {error}" for title, error in waiting]
+            lines += [
+                f"  {title}: {error or 'was being sent when time ran out'}"
+                for title, error in waiting
+            ]
             if waiting and isinstance(delivery.spool, Spool):
                 lines.append(
                     f"  kept in the spool at {self.settings.spool_path}: the next start sends them"
                 )
+            elif waiting:
+                lines.append("  kept in memory only (no usable SPOOL_DIR): lost at exit")
         events = self._aggregator.stats.pending
         if events:
             lines.append(f"  {events:,} events not yet in any email (email quota or deadline)")

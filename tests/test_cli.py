@@ -46,3 +46,72 @@ class TestDemo:
         """Without a command the CLI shows its usage and exits 2."""
         assert main([]) == 2
         assert "usage" in capsys.readouterr().out
+
+
+class TestSpoolCommands:
+    def test_list_flush_history_purge(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """A digest left by a failed delivery is listed, flushed once the server heals, and logged."""
+        import logging
+
+        from smtp_alerts import AlertHandler, Engine
+        from smtp_alerts.testing import Faults, GmailServer
+
+        with GmailServer(faults=Faults(refuse_connections=True)) as server:
+            for name, value in server.environ(SPOOL_DIR=str(tmp_path), TIMEOUT="1s").items():
+                monkeypatch.setenv(name, value)
+            engine = Engine()
+            log = logging.getLogger("tests.cli.spool")
+            log.propagate = False
+            handler = AlertHandler(engine=engine)
+            log.addHandler(handler)
+            log.error("backup failed on %s", "db-1")
+            assert not engine.flush(timeout=20)
+            engine.close(timeout=5)
+            log.removeHandler(handler)
+
+            assert main(["spool", "list"]) == 0
+            out = capsys.readouterr().out
+            assert "1 digest(s) waiting" in out
+            assert "backup failed on db-1" in out
+            assert "could not connect" in out
+            assert "accepted" in out  # the engine's counters
+
+            server.faults = Faults()  # healed
+            assert main(["spool", "flush", "--timeout", "20"]) == 0
+            assert "every waiting digest was delivered" in capsys.readouterr().out
+            assert len(server.messages) == 1
+
+            assert main(["spool", "history"]) == 0
+            out = capsys.readouterr().out
+            assert "FAIL" in out
+            assert "ok  " in out
+
+            assert main(["spool", "purge"]) == 0  # nothing to delete any more
+            assert "0 digest(s) would be deleted" in capsys.readouterr().out
+
+    def test_purge_needs_yes(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """purge says what it would delete, and deletes only with --yes."""
+        from smtp_alerts._render import RenderContext, render
+        from smtp_alerts._spool import Spool
+        from smtp_alerts.models import Digest
+
+        monkeypatch.setenv("SMTP_ALERTS_SPOOL_DIR", str(tmp_path))
+        monkeypatch.setenv("SMTP_ALERTS_TO", "a@example.com")
+        monkeypatch.setenv("SMTP_ALERTS_FROM", "b@example.com")
+        context = RenderContext(sender="b@example.com", recipients=("a@example.com",), hostname="h")
+        with Spool(tmp_path) as spool:
+            spool.add(render(Digest("g", "inc", 1, (), 1_700_000_000.0), context), claimed=False)
+        assert main(["spool", "purge"]) == 1
+        assert "1 digest(s) would be deleted" in capsys.readouterr().out
+        assert main(["spool", "purge", "--yes"]) == 0
+        with Spool(tmp_path) as spool:
+            assert len(spool) == 0
+
+    def test_bad_settings_exit_2(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Without settings the spool commands say which variable is missing."""
+        assert main(["spool", "list"]) == 2
+        assert "SMTP_ALERTS_TO" in capsys.readouterr().err
