@@ -52,7 +52,7 @@ class TestSpoolCommands:
     def test_list_flush_history_purge(
         self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
-        """A digest left by a failed delivery is listed, flushed once the server heals, and logged."""
+        """A failed digest is listed, flushed once the server heals, and shows in the log."""
         import logging
 
         from smtp_alerts import AlertHandler, Engine
