@@ -63,6 +63,7 @@ class SpoolLike(Protocol):
     def record_attempt(self, attempt: Attempt) -> None: ...
     def next_due(self) -> float | None: ...
     def release(self) -> None: ...
+    def close(self) -> None: ...
     def __len__(self) -> int: ...
 
 
@@ -143,6 +144,9 @@ class MemorySpool:
         for entry_id, entry in self._entries.items():
             self._entries[entry_id] = replace(entry, claimed=False)
 
+    def close(self) -> None:
+        """Nothing to close: the entries live as long as the engine."""
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -174,11 +178,20 @@ class Delivery:
         self._started = started
         self._mark_delayed = mark_delayed
         self.sent = 0
+        self._left_at_close: int | None = None
 
     @property
     def pending(self) -> int:
-        """Digests waiting in the spool."""
+        """Digests waiting in the spool (as it was at :meth:`close`, once closed)."""
+        if self._left_at_close is not None:
+            return self._left_at_close
         return len(self.spool)
+
+    def close(self) -> None:
+        """Release this process's claims (another may take them over) and close the spool."""
+        self._left_at_close = len(self.spool)
+        self.spool.release()
+        self.spool.close()
 
     @property
     def next_retry_at(self) -> float | None:

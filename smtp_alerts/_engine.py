@@ -480,7 +480,7 @@ class Engine:
             if self._delivery is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(self._delivery.chain.aclose(), 1.0)
-                self._delivery.spool.release()
+                self._delivery.close()
 
     async def _get_delivery(self) -> Delivery:
         if self._delivery is None:
@@ -685,14 +685,15 @@ class Engine:
 
     async def _dispatch(self, *, force: bool) -> bool:
         aggregator = self._aggregator
-        ready = self._ready is not None and self._ready.done()
-        if self._delivery is None and not (ready or force) and not aggregator.pending_groups():
-            # Nothing new, and the channels are still loading; a flush or a close
-            # waits for them instead, since the spool may hold an earlier run's work.
-            return True
-        delivery = await self._get_delivery()
         due = set(aggregator.due())
         groups = aggregator.pending_groups() if force else sorted(due)
+        ready = self._ready is not None and self._ready.done()
+        if self._delivery is None and not (groups or force or ready):
+            # Nothing to send, and the channels are still loading: go back to
+            # draining. Something due, a flush or a close waits for them instead
+            # (the spool may hold an earlier run's work).
+            return True
+        delivery = await self._get_delivery()
         messages: list[OutgoingMessage] = []
         held_back = False
         for group in groups:
@@ -715,9 +716,13 @@ class Engine:
             if digest.sequence == 1:
                 aggregator.set_thread_subject(digest.incident_id, message.title)
             messages.append(message)
-        # Earlier failures first, and never a second try within one round.
+        # Earlier failures first, and never a second try within one round. The
+        # spool is only touched when a retry is due: a busy loop polls often.
         sent_before = delivery.sent
-        retried = await delivery.retry(force=force)
+        retry_at = delivery.next_retry_at
+        retried = True
+        if force or (retry_at is not None and retry_at <= self._clock()):
+            retried = await delivery.retry(force=force)
         ok = await delivery.deliver(messages) if messages else True
         if messages or delivery.sent != sent_before or force:
             self._save_counters(delivery)
