@@ -169,6 +169,7 @@ class Engine:
         self._wake_event: asyncio.Event | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
         self._run_task: asyncio.Task[None] | None = None
+        self._dispatch_event: asyncio.Event | None = None
         self._ready: asyncio.Future[Delivery] | None = None
         self._started_at = self._clock()
         self._aggregator = Aggregator(
@@ -468,15 +469,22 @@ class Engine:
         # fill the intake if this loop could not drain it. So it happens on a
         # worker thread, and digests an earlier process left are sent first.
         loop = asyncio.get_running_loop()
+        dispatch = self._dispatch_event = asyncio.Event()
         self._ready = loop.run_in_executor(None, self._build_delivery)
-        self._ready.add_done_callback(lambda _: self._wake())
+        self._ready.add_done_callback(lambda _: dispatch.set())
+        # Two tasks: the intake is drained whatever the dispatcher is waiting
+        # for; a send that takes seconds must not let a flood overflow it.
+        drainer = loop.create_task(self._drain_forever(event, dispatch))
         try:
-            await self._serve(event)
+            await self._serve(dispatch)
         except asyncio.CancelledError:
             # The close deadline passed (see _arm_deadline): say what is lost, stop.
             self._last_ok = False
             self._report_undelivered()
         finally:
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
             if self._delivery is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(self._delivery.chain.aclose(), 1.0)
@@ -596,6 +604,18 @@ class Engine:
         )
         return render(merged, self._render_context)
 
+    async def _drain_forever(self, wake: asyncio.Event, dispatch: asyncio.Event) -> None:
+        """Take in what producers queued: on a wake, and every DRAIN_INTERVAL while busy."""
+        while True:
+            if not wake.is_set():
+                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                    await asyncio.wait_for(wake.wait(), DRAIN_INTERVAL if self._busy else None)
+            wake.clear()
+            took = self._drain()
+            # New work may be due sooner than the dispatcher planned: let it look.
+            if took or self._flush_requests or self._closing:
+                dispatch.set()
+
     async def _serve(self, event: asyncio.Event) -> None:
         while True:
             timeout = self._seconds_to_next()
@@ -629,7 +649,7 @@ class Engine:
                 return
 
     def _seconds_to_next(self) -> float | None:
-        candidates = [self._clock() + DRAIN_INTERVAL] if self._busy else []
+        candidates = []
         due = self._aggregator.next_due()
         if due is not None:
             candidates.append(max(due, self._quota.available_at()))
@@ -639,14 +659,15 @@ class Engine:
             return None
         return max(0.0, min(candidates) - self._clock())
 
-    def _drain(self) -> None:
+    def _drain(self) -> int:
+        """Take in what producers queued; returns how many items."""
         queue, aggregator = self._queue, self._aggregator
         if not queue:
             # Idle: lower the flag, then look again (see _put_repeat).
             self._busy = self._wake_pending = False
             if not queue:
                 self._take_dropped(0)
-                return
+                return 0
         # Busy: keep the flag up so producers do not wake us; poll instead.
         self._busy = self._wake_pending = True
         # Repeats carry the canonical fingerprint object from the known table,
@@ -675,6 +696,7 @@ class Engine:
         self._take_dropped(lost)
         if aggregator.pop_evicted():
             self._known.clear()  # re-capture the evicted on their next occurrence
+        return taken
 
     def _take_dropped(self, lost: int) -> None:
         with self._lock:

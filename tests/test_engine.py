@@ -165,6 +165,22 @@ class TestCounting:
         assert counted + reported == 201
         engine.close()
 
+    def test_intake_drains_while_a_send_hangs(self, logger: logging.Logger) -> None:
+        """A send that takes its time does not stop the intake from draining: nothing dropped."""
+        transport = GatedTransport()
+        engine = Engine(make_settings(queue_size=5_000, group_wait=0), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.critical("sent at once; the channel holds it")
+        assert transport.entered.wait(5)
+        for i in range(100_000):  # 20 times the intake's capacity, while the send hangs
+            logger.error("repeat %s", i)
+        transport.open()
+        assert engine.flush(timeout=10)
+        assert engine.stats().dropped == 0
+        counted = sum(p.count for d in digests(transport) for p in d.problems)
+        assert counted == 100_001
+        engine.close()
+
     def test_library_loggers_never_alert(self, logger: logging.Logger) -> None:
         """Records of our own and our dependencies' loggers never become alerts."""
         transport = MemoryTransport()

@@ -388,7 +388,7 @@ class TestClaims:
                 while not go.exists():  # start together, once all four are ready
                     time.sleep(0.001)
                 while True:
-                    entries = spool.claim_due(limit=3)
+                    entries = spool.claim_due(limit=1)
                     if not entries and len(spool) == 0:
                         break
                     for entry in entries:
@@ -396,8 +396,10 @@ class TestClaims:
                         spool.delivered(entry.id)
                     # Sending takes a while outside the lock; without this pause the
                     # first process to start takes every lock (SQLite's busy handler
-                    # sleeps, it does not queue) and there is no race to test.
-                    time.sleep(0.002)
+                    # sleeps, it does not queue) and there is no race to test. One
+                    # entry per claim and 10 ms per "send" spread 200 entries over
+                    # half a second, so all four race even on a loaded machine.
+                    time.sleep(0.01)
             print("\\n".join(claimed))
         """
         children = [
