@@ -30,6 +30,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -235,9 +236,12 @@ def flood(server: GmailServer, n: int) -> None:
         f"{'handler':<16}{'wall s':>9}{'ratio':>8}{'peak RSS growth':>18}{'emails':>8}"
         f"{'counted':>12}{'dropped':>9}"
     )
-    env = _server_env(server, GROUP_WAIT="10s", GROUP_INTERVAL="5m")
     base_wall = 0.0
     for kind in ("NullHandler", "QueueHandler", "AlertHandler"):
+        # A fresh spool each time: digests an earlier run left would be sent
+        # during the flood and counted here.
+        spool = tempfile.mkdtemp(prefix="bench-spool-")
+        env = _server_env(server, GROUP_WAIT="10s", GROUP_INTERVAL="5m", SPOOL_DIR=spool)
         before = len(server.messages)
         out = subprocess.run(  # noqa: S603 - our own interpreter
             [sys.executable, "-c", textwrap.dedent(FLOOD), kind, str(n)],
@@ -303,7 +307,8 @@ def blackholed(n: int) -> None:
             f"   logger.error median: NullHandler {base:,.0f} ns, AlertHandler {median:,.0f} ns "
             f"(p99 {p99:,.0f}) = {median / base:.2f}x (target <= 1.25x); a send in flight: {stuck}"
         )
-        env = _server_env(silent, SHUTDOWN_TIMEOUT="2s", TIMEOUT="60s")
+        spool = tempfile.mkdtemp(prefix="bench-spool-")  # keep the user's own spool clean
+        env = _server_env(silent, SHUTDOWN_TIMEOUT="2s", TIMEOUT="60s", SPOOL_DIR=spool)
         script = (
             "import logging, smtp_alerts; "
             "logging.getLogger().addHandler(smtp_alerts.AlertHandler()); "
