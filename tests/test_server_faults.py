@@ -7,8 +7,6 @@ transport object delivers the same message, exactly once.
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,40 +23,15 @@ from smtp_alerts.errors import (
 from smtp_alerts.models import OutgoingMessage
 from smtp_alerts.testing import Faults, GmailServer
 from smtp_alerts.transports.smtp import SMTPTransport
+from tests.helpers import SENDER, make_message
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator
 
     from smtp_alerts.testing._server import AuthReply
 
-SENDER = "alerts@example.com"
 DEADLINE = 0.8
 STEP_TIMEOUT = 0.3
-
-
-def _message(
-    recipients: Sequence[str] = ("oncall@example.com",),
-    *,
-    subject: str = "[ERROR] db is down",
-    body: str = "The database is down.\n",
-) -> OutgoingMessage:
-    """A small rendered digest, built by hand (the renderer is tested elsewhere)."""
-    email = EmailMessage()
-    email["From"] = SENDER
-    email["To"] = ", ".join(recipients[:3])
-    email["Subject"] = subject
-    email["Date"] = formatdate()
-    email["Message-ID"] = message_id = make_msgid(domain="example.com")
-    email["Auto-Submitted"] = "auto-generated"
-    email.set_content(body)
-    return OutgoingMessage(
-        message_id=message_id,
-        email=email,
-        sender=SENDER,
-        recipients=tuple(recipients),
-        title=subject,
-        summary=body.strip(),
-    )
 
 
 def _transport(server: GmailServer) -> SMTPTransport:
@@ -109,7 +82,7 @@ class TestFaults:
         port = server.port
         server.faults.refuse_connections = True
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, ConnectError, step="connect", transient=True)
@@ -123,7 +96,7 @@ class TestFaults:
         """A server started refusing has a port that refuses, then accepts once healed."""
         with GmailServer(faults=Faults(refuse_connections=True)) as server:
             transport = _transport(server)
-            message = _message()
+            message = make_message()
             with pytest.raises(ConnectError):
                 await transport.send(message)
             server.faults.refuse_connections = False
@@ -134,7 +107,7 @@ class TestFaults:
         """A server that never greets times out at the greeting, within the step timeout."""
         server.faults.greet = False
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, DeliveryTimeoutError, step="greeting", transient=True)
@@ -147,7 +120,7 @@ class TestFaults:
         """A greeting later than the step timeout is a DeliveryTimeoutError at the greeting."""
         server.faults.greeting_delay = STEP_TIMEOUT * 2  # still inside the deadline
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, DeliveryTimeoutError, step="greeting", transient=True)
@@ -158,7 +131,7 @@ class TestFaults:
     async def test_slow_greeting_inside_the_step_timeout(self, server: GmailServer) -> None:
         """A greeting that is slow but inside the step timeout still leads to delivery."""
         server.faults.greeting_delay = STEP_TIMEOUT / 4
-        await _delivered_once(server, _transport(server), _message())
+        await _delivered_once(server, _transport(server), make_message())
         assert server.fired["greeting_delay"] == 1
 
     @pytest.mark.asyncio
@@ -167,7 +140,7 @@ class TestFaults:
         # About nine replies of 0.15 s (1.35 s): every step is in time, the whole is not.
         server.faults.reply_delay = 0.15
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, DeliveryTimeoutError, step="deadline", transient=True)
@@ -180,7 +153,7 @@ class TestFaults:
         """Gmail's 421 4.7.0 greeting is a transient TemporaryReplyError at the greeting."""
         server.faults.greeting_reply = "421"
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, TemporaryReplyError, step="greeting", code=421, transient=True)
@@ -205,7 +178,7 @@ class TestFaults:
         """Each Gmail refusal of AUTH is one attempt and an AuthenticationError with its codes."""
         server.faults.auth_reply = reply
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, AuthenticationError, step="auth", code=code, transient=False)
@@ -220,7 +193,7 @@ class TestFaults:
         """Gmail's 550 5.4.5 on MAIL FROM is a QuotaExceededError at the mail step."""
         server.faults.mail_reply = "550-5.4.5"
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, QuotaExceededError, step="mail", code=550, transient=False)
@@ -233,7 +206,7 @@ class TestFaults:
         """Gmail's 552 5.3.4 after the message is a MessageTooLargeError at the data step."""
         server.faults.data_reply = "552"
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, MessageTooLargeError, step="data", code=552, transient=False)
@@ -250,8 +223,8 @@ class TestFaults:
         server.faults.max_message_size = 5_000
         transport = _transport(server)
         with pytest.raises(MessageTooLargeError):
-            await transport.send(_message(body="A row of the digest.\n" * 500))
-        await _delivered_once(server, transport, _message())
+            await transport.send(make_message(body="A row of the digest.\n" * 500))
+        await _delivered_once(server, transport, make_message())
         assert server.fired == {"max_message_size": 1}
 
     @pytest.mark.asyncio
@@ -259,7 +232,7 @@ class TestFaults:
         """A connection cut in the middle of the message is a transient ConnectError at data."""
         server.faults.disconnect_in_data = True
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, ConnectError, step="data", transient=True)
@@ -272,7 +245,7 @@ class TestFaults:
         """A server that never answers the final dot times out at data and records nothing."""
         server.faults.hang_after_data = True
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(DeliveryError) as caught:
             await transport.send(message)
         _check(caught.value, DeliveryTimeoutError, step="data", transient=True)
@@ -286,7 +259,7 @@ class TestFaults:
         server.faults.greeting_reply = "421"
         server.faults.fail_times = 2
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         for _ in range(2):
             with pytest.raises(TemporaryReplyError):
                 await transport.send(message)
@@ -302,7 +275,7 @@ class TestFaults:
         server.faults.auth_reply = "454"
         server.faults.fail_times = 2  # both spent on the first connection
         transport = _transport(server)
-        message = _message()
+        message = make_message()
         with pytest.raises(AuthenticationError):
             await transport.send(message)
         await _delivered_once(server, transport, message)

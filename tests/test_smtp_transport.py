@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -23,38 +21,15 @@ from smtp_alerts.errors import (
     StartTLSNotOfferedError,
     TemporaryReplyError,
 )
-from smtp_alerts.models import OutgoingMessage
 from smtp_alerts.testing import GmailServer
 from smtp_alerts.transports.smtp import SMTPTransport, _reply_error
+from tests.helpers import SENDER, make_message
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator
     from pathlib import Path
 
-SENDER = "alerts@example.com"
 TOKEN = "ya29.a0-secret-oauth-token"
-
-
-def _message(
-    recipients: Sequence[str] = ("oncall@example.com",), *, subject: str = "[ERROR] db is down"
-) -> OutgoingMessage:
-    """A small rendered digest, built by hand (the renderer is tested elsewhere)."""
-    email = EmailMessage()
-    email["From"] = SENDER
-    email["To"] = ", ".join(recipients[:3])
-    email["Subject"] = subject
-    email["Date"] = formatdate()
-    email["Message-ID"] = message_id = make_msgid(domain="example.com")
-    email["Auto-Submitted"] = "auto-generated"
-    email.set_content("The database is down.\n")
-    return OutgoingMessage(
-        message_id=message_id,
-        email=email,
-        sender=SENDER,
-        recipients=tuple(recipients),
-        title=subject,
-        summary="The database is down.",
-    )
 
 
 def _transport(server: GmailServer, **overrides: Any) -> SMTPTransport:
@@ -105,7 +80,7 @@ class TestSMTPTransport:
     async def test_delivers_with_envelope_and_headers(self, server: GmailServer) -> None:
         """A message arrives over STARTTLS and implicit TLS with its envelope and headers."""
         transport = _transport(server)
-        message = _message(["oncall@example.com", "ops@example.com"])
+        message = make_message(["oncall@example.com", "ops@example.com"])
         await transport.send(message)
         await transport.aclose()
         (received,) = server.messages
@@ -123,7 +98,7 @@ class TestSMTPTransport:
         """security='none' talks plain SMTP to a loopback server."""
         with GmailServer(mode="plain") as server:
             transport = _transport(server, ca_file=None)
-            await transport.send(_message())
+            await transport.send(make_message())
             await transport.aclose()
             assert len(server.messages) == 1
 
@@ -131,13 +106,13 @@ class TestSMTPTransport:
     async def test_reuses_one_connection(self, server: GmailServer) -> None:
         """Consecutive sends share one connection and one AUTH; after aclose a new one opens."""
         transport = _transport(server)
-        await transport.send(_message(subject="first"))
-        await transport.send(_message(subject="second"))
+        await transport.send(make_message(subject="first"))
+        await transport.send(make_message(subject="second"))
         assert server.connections == 1
         assert len(server.auth_attempts) == 1
         await transport.aclose()
         await transport.aclose()
-        await transport.send(_message(subject="third"))
+        await transport.send(make_message(subject="third"))
         await transport.aclose()
         assert server.connections == 2
         assert [received.subject for received in server.messages] == ["first", "second", "third"]
@@ -146,9 +121,9 @@ class TestSMTPTransport:
     async def test_reconnects_after_server_drops_connection(self, server: GmailServer) -> None:
         """A connection the server dropped between sends is replaced, not reused."""
         transport = _transport(server)
-        await transport.send(_message(subject="before"))
+        await transport.send(make_message(subject="before"))
         server.drop_connections()
-        await transport.send(_message(subject="after"))
+        await transport.send(make_message(subject="after"))
         await transport.aclose()
         assert server.connections == 2
         assert [received.subject for received in server.messages] == ["before", "after"]
@@ -159,7 +134,7 @@ class TestSMTPTransport:
         password = "wrong pass word"
         transport = _transport(server, password=password)
         with pytest.raises(AuthenticationError) as caught:
-            await transport.send(_message())
+            await transport.send(make_message())
         error = caught.value
         assert (error.code, error.step, error.channel) == (535, "auth", transport.name)
         assert "535 5.7.8" in str(error)
@@ -175,7 +150,7 @@ class TestSMTPTransport:
         with GmailServer(offer_starttls=False) as server:
             transport = _transport(server)
             with pytest.raises(StartTLSNotOfferedError) as caught:
-                await transport.send(_message())
+                await transport.send(make_message())
             assert caught.value.step == "starttls"
             assert server.auth_attempts == []
             assert server.messages == []
@@ -185,7 +160,7 @@ class TestSMTPTransport:
         """A certificate from a CA we were not given fails verification, before any AUTH."""
         transport = _transport(server, ca_file=None)
         with pytest.raises(CertificateVerifyError) as caught:
-            await transport.send(_message())
+            await transport.send(make_message())
         assert "SMTP_ALERTS_CA_FILE" in str(caught.value)
         assert caught.value.step == {"starttls": "starttls", "tls": "connect"}[server.mode]
         assert server.auth_attempts == []
@@ -196,7 +171,7 @@ class TestSMTPTransport:
         with GmailServer() as other, GmailServer(mode="tls") as server:
             transport = _transport(server, ca_file=other.ca_file)
             with pytest.raises(CertificateVerifyError):
-                await transport.send(_message())
+                await transport.send(make_message())
 
     @pytest.mark.asyncio
     async def test_silent_server_times_out(self, server: GmailServer) -> None:
@@ -205,7 +180,7 @@ class TestSMTPTransport:
         transport = _transport(server, timeout=0.4)
         started = time.monotonic()
         with pytest.raises(DeliveryTimeoutError):
-            await transport.send(_message())
+            await transport.send(make_message())
         assert 0.3 < time.monotonic() - started < 0.9
 
     @pytest.mark.asyncio
@@ -216,7 +191,7 @@ class TestSMTPTransport:
             transport = _transport(server, timeout=0.5, step_timeout=0.3)
             started = time.monotonic()
             with pytest.raises(DeliveryTimeoutError) as caught:
-                await transport.send(_message())
+                await transport.send(make_message())
             elapsed = time.monotonic() - started
             assert caught.value.step == "deadline"
             assert elapsed < 0.8  # the sum of the steps is about 1 s
@@ -228,9 +203,9 @@ class TestSMTPTransport:
         with GmailServer(reply_delay=0.1) as server:
             transport = _transport(server, timeout=0.5, step_timeout=0.3)
             with pytest.raises(DeliveryTimeoutError):
-                await transport.send(_message())
+                await transport.send(make_message())
             server.faults.reply_delay = 0
-            await transport.send(_message())
+            await transport.send(make_message())
             await transport.aclose()
             assert server.connections == 2
             assert len(server.messages) == 1
@@ -240,7 +215,7 @@ class TestSMTPTransport:
         """More than 100 recipients go out in several transactions and every one receives it."""
         recipients = [f"user{number}@example.com" for number in range(250)]
         transport = _transport(server, timeout=5.0)
-        await transport.send(_message(recipients))
+        await transport.send(make_message(recipients))
         await transport.aclose()
         batches = [received.recipients for received in server.messages]
         assert [len(batch) for batch in batches] == [100, 100, 50]
@@ -257,7 +232,7 @@ class TestSMTPTransport:
 
         for provider in (lambda: TOKEN, async_provider):
             transport = _transport(server, password=None, token_provider=provider)
-            await transport.send(_message())
+            await transport.send(make_message())
             await transport.aclose()
         assert [received.auth_mechanism for received in server.messages] == ["XOAUTH2"] * 2
         assert server.auth_attempts == [("XOAUTH2", SENDER, True)] * 2
@@ -267,7 +242,7 @@ class TestSMTPTransport:
         """A refused token is one AUTH attempt and an AuthenticationError that hides it."""
         transport = _transport(server, password=None, token_provider=lambda: TOKEN)
         with pytest.raises(AuthenticationError) as caught:
-            await transport.send(_message())
+            await transport.send(make_message())
         error = caught.value
         assert (error.code, error.step) == (535, "auth")
         assert server.auth_attempts == [("XOAUTH2", SENDER, False)]
@@ -283,7 +258,7 @@ class TestSMTPTransport:
 
         transport = _transport(gmail_server, password=None, token_provider=broken)
         with pytest.raises(AuthenticationError, match="token provider failed"):
-            await transport.send(_message())
+            await transport.send(make_message())
         assert gmail_server.connections == 0
 
     @pytest.mark.asyncio
@@ -300,9 +275,9 @@ class TestSMTPTransport:
 
         transport = _transport(gmail_server, password=password)
         with pytest.raises(AuthenticationError):
-            await transport.send(_message())
-        await transport.send(_message())
-        await transport.send(_message())
+            await transport.send(make_message())
+        await transport.send(make_message())
+        await transport.send(make_message())
         await transport.aclose()
         assert len(calls) == 2
         assert [attempt.success for attempt in gmail_server.auth_attempts] == [False, True]
@@ -318,9 +293,9 @@ class TestSMTPTransport:
         transport = SMTPTransport.from_settings(gmail_server.settings(password_file=secret))
         assert transport.timeout == 5.0
         with pytest.raises(AuthenticationError):
-            await transport.send(_message())
+            await transport.send(make_message())
         secret.write_text(gmail_server.password + "\n")
-        await transport.send(_message())
+        await transport.send(make_message())
         await transport.aclose()
         assert len(gmail_server.messages) == 1
 
@@ -330,7 +305,7 @@ class TestSMTPTransport:
         with GmailServer() as server:
             transport = _transport(server)
         with pytest.raises(ConnectError) as caught:
-            await transport.send(_message())
+            await transport.send(make_message())
         assert caught.value.step == "connect"
         assert caught.value.transient
 
@@ -341,7 +316,7 @@ class TestSMTPTransport:
         """Without credentials Gmail's 530 on MAIL becomes an AuthenticationError."""
         transport = _transport(gmail_server, username=None, password=None)
         with pytest.raises(AuthenticationError) as caught:
-            await transport.send(_message())
+            await transport.send(make_message())
         assert (caught.value.code, caught.value.step) == (530, "mail")
         assert gmail_server.auth_attempts == []
 
@@ -353,9 +328,9 @@ class TestSMTPTransport:
         password = "do-not-log-me"
         transport = _transport(gmail_server, password=password)
         with pytest.raises(AuthenticationError):
-            await transport.send(_message())
+            await transport.send(make_message())
         good = _transport(gmail_server)
-        await good.send(_message())
+        await good.send(make_message())
         await good.aclose()
         text = "\n".join(debug_logs)
         assert "AUTH PLAIN as alerts@example.com" in text
@@ -366,7 +341,7 @@ class TestSMTPTransport:
     async def test_concurrent_sends_share_the_connection(self, gmail_server: GmailServer) -> None:
         """Sends awaited together take turns on one connection."""
         transport = _transport(gmail_server)
-        await asyncio.gather(*(transport.send(_message(subject=f"#{n}")) for n in range(3)))
+        await asyncio.gather(*(transport.send(make_message(subject=f"#{n}")) for n in range(3)))
         await transport.aclose()
         assert gmail_server.connections == 1
         assert sorted(received.subject for received in gmail_server.messages) == [
