@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 from ._version import VERSION
 
 if TYPE_CHECKING:
+    from ._crash import install_crash_hooks
     from ._engine import Engine, EngineStats, get_engine
+    from ._meta import MetaAlert
+    from ._oauth import OAuthToken
     from .errors import (
         ConfigurationError,
         DeliveryError,
@@ -40,12 +43,15 @@ __all__ = [
     "Digest",
     "Engine",
     "EngineStats",
+    "MetaAlert",
+    "OAuthToken",
     "OutgoingMessage",
     "Problem",
     "SMTPAlertsError",
     "Settings",
     "__version__",
     "get_engine",
+    "install_crash_hooks",
 ]
 
 _LAZY = {
@@ -56,11 +62,14 @@ _LAZY = {
     "Digest": ".models",
     "Engine": "._engine",
     "EngineStats": "._engine",
+    "MetaAlert": "._meta",
+    "OAuthToken": "._oauth",
     "OutgoingMessage": ".models",
     "Problem": ".models",
     "SMTPAlertsError": ".errors",
     "Settings": ".settings",
     "get_engine": "._engine",
+    "install_crash_hooks": "._crash",
 }
 
 

@@ -11,10 +11,15 @@ What none of them takes stays in the spool.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from ._clock import SYSTEM_CLOCK, Clock
 from .settings import Settings
 from .transports import Transport
+
+if TYPE_CHECKING:
+    from ._oauth import TokenProvider
 
 __all__ = ["build_channels"]
 
@@ -22,8 +27,9 @@ __all__ = ["build_channels"]
 def build_channels(
     settings: Settings,
     *,
-    token_provider: Callable[[], str | Awaitable[str]] | None = None,
+    token_provider: TokenProvider | None = None,
     on_problem: Callable[[str], None] = print,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> list[Transport]:
     """The transports for every channel the settings name, in order.
 
@@ -31,30 +37,33 @@ def build_channels(
         settings: the settings.
         token_provider: XOAUTH2 tokens for the primary account (and its other port).
         on_problem: told about a channel that cannot be used as configured.
+        clock: the current time, for the OAuth tokens' lifetimes.
 
     Returns:
         The transports; at least the primary SMTP one.
     """
     from .transports.smtp import SMTPTransport  # noqa: PLC0415 - aiosmtplib loads with the engine
 
-    primary = SMTPTransport.from_settings(settings, token_provider=token_provider)
+    primary = SMTPTransport.from_settings(settings, token_provider=token_provider, clock=clock)
     channels: list[Transport] = [primary]
     alternate = settings.effective_alternate_port
     if alternate is not None and alternate != settings.port:
         has_password = settings.password is not None or settings.password_file is not None
-        channels.append(
-            SMTPTransport(
-                host=settings.host,
-                port=alternate,
-                # The other port speaks the other protocol: 465 is implicit TLS.
-                security="tls" if alternate == 465 else "starttls",
-                username=settings.username,
-                password=settings.read_password if has_password else None,
-                token_provider=token_provider,
-                ca_file=settings.ca_file,
-                timeout=settings.timeout,
-            )
+        other_port = SMTPTransport(
+            host=settings.host,
+            port=alternate,
+            # The other port speaks the other protocol: 465 is implicit TLS.
+            security="tls" if alternate == 465 else "starttls",
+            username=settings.username,
+            password=settings.read_password if has_password else None,
+            token_provider=token_provider,
+            ca_file=settings.ca_file,
+            timeout=settings.timeout,
+            clock=clock,
         )
+        # The same account on another port: refused on one, refused on both.
+        other_port.credential = primary.credential
+        channels.append(other_port)
     if settings.backup_host is not None:
         secret = settings.backup_password
         channels.append(

@@ -22,6 +22,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import inspect
 import logging
 import os
 import secrets
@@ -31,13 +32,13 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._aggregator import Aggregator
+from ._auth_watch import AuthEvent, AuthRecovered, AuthWatch
 from ._capture import (
     capture_record,
     exception_type_name,
@@ -50,8 +51,11 @@ from ._capture import (
 from ._channels import build_channels
 from ._clock import SYSTEM_CLOCK, Clock
 from ._delivery import Delivery, MemorySpool, SpoolLike
+from ._humanize import format_time
 from ._limits import EmailQuota
 from ._loop import EngineLoop, WorkerPool
+from ._meta import MetaAlert, meta_alert, meta_digest
+from ._oauth import TokenProvider
 from ._render import MIN_MAX_BYTES, RenderContext, render
 from ._spool import SPOOL_FILENAME, Attempt, Spool, sqlite_gate
 from .models import Alert, Digest, Fingerprint, OutgoingMessage
@@ -59,6 +63,13 @@ from .settings import Settings
 from .transports.chain import ChannelStats, FallbackChain, Outcome
 
 if TYPE_CHECKING:
+    # The front-ends behind report(), watch(), job() and heartbeat(): their
+    # modules load only when first used (the engine never needs them otherwise).
+    from collections.abc import Iterable
+
+    from ._heartbeats import Heartbeat
+    from ._jobs import Job
+    from .checks import Check, CheckPolicy, CheckRunner
     from .transports import Transport
 
 __all__ = ["IGNORED_LOGGERS", "Engine", "EngineStats", "get_engine"]
@@ -78,9 +89,8 @@ DRAIN_INTERVAL = 0.02
 #: captured again, never lost.
 KNOWN_LIMIT = 40_000
 
-TokenProvider = Callable[[], "str | Awaitable[str]"]
-"""Returns a fresh OAuth2 access token for XOAUTH2, synchronously or as an awaitable."""
 _Repeat = tuple[Fingerprint, float]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +107,8 @@ class EngineStats:
         open_incidents: groups with an open incident.
         suppressed: occurrences counted into an existing problem (duplicates).
         channels: per channel: emails taken, failures by type, breaker state.
+        meta_alerts: meta-alerts raised (a login stopped working, or works again).
+        resting_logins: logins refused repeatedly and not used until a probe succeeds.
     """
 
     accepted: int
@@ -108,6 +120,12 @@ class EngineStats:
     open_incidents: int = 0
     suppressed: int = 0
     channels: dict[str, ChannelStats] = field(default_factory=dict)
+    meta_alerts: int = 0
+    resting_logins: tuple[str, ...] = ()
+
+
+MetaHook = Callable[[MetaAlert], object]
+"""Called with every meta-alert; may return an awaitable (an ``async def`` hook)."""
 
 
 class Engine:
@@ -148,6 +166,7 @@ class Engine:
         # Past this many queued records a producer wakes the loop early, so the
         # intake drains long before it is full even between two polls.
         self._high_water = max(1, self._capacity // 8)
+        self._meta_hooks: list[MetaHook] = []
         self._reset()
         _ENGINES.add(self)
         if spool and _spool_has_entries(self.settings.spool_path):
@@ -182,6 +201,13 @@ class Engine:
             per_hour=settings.max_per_hour, per_day=settings.max_per_day, clock=self._clock
         )
         self._delivery: Delivery | None = None
+        self._auth_watch = AuthWatch(
+            threshold=settings.auth_failure_threshold,
+            window=settings.auth_failure_window,
+            clock=self._clock,
+        )
+        self._meta_threads: dict[str, tuple[float, str]] = {}  # credential -> (since, subject)
+        self._meta_alerts = 0
         self._accepted = 0
         self._suppressed = 0
         self._dropped_total = 0
@@ -427,6 +453,169 @@ class Engine:
             with contextlib.suppress(RuntimeError):  # the loop closed under us
                 loop.call_soon_threadsafe(arm)
 
+    def run_coroutine(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coroutine`` on the engine's loop (starting the engine if needed).
+
+        For the front-ends that work on the loop (check runners, heartbeat
+        watchers): the coroutine is cancelled when the engine closes.
+
+        Returns:
+            A future for its result, usable from any thread.
+
+        Raises:
+            RuntimeError: the engine is closed or could not start.
+        """
+        if self._thread is None:
+            self._start()
+        loop = self._loop
+        if loop is None or not self._accepting:
+            coroutine.close()
+            raise RuntimeError("the smtp-alerts engine is closed")
+        return asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+    def on_meta_alert(self, hook: MetaHook) -> MetaHook:
+        """Call ``hook`` with every meta-alert and recovery notice; usable as a decorator.
+
+        The hook runs in a worker thread (an ``async def`` hook on the engine's
+        loop), bounded by ``TIMEOUT``; what it raises is logged, never
+        propagated. Meta-alerts say that a login stopped working (what is
+        wrong, what to do) or works again: see :class:`MetaAlert`.
+
+        Returns:
+            ``hook``, unchanged.
+        """
+        self._meta_hooks.append(hook)
+        return hook
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (for front-ends that keep their own windows)."""
+        return self._clock
+
+    # -- checks (issue 5: smtp_alerts/checks) ---------------------------------------
+
+    def report(
+        self,
+        name: str,
+        ok: bool,  # noqa: FBT001 - report(name, ok) reads as the sentence it is
+        detail: str = "",
+        *,
+        policy: CheckPolicy | None = None,
+    ) -> None:
+        """Report a check's result; never blocks, never raises.
+
+        The engine's check monitor takes it on the engine's loop: it keeps the
+        check's state (UP, PENDING, DOWN, across restarts in ``SPOOL_DIR``) and
+        raises the DOWN, reminder, RECOVERED and flapping alerts
+        (:mod:`smtp_alerts.checks`).
+
+        Args:
+            name: the check's name.
+            ok: whether it passed.
+            detail: what it saw, in a line.
+            policy: the check's retries, recovery, reminders and flapping.
+        """
+        try:
+            from .checks._monitor import monitor_for  # noqa: PLC0415 - loaded on first use
+
+            monitor_for(self).submit(name, ok, detail, policy)
+        except Exception:  # a report must never break the caller
+            log.debug("the result of check %r was not taken", name, exc_info=True)
+
+    def watch(self, checks: Iterable[Check]) -> CheckRunner:
+        """Start running ``checks`` on the engine's loop; ``stop()`` the runner returned."""
+        from .checks._runner import CheckRunner  # noqa: PLC0415 - loaded on first use
+
+        runner = CheckRunner(self, checks)
+        runner.start()
+        return runner
+
+    # -- jobs and heartbeats (issue 5: smtp_alerts/_jobs.py, _heartbeats.py) --------
+
+    def job(
+        self,
+        name: str,
+        *,
+        max_duration: float | str | None = None,
+        level: int = logging.ERROR,
+        group: str = "default",
+    ) -> Job:
+        """A monitored job: ``with engine.job("backup"):`` or ``@engine.job("backup")``.
+
+        Works on sync and async functions and as an async context manager. An
+        exception in the body sends an alert with its traceback (and
+        propagates unchanged); a run longer than ``max_duration`` sends an
+        alert while it still runs and when it ends; a successful run is a
+        heartbeat of ``name``.
+
+        Args:
+            name: the job's name, in alerts and as its heartbeat name.
+            max_duration: the longest a run may take (seconds or ``"30m"``); None: no limit.
+            level: the :mod:`logging` level of its alerts.
+            group: the notification group of its alerts.
+
+        Returns:
+            The job (context manager and decorator).
+
+        Raises:
+            ValueError: an empty name or a malformed ``max_duration``.
+        """
+        from ._jobs import Job  # noqa: PLC0415 - loaded only by programs that use jobs
+
+        return Job(self, name, max_duration=max_duration, level=level, group=group)
+
+    def heartbeat(
+        self,
+        name: str,
+        *,
+        period: float | str,
+        grace: float | str | None = None,
+        level: int = logging.ERROR,
+        group: str = "default",
+    ) -> Heartbeat:
+        """Expect ``name`` to beat every ``period``: a dead man's switch.
+
+        When ``name`` has not beaten (:meth:`beat`, or a successful
+        :meth:`job` of that name) within ``period`` plus ``grace``, one alert
+        says when it was last seen; the next beat sends a recovery note. The
+        last beats survive a restart (kept in ``SPOOL_DIR``) and are shared
+        with other processes; a task on the engine's loop does the checking.
+
+        Args:
+            name: the heartbeat's name.
+            period: the expected time between beats (seconds or ``"1d"``).
+            grace: extra time before a beat counts as missed; a tenth of the period by default.
+            level: the :mod:`logging` level of the missed-heartbeat alert.
+            group: its notification group.
+
+        Returns:
+            The registration (with ``beat()`` and ``last_beat``).
+
+        Raises:
+            ValueError: an empty name or a malformed or zero period.
+            RuntimeError: the engine is closed.
+        """
+        from ._heartbeats import heartbeat_monitor  # noqa: PLC0415 - loaded only when used
+
+        return heartbeat_monitor(self).register(
+            name, period=period, grace=grace, level=level, group=group
+        )
+
+    def beat(self, name: str) -> None:
+        """Record a success of ``name`` now (see :meth:`heartbeat`); never blocks.
+
+        The beat is kept in memory; the engine's loop writes it to ``SPOOL_DIR``
+        within a few seconds and when the engine closes, so a beat before a
+        clean shutdown is kept and a crash loses at most the last few seconds.
+
+        Args:
+            name: the heartbeat's name; beats of names not registered in this
+                process are kept too, for a process that watches them.
+        """
+        from ._heartbeats import heartbeat_monitor  # noqa: PLC0415 - loaded only when used
+
+        heartbeat_monitor(self).beat(name)
+
     def stats(self) -> EngineStats:
         """A snapshot of the engine's counters."""
         delivery = self._delivery
@@ -440,6 +629,10 @@ class Engine:
             channels=_channel_stats(delivery),
             open_incidents=self._aggregator.stats.open_incidents,
             suppressed=self._suppressed,
+            meta_alerts=self._meta_alerts,
+            resting_logins=tuple(
+                c for c in self._auth_watch.states() if self._auth_watch.is_tripped(c)
+            ),
         )
 
     # -- the engine's own thread ----------------------------------------------------
@@ -513,6 +706,7 @@ class Engine:
             deadline=self.settings.timeout,
             shrink=self._shrink,
             on_attempt=self._record_attempt,
+            gate=self._auth_watch,
         )
         return Delivery(
             chain,
@@ -575,7 +769,7 @@ class Engine:
         digest = message.digest
         if digest is None:
             return message
-        when = datetime.fromtimestamp(created, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        when = format_time(created)
         notice = (
             f"Delayed: this digest was formed at {when} and could not be sent before the "
             "process that formed it stopped; it was kept on disk and is sent now."
@@ -630,6 +824,8 @@ class Engine:
             force = closing or bool(requests)
             try:
                 ok = await self._dispatch(force=force)
+                if self._delivery is not None:
+                    ok = await self._watch_logins(self._delivery) and ok
             except Exception as exc:
                 # One bad round must not end the engine: what was formed is in
                 # the spool, the rest is still counted; say so and go on.
@@ -655,6 +851,9 @@ class Engine:
             candidates.append(max(due, self._quota.available_at()))
         if self._delivery is not None and self._delivery.next_retry_at is not None:
             candidates.append(self._delivery.next_retry_at)
+        probe_at = self._auth_watch.next_probe_at()
+        if self._delivery is not None and probe_at is not None:
+            candidates.append(probe_at)
         if not candidates:
             return None
         return max(0.0, min(candidates) - self._clock())
@@ -749,6 +948,91 @@ class Engine:
         if messages or delivery.sent != sent_before or force:
             self._save_counters(delivery)
         return ok and retried and not held_back
+
+    # -- the auth watcher's side: probes, meta-alerts, hooks -----------------------
+
+    async def _watch_logins(self, delivery: Delivery) -> bool:
+        """Probe the resting logins that are due; announce what the watcher saw.
+
+        Returns:
+            False when a meta-alert or a spooled digest is still undelivered.
+        """
+        watch = self._auth_watch
+        for credential in watch.due_probes():
+            # A bare login, no message at risk; PASSWORD_FILE is read again for it.
+            error = await delivery.chain.probe_login(credential)
+            if error is not None:
+                log.warning("the login %s is still refused: %s", credential, error)
+        ok = True
+        for event in watch.pop_events():
+            ok = await self._announce(event, delivery) and ok
+        return ok
+
+    async def _announce(self, event: AuthEvent, delivery: Delivery) -> bool:
+        """Send the meta-alert for ``event`` everywhere it can go; run the hooks."""
+        credential = event.credential
+        chain = delivery.chain
+        recovered = isinstance(event, AuthRecovered)
+        if isinstance(event, AuthRecovered):
+            since, thread_subject = self._meta_threads.pop(credential, (event.tripped_at, None))
+            waiting = delivery.pending
+            now_text = (
+                f"The {waiting} digest(s) kept while it was refused are sent now."
+                if waiting
+                else "No alerts were waiting."
+            )
+        else:
+            since, thread_subject = event.at, None
+            others = [c.name for c in chain.channels if c.transport.credential != credential]
+            now_text = (
+                f"Alerts meanwhile go through {', '.join(others)}."
+                if others
+                else "No other channel is configured, so alerts meanwhile are kept in the "
+                f"spool ({self._spool_where(delivery)}) and sent once the login works. "
+                "SMTP_ALERTS_FALLBACK_URLS or a backup server would carry them meanwhile."
+            )
+        meta = meta_alert(event, delivery_now=now_text)
+        message = render(
+            meta_digest(meta, since=since, thread_subject=thread_subject), self._render_context
+        )
+        if not recovered:
+            self._meta_threads[credential] = (since, message.title)
+        self._meta_alerts += 1
+        _warn(meta.text if not recovered else meta.subject)
+        # Everyone watching any channel must see it: every channel, not the first
+        # that takes it; a failure avoids the channels that use the refused login.
+        results = await chain.broadcast(message, avoid=None if recovered else credential)
+        await chain.aclose()
+        ok = True
+        if not any(error is None for error in results.values()):
+            # Nowhere to go now: keep it; it goes out with the first channel that works.
+            delivery.spool.add(message, claimed=False)
+            ok = False
+        await self._run_hooks(meta)
+        if recovered:
+            ok = await delivery.retry(force=True) and ok
+        return ok
+
+    def _spool_where(self, delivery: Delivery) -> str:
+        if isinstance(delivery.spool, Spool):
+            return str(self.settings.spool_path)
+        return "in memory"
+
+    async def _run_hooks(self, meta: MetaAlert) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.timeout
+        for hook in list(self._meta_hooks):
+            try:
+                if inspect.iscoroutinefunction(hook):
+                    await asyncio.wait_for(hook(meta), timeout)
+                    continue
+                # A sync hook may block (it might send a text message): not on our loop.
+                result = await asyncio.wait_for(loop.run_in_executor(None, hook, meta), timeout)
+                if inspect.isawaitable(result):
+                    await asyncio.wait_for(result, timeout)
+            except Exception as exc:  # noqa: BLE001 - a user's hook must not stop us
+                log.warning("the on_meta_alert hook %r failed: %r", hook, exc)
+                _warn(f"smtp-alerts: the on_meta_alert hook {hook!r} failed: {exc!r}")
 
     def _save_counters(self, delivery: Delivery) -> None:
         """Keep the counters in the spool for ``smtp-alerts spool list``."""

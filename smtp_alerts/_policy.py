@@ -12,8 +12,10 @@ any other 4xx reply                                   backoff and jitter inside 
 421 4.7.0 or 454 4.7.0 (slow down)        BACK_OFF    this channel rests ``BACK_OFF_PAUSE``;
                                                       the next channel now
 530 / 534 / 535, XOAUTH2 refused          AUTH        no blind retry (Gmail locks accounts
-                                                      that storm): the channel rests
-                                                      ``AUTH_PAUSE``; the next channel now
+                                                      that storm): the next channel now; the
+                                                      auth watcher rests the login after
+                                                      repeated refusals (without a watcher,
+                                                      the channel rests ``AUTH_PAUSE``)
 550 5.4.5 (daily sending quota)           PARK        the channel is parked ``QUOTA_PARK``
                                                       (Gmail's rolling day); next channel
 552 5.3.4 (message too big)               SHRINK      re-render smaller once, retry this

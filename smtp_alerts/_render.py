@@ -35,6 +35,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
+from ._humanize import format_time
 from ._version import VERSION
 from .models import Digest, OutgoingMessage, Problem
 
@@ -210,15 +211,6 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
     """``1 event``, ``2,051 events``."""
     word = singular if count == 1 else (plural or singular + "s")
     return f"{count:,} {word}"
-
-
-def _utc(timestamp: float) -> str:
-    """``2026-11-21 11:32:05 UTC``: always the full date, never ambiguous."""
-    try:
-        moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return "unknown time"
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # --- context ------------------------------------------------------------------------------
@@ -480,8 +472,8 @@ def _text_row(number: int, problem: Problem, caps: _Caps) -> list[str]:
     lines = [
         f"{number}. [{level}] {title}{new}",
         f"   events      {events}",
-        f"   first seen  {_utc(problem.first_seen)}",
-        f"   last seen   {_utc(problem.last_seen)}",
+        f"   first seen  {format_time(problem.first_seen)}",
+        f"   last seen   {format_time(problem.last_seen)}",
         f"   logger      {logger}",
     ]
     if location:
@@ -661,7 +653,8 @@ def _html_row(number: int, problem: Problem, view: _View) -> list[str]:
         "</td>",
         (
             f'<td style="{_TD};font-size:12px;white-space:nowrap">'
-            f"first {_h(_utc(problem.first_seen))}<br>last {_h(_utc(problem.last_seen))}</td>"
+            f"first {_h(format_time(problem.first_seen))}<br>"
+            f"last {_h(format_time(problem.last_seen))}</td>"
         ),
         "</tr>",
     ]

@@ -42,6 +42,7 @@ from types import TracebackType
 from typing import Any
 
 from smtp_alerts._clock import SYSTEM_CLOCK, Clock
+from smtp_alerts._humanize import format_time
 from smtp_alerts._render import _POLICY
 from smtp_alerts._serialize import MessageRow, message_from_row, message_to_row
 from smtp_alerts.models import OutgoingMessage
@@ -256,10 +257,6 @@ def _local_process_alive(pid: int, start: str) -> bool:
 # --- the default summary ------------------------------------------------------------------
 
 
-def _utc(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _merged_count(message: OutgoingMessage) -> int:
     """How many digests a message stands for: more than one for an earlier summary."""
     value = message.email.get(SUMMARY_HEADER, "")
@@ -278,7 +275,7 @@ def _default_summary(
             # An earlier summary: list what it listed, so one flat list names them all.
             items += [line for line in message.summary.splitlines() if line.startswith("- ")]
         else:
-            items.append(f"- {_utc(created)}  {' '.join(message.title.split())}")
+            items.append(f"- {format_time(created)}  {' '.join(message.title.split())}")
         count += _merged_count(message)
     title = f"{count} undelivered alert digests merged"
     lines = [

@@ -124,6 +124,9 @@ class CertificateVerifyError(TLSError):
 class AuthenticationError(DeliveryError):
     """The server refused the credentials (530, 534, 535, 454) or the OAuth token."""
 
+    #: ``XOAUTH2`` when an OAuth2 token was refused or could not be had; else ``""``.
+    mechanism: str = ""
+
 
 class ReplyError(DeliveryError):
     """The server answered a command with an error reply."""

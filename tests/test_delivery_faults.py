@@ -141,8 +141,10 @@ class TestShrink:
 
 
 class TestBreaker:
-    def test_open_breaker_skips_the_channel(self, tmp_path: Path, log: logging.Logger) -> None:
-        """After the primary refuses credentials it is not tried again while it rests."""
+    def test_refused_login_rests_after_the_threshold(
+        self, tmp_path: Path, log: logging.Logger
+    ) -> None:
+        """A primary that refuses the login is tried at most AUTH_FAILURE_THRESHOLD times."""
         with GmailServer(faults=Faults(auth_reply="535")) as primary, GmailServer() as backup:
             settings = primary.settings(
                 timeout="1s",
@@ -152,18 +154,23 @@ class TestBreaker:
                 backup_port=backup.port,
                 backup_username=backup.username,
                 backup_password=backup.password,
+                auth_failure_threshold=2,
             )
             engine = Engine(settings)
             log.addHandler(AlertHandler(engine=engine))
-            log.error("first")
-            assert engine.flush(timeout=20)
-            log.error("second")
-            assert engine.flush(timeout=20)
-            assert len(primary.auth_attempts) == 1  # no login storm
-            assert len(backup.messages) == 2
+            for n in range(4):
+                log.error("failure %d", n)
+                assert engine.flush(timeout=20)
+            assert len(primary.auth_attempts) == 2  # no login storm
+            subjects = [str(m.message["Subject"]) for m in backup.messages]
+            assert len(subjects) == 5  # four digests and the meta-alert
+            assert sum("cannot log in" in subject for subject in subjects) == 1
+            assert engine.stats().resting_logins == (
+                f"{primary.username}@{primary.host}:{primary.port}",
+            )
             primary_stats = engine.stats().channels[f"{primary.host}:{primary.port}"]
             assert primary_stats.breaker is not None
-            assert primary_stats.breaker.state == "open"
+            assert primary_stats.breaker.state == "closed"  # the login rests, not the server
             assert engine.close(timeout=5)
 
 

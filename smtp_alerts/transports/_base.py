@@ -21,6 +21,9 @@ class Transport(abc.ABC):
 
     #: A short name for logs and stats, e.g. ``smtp.gmail.com:587``.
     name: str = "transport"
+    #: The login this channel depends on (``user@host``), or None when it has
+    #: none: channels that share a credential fail together when it is refused.
+    credential: str | None = None
 
     @abc.abstractmethod
     async def send(self, message: OutgoingMessage, /) -> None:
@@ -28,6 +31,13 @@ class Transport(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - a no-op is the right default
         """Close any open connection. The transport stays usable."""
+
+    async def check_login(self) -> None:  # noqa: B027 - no login, nothing to check
+        """Log in on a fresh connection and leave, sending nothing (a login probe).
+
+        Raises:
+            DeliveryError: the login (or the way to it) failed.
+        """
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

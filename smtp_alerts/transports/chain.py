@@ -17,6 +17,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -29,11 +31,18 @@ from tenacity import (
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._policy import Action, BreakerState, CircuitBreaker, classify
-from ..errors import DeliveryError
+from ..errors import AuthenticationError, DeliveryError
 from ..models import OutgoingMessage
 from ._base import Transport
 
-__all__ = ["Channel", "ChannelStats", "FallbackChain", "NoChannelTookError", "Outcome"]
+__all__ = [
+    "Channel",
+    "ChannelStats",
+    "CredentialGate",
+    "FallbackChain",
+    "NoChannelTookError",
+    "Outcome",
+]
 
 log = logging.getLogger("smtp_alerts.transports.chain")
 
@@ -54,6 +63,22 @@ class NoChannelTookError(DeliveryError):
         reasons = "; ".join(str(failure) for failure in failures) or "no channel configured"
         super().__init__(f"no channel took the message: {reasons}", channel="chain")
         self.failures = list(failures)
+
+
+class CredentialGate(Protocol):
+    """Decides whether a login may be tried, from how it fared (the engine's auth watcher)."""
+
+    def allow(self, credential: str) -> bool:
+        """Whether ``credential`` may be tried now (a caller allowed must report back)."""
+
+    def release(self, credential: str) -> None:
+        """An allowed attempt did not happen after all."""
+
+    def paused_until(self, credential: str) -> float | None:
+        """While ``credential`` is not used, when it may be tried again."""
+
+    def settled(self, credential: str, channel: str, error: DeliveryError | None) -> None:
+        """The outcome of one try through a channel that uses ``credential``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +141,9 @@ class FallbackChain(Transport):
         on_attempt: called after every try, for the delivery log.
         retry_initial: the first pause before a retry on the same channel
             (``RETRY_INITIAL`` when omitted).
+        gate: decides which logins may be tried (the auth watcher); with it,
+            a refused login no longer pauses its channels' breakers: the gate
+            rests the credential instead, across every channel that uses it.
     """
 
     name = "chain"
@@ -129,6 +157,7 @@ class FallbackChain(Transport):
         shrink: Callable[[OutgoingMessage], OutgoingMessage | None] | None = None,
         on_attempt: Callable[[Outcome], None] | None = None,
         retry_initial: float | None = None,
+        gate: CredentialGate | None = None,
     ) -> None:
         if not transports:
             raise ValueError("a fallback chain needs at least one channel")
@@ -138,6 +167,7 @@ class FallbackChain(Transport):
         self._shrink = shrink
         self._on_attempt = on_attempt
         self._retry_initial = retry_initial
+        self._gate = gate
 
     async def send(self, message: OutgoingMessage, /) -> None:
         """Deliver through the first channel that takes the message.
@@ -146,21 +176,117 @@ class FallbackChain(Transport):
             NoChannelTookError: no channel took it; each channel's reason is listed.
         """
         failures: list[DeliveryError] = []
+        refused: dict[str, str] = {}  # credential -> the channel that just had it refused
         for channel in self.channels:
-            if not channel.breaker.allow():
-                failures.append(
-                    DeliveryError(
-                        f"resting after failures (circuit {channel.breaker.state})",
-                        channel=channel.name,
-                        step="breaker",
-                    )
-                )
+            skipped = self._skip_reason(channel, refused)
+            if skipped is not None:
+                failures.append(skipped)
                 continue
             error = await self._through(channel, message)
             if error is None:
                 return
             failures.append(error)
+            credential = channel.transport.credential
+            if credential is not None and isinstance(error, AuthenticationError):
+                refused[credential] = channel.name
         raise NoChannelTookError(failures)
+
+    async def broadcast(
+        self, message: OutgoingMessage, *, avoid: str | None = None
+    ) -> dict[str, DeliveryError | None]:
+        """Send ``message`` through every channel (not the first that takes it).
+
+        For what everyone watching any channel must see: the meta-alert that a
+        login stopped working, and the notice that it works again.
+
+        Args:
+            message: the message.
+            avoid: a credential: channels that use it are not tried.
+
+        Returns:
+            Each channel tried, with its failure or None when it took the message.
+        """
+        results: dict[str, DeliveryError | None] = {}
+        refused: dict[str, str] = {}
+        for channel in self.channels:
+            if avoid is not None and channel.transport.credential == avoid:
+                continue
+            if self._skip_reason(channel, refused) is not None:
+                continue
+            error = await self._through(channel, message)
+            results[channel.name] = error
+            credential = channel.transport.credential
+            if credential is not None and isinstance(error, AuthenticationError):
+                refused[credential] = channel.name
+        return results
+
+    def credentials(self) -> dict[str, list[str]]:
+        """Each login the channels use, with the channels that use it."""
+        found: dict[str, list[str]] = {}
+        for channel in self.channels:
+            if channel.transport.credential is not None:
+                found.setdefault(channel.transport.credential, []).append(channel.name)
+        return found
+
+    async def probe_login(self, credential: str) -> DeliveryError | None:
+        """Probe ``credential`` with a bare login through the first channel that uses it.
+
+        The gate is told the outcome, as for a send.
+
+        Returns:
+            The failure, or None when the login was accepted (or nothing uses it).
+        """
+        for channel in self.channels:
+            transport = channel.transport
+            if transport.credential != credential:
+                continue
+            if self._gate is not None and not self._gate.allow(credential):
+                return DeliveryError(
+                    "the login is resting", channel=channel.name, step="auth-watch"
+                )
+            error: DeliveryError | None = None
+            try:
+                await transport.check_login()
+            except DeliveryError as exc:
+                error = exc
+            except Exception as exc:  # noqa: BLE001 - a transport bug is a failed probe, not a crash
+                error = DeliveryError(
+                    f"unexpected {type(exc).__name__}: {exc}", channel=channel.name
+                )
+            if self._gate is not None:
+                self._gate.settled(credential, channel.name, error)
+            return error
+        return None
+
+    def _skip_reason(self, channel: Channel, refused: dict[str, str]) -> DeliveryError | None:
+        """Why ``channel`` is not tried for this message now, or None to try it."""
+        credential = channel.transport.credential
+        if credential is not None and credential in refused:
+            # Same login, same refusal: trying it again would only add to the
+            # failures Gmail counts against the account.
+            return DeliveryError(
+                f"not tried: its login was just refused on {refused[credential]}",
+                channel=channel.name,
+                step="auth",
+            )
+        gate = self._gate
+        if credential is not None and gate is not None and not gate.allow(credential):
+            until = gate.paused_until(credential)
+            when = f" until {_hhmm(until)}" if until is not None else ""
+            return DeliveryError(
+                f"not tried: its login {credential} was refused repeatedly; resting{when}",
+                channel=channel.name,
+                step="auth-watch",
+            )
+        if not channel.breaker.allow():
+            if credential is not None and gate is not None:
+                gate.release(credential)  # the gate's probe (if it was one) did not happen
+            return DeliveryError(
+                f"resting after failures (circuit {channel.breaker.state})",
+                channel=channel.name,
+                step="breaker",
+            )
+        return None
 
     async def aclose(self) -> None:
         """Close every channel's connection."""
@@ -190,7 +316,10 @@ class FallbackChain(Transport):
                         log.info("%s: message too big; retrying a smaller rendering", channel.name)
                         message, shrunk = smaller, True
                         continue
-                channel.breaker.failure(pause=decision.pause)
+                if decision.action is Action.AUTH and self._gate is not None:
+                    pass  # the gate rests the credential (on every channel using it)
+                else:
+                    channel.breaker.failure(pause=decision.pause)
                 log.warning(
                     "%s did not take %s (%s): %s",
                     channel.name,
@@ -231,6 +360,9 @@ class FallbackChain(Transport):
             channel.stats.failures[type(error).__name__] += 1
             raise error from exc
         finally:
+            credential = channel.transport.credential
+            if credential is not None and self._gate is not None:
+                self._gate.settled(credential, channel.name, error)
             if self._on_attempt is not None:
                 self._on_attempt(
                     Outcome(
@@ -241,6 +373,10 @@ class FallbackChain(Transport):
                         at=self._clock(),
                     )
                 )
+
+
+def _hhmm(when: float) -> str:
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%H:%M UTC")
 
 
 def _retry_here(exc: BaseException) -> bool:

@@ -24,7 +24,6 @@ import base64
 import contextlib
 import email.generator
 import email.policy
-import inspect
 import io
 import logging
 import re
@@ -36,6 +35,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiosmtplib
 
+from .._clock import SYSTEM_CLOCK, Clock
+from .._oauth import InvalidTokenError, TokenSource
+from .._tls import verifying_context
 from ..errors import (
     AuthenticationError,
     CertificateVerifyError,
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
     from pathlib import Path
 
+    from .._oauth import TokenProvider
     from ..models import OutgoingMessage
     from ..settings import Settings
 
@@ -98,7 +101,9 @@ class SMTPTransport(Transport):
 
     One connection is kept open across consecutive :meth:`send` calls (checked
     with NOOP before reuse) and closed by :meth:`aclose`; a connection that
-    failed in any way is dropped and the next send opens a new one.
+    failed in any way is dropped and the next send opens a new one. An
+    XOAUTH2 connection is also retired (QUIT) once its token is about to
+    expire, since Gmail ends OAuth sessions when their token does.
 
     Args:
         host: the server, e.g. ``smtp.gmail.com``.
@@ -109,15 +114,20 @@ class SMTPTransport(Transport):
         username: the account to authenticate as; no AUTH without a secret.
         password: the password, or a callable returning it, called once per
             new connection (so a rotated password file is picked up).
-        token_provider: a callable returning an OAuth2 access token (or an
-            awaitable of one), called once per new connection, for AUTH
-            XOAUTH2. Mutually exclusive with ``password``.
+        token_provider: for AUTH XOAUTH2, a callable (sync or async)
+            returning an access token: a ``str`` (assumed to live an hour), an
+            :class:`~smtp_alerts.OAuthToken`, or credentials with ``.token``
+            and ``.expiry`` (google-auth's). The token is kept and reused for
+            new connections until :data:`~smtp_alerts._oauth.TOKEN_REFRESH_MARGIN`
+            before it expires, then asked for again; a refused token is
+            forgotten. Mutually exclusive with ``password``.
         ca_file: a PEM bundle trusted in addition to the system's CAs.
         timeout: the overall deadline of one :meth:`send`, in seconds.
         step_timeout: the timeout of each protocol step; by default the
             deadline, capped at :data:`MAX_STEP_TIMEOUT`.
         local_hostname: the name sent with EHLO; by default
             :func:`socket.gethostname`.
+        clock: the current time (epoch seconds), for token lifetimes.
 
     Raises:
         ValueError: inconsistent options (both a password and a token
@@ -134,11 +144,12 @@ class SMTPTransport(Transport):
         security: Security,
         username: str | None = None,
         password: str | Callable[[], str | None] | None = None,
-        token_provider: Callable[[], str | Awaitable[str]] | None = None,
+        token_provider: TokenProvider | None = None,
         ca_file: Path | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         step_timeout: float | None = None,
         local_hostname: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if security not in ("starttls", "tls", "none"):
             raise ValueError(f"security must be 'starttls', 'tls' or 'none', not {security!r}")
@@ -159,20 +170,29 @@ class SMTPTransport(Transport):
             raise ValueError(f"{local_hostname!r} cannot be sent with EHLO")
 
         self.name = f"{host}:{port}"
+        self.credential = f"{username or 'anonymous'}@{self.name}"
         self._host = host
         self._port = port
         self._security: Security = security
         self._username = username
         self._password = password
-        self._token_provider = token_provider
+        self._tokens = (
+            TokenSource(token_provider, clock=clock) if token_provider is not None else None
+        )
+        self._clock = clock
         self._timeout = float(timeout)
         self._step_timeout = float(
             step_timeout if step_timeout is not None else min(timeout, MAX_STEP_TIMEOUT)
         )
         self._local_hostname = local_hostname or _default_local_hostname()
-        self._tls_context = _verifying_context(ca_file) if security != "none" else None
+        # Built once here: aiosmtplib would otherwise build it in a worker thread
+        # (asyncio.to_thread), which fails once the interpreter is shutting down.
+        self._tls_context = verifying_context(ca_file) if security != "none" else None
 
         self._smtp: aiosmtplib.SMTP | None = None
+        # When the open connection must be retired: its OAuth token's expiry
+        # minus the margin; None for a password login (or none).
+        self._retire_at: float | None = None
         self._secrets: tuple[str, ...] = ()
         self._step = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -185,7 +205,8 @@ class SMTPTransport(Transport):
         cls,
         settings: Settings,
         *,
-        token_provider: Callable[[], str | Awaitable[str]] | None = None,
+        token_provider: TokenProvider | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> SMTPTransport:
         """The transport described by :class:`~smtp_alerts.Settings`.
 
@@ -197,6 +218,7 @@ class SMTPTransport(Transport):
             settings: the settings.
             token_provider: use AUTH XOAUTH2 with tokens from this callable;
                 the settings must then hold no password.
+            clock: the current time, for token lifetimes.
 
         Returns:
             The transport.
@@ -211,6 +233,7 @@ class SMTPTransport(Transport):
             token_provider=token_provider,
             ca_file=settings.ca_file,
             timeout=settings.timeout,
+            clock=clock,
         )
 
     @property
@@ -238,27 +261,49 @@ class SMTPTransport(Transport):
                 :mod:`smtp_alerts.errors`).
         """
         async with self._bound_lock():
-            self._expired = False
-            loop = asyncio.get_running_loop()
-            self._watchdog_handle = loop.call_later(self._timeout, self._watchdog)
-            try:
-                await _within(self._timeout, self._send(message))
-            except DeliveryError as exc:
-                stuck_at = self._step
-                await self._drop()
-                if self._expired:  # the watchdog cut the connection under this step
-                    raise self._deadline_error(stuck_at) from exc
-                raise
-            except TimeoutError as exc:  # only the overall deadline gets here
-                stuck_at = self._step
-                await self._drop()
+            await self._guarded(self._send(message))
+
+    async def check_login(self) -> None:
+        """Connect, secure the connection and log in on a new connection, then QUIT.
+
+        A login probe: what :meth:`send` does before the first MAIL FROM, under
+        the same deadline, with the same single AUTH attempt and the same errors.
+
+        Raises:
+            DeliveryError: the subclass that says what failed.
+        """
+        async with self._bound_lock():
+            self._discard()  # a probe proves a fresh login, not an old session
+            await self._guarded(self._login_once())
+
+    async def _login_once(self) -> None:
+        self._step = ""
+        await self._connect()
+        await self._quit()
+
+    async def _guarded(self, operation: Coroutine[Any, Any, None]) -> None:
+        """Run one operation under the overall deadline, dropping a failed connection."""
+        self._expired = False
+        loop = asyncio.get_running_loop()
+        self._watchdog_handle = loop.call_later(self._timeout, self._watchdog)
+        try:
+            await _within(self._timeout, operation)
+        except DeliveryError as exc:
+            stuck_at = self._step
+            await self._drop()
+            if self._expired:  # the watchdog cut the connection under this step
                 raise self._deadline_error(stuck_at) from exc
-            except BaseException:
-                self._discard()
-                raise
-            finally:
-                self._watchdog_handle.cancel()
-                self._watchdog_handle = None
+            raise
+        except TimeoutError as exc:  # only the overall deadline gets here
+            stuck_at = self._step
+            await self._drop()
+            raise self._deadline_error(stuck_at) from exc
+        except BaseException:
+            self._discard()
+            raise
+        finally:
+            self._watchdog_handle.cancel()
+            self._watchdog_handle = None
 
     async def aclose(self) -> None:
         """Say QUIT (briefly) and close the connection; the transport stays usable."""
@@ -312,6 +357,11 @@ class SMTPTransport(Transport):
 
     async def _connection(self) -> aiosmtplib.SMTP:
         smtp = self._smtp
+        if smtp is not None and self._retire_at is not None and self._clock() >= self._retire_at:
+            # Its token is about to expire: Gmail would end the session mid-send.
+            _log.debug("%s: OAuth token about to expire; new connection", self.name)
+            await self._quit()
+            smtp = None
         if smtp is not None and smtp.is_connected:
             self._step = "noop"
             try:
@@ -361,22 +411,8 @@ class SMTPTransport(Transport):
     async def _credentials(self) -> tuple[str, str] | None:
         """Read the secret for a new connection: ``(mechanism, secret)`` or None."""
         self._step = "auth"
-        if self._token_provider is not None:
-            try:
-                token: object = self._token_provider()
-                if inspect.isawaitable(token):
-                    token = await token
-            except Exception as exc:
-                raise AuthenticationError(
-                    f"the OAuth token provider failed ({type(exc).__name__})",
-                    channel=self.name,
-                    step="auth",
-                ) from exc
-            if not isinstance(token, str) or not token:
-                raise AuthenticationError(
-                    "the OAuth token provider returned no token", channel=self.name, step="auth"
-                )
-            return "XOAUTH2", token
+        if self._tokens is not None:
+            return "XOAUTH2", await self._access_token()
         password = self._password
         if callable(password):
             try:
@@ -393,6 +429,21 @@ class SMTPTransport(Transport):
             return None
         return "PASSWORD", password
 
+    async def _access_token(self) -> str:
+        """The token for a new connection, cached or fresh; sets when it must retire."""
+        assert self._tokens is not None  # noqa: S101 - only called with a token provider
+        try:
+            token = await self._tokens.get()
+        except InvalidTokenError as exc:  # its message never holds a token
+            raise _xoauth2_error(str(exc), channel=self.name) from exc
+        except Exception as exc:
+            # Only the type: a provider's own message may quote a token or a secret.
+            raise _xoauth2_error(
+                f"the OAuth token provider failed ({type(exc).__name__})", channel=self.name
+            ) from exc
+        self._retire_at = self._tokens.usable_until(token)
+        return token.access_token
+
     async def _authenticate(self, smtp: aiosmtplib.SMTP, kind: str, secret: str) -> None:
         # Exactly one AUTH command: SMTP.login() would retry with a second
         # mechanism after a refusal, and Gmail counts both against the account.
@@ -403,9 +454,7 @@ class SMTPTransport(Transport):
         attempt: Coroutine[Any, Any, aiosmtplib.SMTPResponse]
         if kind == "XOAUTH2":
             if "xoauth2" not in offered:
-                raise AuthenticationError(
-                    f"{self._host} does not offer AUTH XOAUTH2", channel=self.name, step="auth"
-                )
+                raise _xoauth2_error(f"{self._host} does not offer AUTH XOAUTH2", channel=self.name)
             attempt, mechanism = smtp.auth_xoauth2(username, secret), "XOAUTH2"
         elif "plain" in offered:
             attempt, mechanism = smtp.auth_plain(username, secret), "PLAIN"
@@ -419,7 +468,12 @@ class SMTPTransport(Transport):
                 step="auth",
             )
         _log.debug("%s: AUTH %s as %s", self.name, mechanism, username)
-        await self._run("auth", attempt, xoauth2=mechanism == "XOAUTH2")
+        try:
+            await self._run("auth", attempt, xoauth2=mechanism == "XOAUTH2")
+        except AuthenticationError:
+            if self._tokens is not None:  # expired or revoked: ask for a new one next time
+                self._tokens.invalidate()
+            raise
 
     async def _transact(self, smtp: aiosmtplib.SMTP, message: OutgoingMessage) -> None:
         recipients = list(dict.fromkeys(message.recipients))
@@ -587,6 +641,7 @@ class SMTPTransport(Transport):
         """Forget the connection and cut it at once (no TLS goodbye: it failed or is done)."""
         smtp, self._smtp = self._smtp, None
         self._secrets = ()
+        self._retire_at = None
         if smtp is None:
             return
         with contextlib.suppress(RuntimeError):  # its event loop is already closed
@@ -619,6 +674,12 @@ def _abort(transport: asyncio.BaseTransport | None) -> None:
         transport.close()
 
 
+def _xoauth2_error(message: str, *, channel: str) -> AuthenticationError:
+    error = AuthenticationError(message, channel=channel, step="auth")
+    error.mechanism = "XOAUTH2"
+    return error
+
+
 def _reply_error(
     *, channel: str, step: str, code: int, reply: str, xoauth2: bool = False
 ) -> DeliveryError:
@@ -630,7 +691,9 @@ def _reply_error(
     detail = f"({status}) {text}" + (f"; {hint}" if hint else "")
     fields: dict[str, Any] = {"channel": channel, "step": step, "code": code, "reply": reply}
     if step == "auth" and (code in _AUTH_REFUSALS or xoauth2):
-        return AuthenticationError(f"the server refused the credentials {detail}", **fields)
+        error = AuthenticationError(f"the server refused the credentials {detail}", **fields)
+        error.mechanism = "XOAUTH2" if xoauth2 else ""
+        return error
     if code == 530 and step in _ENVELOPE_STEPS:
         return AuthenticationError(f"the server requires authentication {detail}", **fields)
     if code == 550 and enhanced == "5.4.5":
@@ -693,20 +756,6 @@ def _secret_forms(username: str, secret: str) -> tuple[str, ...]:
     )
     forms = [secret] + [base64.b64encode(blob).decode() for blob in blobs]
     return tuple(form for form in forms if form)
-
-
-def _verifying_context(ca_file: Path | None) -> ssl.SSLContext:
-    # Built once here: aiosmtplib would otherwise build it in a worker thread
-    # (asyncio.to_thread), which fails once the interpreter is shutting down.
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ValueError(f"cannot load CA certificates from {str(ca_file)!r}: {exc}") from exc
-    context.check_hostname = True
-    context.verify_mode = ssl.CERT_REQUIRED
-    return context
 
 
 def _default_local_hostname() -> str:
