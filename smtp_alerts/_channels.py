@@ -48,22 +48,12 @@ def build_channels(
     channels: list[Transport] = [primary]
     alternate = settings.effective_alternate_port
     if alternate is not None and alternate != settings.port:
-        has_password = settings.password is not None or settings.password_file is not None
-        other_port = SMTPTransport(
-            host=settings.host,
-            port=alternate,
-            # The other port speaks the other protocol: 465 is implicit TLS.
-            security="tls" if alternate == 465 else "starttls",
-            username=settings.username,
-            password=settings.read_password if has_password else None,
-            token_provider=token_provider,
-            ca_file=settings.ca_file,
-            timeout=settings.timeout,
-            clock=clock,
+        # For networks that block one of Gmail's ports; the same account.
+        channels.append(
+            SMTPTransport.from_settings(
+                settings, token_provider=token_provider, clock=clock, port=alternate
+            )
         )
-        # The same account on another port: refused on one, refused on both.
-        other_port.credential = primary.credential
-        channels.append(other_port)
     if settings.backup_host is not None:
         secret = settings.backup_password
         channels.append(

@@ -28,12 +28,12 @@ import secrets
 import sys
 import textwrap
 import time
-from typing import TYPE_CHECKING, Literal, NamedTuple, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from ._diagnosis import diagnose
 from ._probes import CertificateInfo, TLSReport, connect, probe_tls, resolve
 from .errors import ConfigurationError, DeliveryError
-from .settings import Settings
+from .settings import Security, Settings, security_for_port
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from .transports.chain import Outcome
     from .transports.smtp import SMTPTransport
 
-Security = Literal["starttls", "tls", "none"]
 
 __all__ = [
     "CERT_EXPIRY_WARNING_DAYS",
@@ -282,7 +281,7 @@ async def _doctor(
             if used
             else " (the other standard port: unused unless SMTP_ALERTS_ALTERNATE_PORT names it)"
         )
-        security = _alternate_security(other)
+        security = security_for_port(other)
         other_works = await _check_port(settings, report, other, security, timeout, role=role)
     if primary:
         await _login(settings, report, timeout, token_provider, send=send)
@@ -622,12 +621,6 @@ def _other_port(settings: Settings) -> int | None:
     if other is None:
         other = {587: 465, 465: 587}.get(settings.port)
     return other if other != settings.port else None
-
-
-def _alternate_security(port: int) -> Security:
-    # As the delivery chain (smtp_alerts._channels) uses the other port:
-    # 465 speaks TLS from the first byte, any other port STARTTLS.
-    return "tls" if port == 465 else "starttls"
 
 
 def _describe(settings: Settings, *, oauth: bool) -> str:

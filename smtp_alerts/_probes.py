@@ -23,9 +23,9 @@ import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from ._tls import verifying_context
+from ._tls import tls_failure, verifying_context
 from .errors import (
     CertificateVerifyError,
     ConnectError,
@@ -34,15 +34,14 @@ from .errors import (
     PermanentReplyError,
     StartTLSNotOfferedError,
     TemporaryReplyError,
-    TLSError,
 )
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["CertificateInfo", "TLSReport", "connect", "probe_tls", "resolve"]
+    from .settings import Security
 
-Security = Literal["starttls", "tls", "none"]
+__all__ = ["CertificateInfo", "TLSReport", "connect", "probe_tls", "resolve"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,28 +266,10 @@ def _ehlo(smtp: smtplib.SMTP) -> None:
         raise smtplib.SMTPResponseException(code, reply)
 
 
-def _error(  # noqa: PLR0911 - one return per kind of failure
-    exc: Exception, *, host: str, channel: str, step: str, timeout: float
-) -> DeliveryError:
+def _error(exc: Exception, *, host: str, channel: str, step: str, timeout: float) -> DeliveryError:
     """The transport's error class for a failure of the stdlib probe."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return CertificateVerifyError(
-            f"the certificate of {host} could not be verified "
-            f"({exc.verify_message or exc.reason}); set SMTP_ALERTS_CA_FILE if the server "
-            "uses a private CA",
-            channel=channel,
-            step=step,
-        )
-    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-        return ConnectError(
-            f"{host} closed the connection during the TLS handshake", channel=channel, step=step
-        )
     if isinstance(exc, ssl.SSLError):
-        return TLSError(
-            f"TLS with {host} failed ({exc.reason or type(exc).__name__})",
-            channel=channel,
-            step=step,
-        )
+        return tls_failure(exc, host=host, channel=channel, step=step)
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return DeliveryTimeoutError(
             f"{host} did not answer within {timeout:g}s (at {step})", channel=channel, step=step

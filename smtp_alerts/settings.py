@@ -28,9 +28,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "Settings", "is_loopback", "parse_duration"]
+__all__ = [
+    "ENV_PREFIX",
+    "Security",
+    "Settings",
+    "is_loopback",
+    "parse_duration",
+    "security_for_port",
+]
 
 ENV_PREFIX = "SMTP_ALERTS_"
+
+Security = Literal["starttls", "tls", "none"]
+"""How a connection is secured: STARTTLS (mandatory), TLS from the first byte, or none."""
 MAX_RECIPIENTS = 100
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
@@ -87,6 +97,11 @@ AddressList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 UrlList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
 
 
+def security_for_port(port: int) -> Security:
+    """The security a port speaks when none is set: ``tls`` on 465, else ``starttls``."""
+    return "tls" if port == 465 else "starttls"
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is ``localhost`` or a loopback address (no DNS look-up)."""
     if host == "localhost":
@@ -117,7 +132,7 @@ class Settings(BaseSettings):
 
     host: str = Field(default="smtp.gmail.com", min_length=1)
     port: int = Field(default=587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] | None = None
+    security: Security | None = None
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -142,7 +157,7 @@ class Settings(BaseSettings):
     alternate_port: int | None = Field(default=None, ge=0, le=65535)
     backup_host: str | None = None
     backup_port: int = Field(default=587, ge=1, le=65535)
-    backup_security: Literal["starttls", "tls", "none"] | None = None
+    backup_security: Security | None = None
     backup_username: str | None = None
     backup_password: SecretStr | None = None
 
@@ -228,11 +243,11 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def effective_backup_security(self) -> Literal["starttls", "tls", "none"]:
+    def effective_backup_security(self) -> Security:
         """``BACKUP_SECURITY``, or from ``BACKUP_PORT``: 465 ``tls``, else ``starttls``."""
         if self.backup_security is not None:
             return self.backup_security
-        return "tls" if self.backup_port == 465 else "starttls"
+        return security_for_port(self.backup_port)
 
     @property
     def effective_alternate_port(self) -> int | None:
@@ -249,11 +264,11 @@ class Settings(BaseSettings):
         return None
 
     @property
-    def effective_security(self) -> Literal["starttls", "tls", "none"]:
+    def effective_security(self) -> Security:
         """The security in force: the explicit setting, or ``tls`` on 465, else ``starttls``."""
         if self.security is not None:
             return self.security
-        return "tls" if self.port == 465 else "starttls"
+        return security_for_port(self.port)
 
     @property
     def sender(self) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from smtp_alerts import _engine
+from smtp_alerts.transports import chain
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +38,20 @@ def _restore_logging() -> Iterator[None]:
     engine = _engine.swap_default_engine(None)
     if engine is not None:
         engine.close(timeout=5)
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries within a delivery round pause milliseconds, not seconds."""
+    monkeypatch.setattr(chain, "RETRY_INITIAL", 0.01)
+
+
+@pytest.fixture
+def log(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
+    """A logger of the test's own module that does not propagate; its handlers closed after."""
+    logger = logging.getLogger(f"tests.{request.module.__name__.rpartition('.')[2]}")
+    logger.propagate = False
+    yield logger
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+        handler.close()

@@ -1,10 +1,12 @@
-"""Small builders shared by the tests."""
+"""Small builders and probes shared by the tests."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 
 from smtp_alerts.models import OutgoingMessage
 
@@ -34,3 +36,17 @@ def make_message(
         title=subject,
         summary=body.strip(),
     )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (killed, not yet reaped by init) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        state = stat.read_text(encoding="ascii").rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+    return state != "Z"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import os
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from tests.checks_support import (
     silent_listener,
     write_ca,
 )
+from tests.helpers import process_alive
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell and process groups")
 
@@ -266,20 +266,10 @@ class TestCommandCheck:
         )
         child = int(pid_file.read_text(encoding="utf-8"))
         for _ in range(100):  # the kernel reaps it within moments
-            if not _alive(child):
+            if not process_alive(child):
                 break
             await asyncio.sleep(0.02)
-        assert not _alive(child)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers signal 0; its state in /proc says it is dead.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+        assert not process_alive(child)
 
 
 class TestCallableCheck:

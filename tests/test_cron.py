@@ -15,6 +15,7 @@ import pytest
 from smtp_alerts._heartbeats import STATE_FILENAME
 from smtp_alerts.cli import main
 from smtp_alerts.testing import GmailServer, ReceivedMessage
+from tests.helpers import process_alive
 
 PYTHON = sys.executable
 
@@ -117,7 +118,7 @@ class TestFailures:
         assert result.returncode == 124
         child = int(result.stdout.split()[0])
         deadline = time.monotonic() + 10
-        while _alive(child):
+        while process_alive(child):
             assert time.monotonic() < deadline, "the command's child outlived the timeout"
             time.sleep(0.05)
 
@@ -204,17 +205,3 @@ class TestBadInput:
         """A malformed --timeout exits 2 naming the option, before running anything."""
         assert main(["run", "--timeout", "soon", "--", "true"]) == 2
         assert "--timeout" in capsys.readouterr().err
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (killed, not yet reaped by init) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        state = stat.read_text(encoding="ascii").rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc: trust kill(0)
-    return state != "Z"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from smtp_alerts import AlertHandler, ConfigurationError, Engine, Settings
 from smtp_alerts._clock import ManualClock
 from smtp_alerts._policy import QUOTA_PARK
 from smtp_alerts.testing import Faults, GmailServer, WebhookListener
-from smtp_alerts.transports import chain
 
 FAULTS: dict[str, Faults] = {
     "refused": Faults(refuse_connections=True),
@@ -39,20 +37,8 @@ FAULTS: dict[str, Faults] = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Retries within a round pause milliseconds, not seconds."""
-    monkeypatch.setattr(chain, "RETRY_INITIAL", 0.01)
-
-
-@pytest.fixture
-def log() -> Iterator[logging.Logger]:
-    logger = logging.getLogger("tests.delivery_faults")
-    logger.propagate = False
-    yield logger
-    for handler in logger.handlers[:]:
-        logger.removeHandler(handler)
-        handler.close()
+# Retries within a delivery round pause milliseconds, not seconds.
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def trust_both(tmp_path: Path, *servers: GmailServer) -> Path:
@@ -125,7 +111,7 @@ class TestShrink:
                 try:
                     raise ValueError("x" * 6000)
                 except ValueError:  # noqa: PERF203 - sixty distinct tracebacks are the point
-                    logging.getLogger(f"tests.delivery_faults.big{n}").exception("big %d", n)
+                    logging.getLogger(f"{log.name}.big{n}").exception("big %d", n)
             # Each child logger propagates to the handler on the parent.
             assert engine.flush(timeout=20)
             (received,) = server.messages

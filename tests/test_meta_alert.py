@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,6 @@ from smtp_alerts import AlertHandler, Engine
 from smtp_alerts._auth_watch import AUTH_COOL_DOWN
 from smtp_alerts._meta import MetaAlert
 from smtp_alerts.testing import Faults, GmailServer, ManualClock, WebhookListener
-from smtp_alerts.transports import chain
 
 if TYPE_CHECKING:
     from smtp_alerts.testing._server import AuthReply
@@ -28,19 +26,8 @@ RIGHT = "good pass word"
 WRONG = "stale-app-password-9f3k"  # made up, and must never be shown
 
 
-@pytest.fixture(autouse=True)
-def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(chain, "RETRY_INITIAL", 0.01)
-
-
-@pytest.fixture
-def log() -> Iterator[logging.Logger]:
-    logger = logging.getLogger("tests.meta_alert")
-    logger.propagate = False
-    yield logger
-    for handler in logger.handlers[:]:
-        logger.removeHandler(handler)
-        handler.close()
+# Retries within a delivery round pause milliseconds, not seconds.
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 
 def refusing_engine(server: GmailServer, clock: ManualClock, **overrides: Any) -> Engine:

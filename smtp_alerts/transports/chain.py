@@ -186,9 +186,7 @@ class FallbackChain(Transport):
             if error is None:
                 return
             failures.append(error)
-            credential = channel.transport.credential
-            if credential is not None and isinstance(error, AuthenticationError):
-                refused[credential] = channel.name
+            _note_refusal(channel, error, refused)
         raise NoChannelTookError(failures)
 
     async def broadcast(
@@ -215,9 +213,7 @@ class FallbackChain(Transport):
                 continue
             error = await self._through(channel, message)
             results[channel.name] = error
-            credential = channel.transport.credential
-            if credential is not None and isinstance(error, AuthenticationError):
-                refused[credential] = channel.name
+            _note_refusal(channel, error, refused)
         return results
 
     def credentials(self) -> dict[str, list[str]]:
@@ -373,6 +369,13 @@ class FallbackChain(Transport):
                         at=self._clock(),
                     )
                 )
+
+
+def _note_refusal(channel: Channel, error: DeliveryError | None, refused: dict[str, str]) -> None:
+    """Remember, for the rest of this message, that ``channel``'s login was refused."""
+    credential = channel.transport.credential
+    if credential is not None and isinstance(error, AuthenticationError):
+        refused[credential] = channel.name
 
 
 def _hhmm(when: float) -> str:

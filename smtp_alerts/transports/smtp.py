@@ -31,16 +31,15 @@ import socket
 import ssl
 import sys
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosmtplib
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._oauth import InvalidTokenError, TokenSource
-from .._tls import verifying_context
+from .._tls import tls_failure, verifying_context
 from ..errors import (
     AuthenticationError,
-    CertificateVerifyError,
     ConnectError,
     DeliveryError,
     DeliveryTimeoutError,
@@ -50,9 +49,8 @@ from ..errors import (
     RecipientsRefusedError,
     StartTLSNotOfferedError,
     TemporaryReplyError,
-    TLSError,
 )
-from ..settings import is_loopback
+from ..settings import Security, is_loopback, security_for_port
 from ._base import Transport
 
 if TYPE_CHECKING:
@@ -75,7 +73,6 @@ QUIT_TIMEOUT = 1.0
 """How long :meth:`SMTPTransport.aclose` waits for the reply to QUIT."""
 _WATCHDOG_INTERVAL = 0.05
 
-Security = Literal["starttls", "tls", "none"]
 _T = TypeVar("_T")
 
 _log = logging.getLogger("smtp_alerts.transports.smtp")
@@ -170,7 +167,7 @@ class SMTPTransport(Transport):
             raise ValueError(f"{local_hostname!r} cannot be sent with EHLO")
 
         self.name = f"{host}:{port}"
-        self.credential = f"{username or 'anonymous'}@{self.name}"
+        self.credential = _credential(username, host, port)
         self._host = host
         self._port = port
         self._security: Security = security
@@ -207,6 +204,7 @@ class SMTPTransport(Transport):
         *,
         token_provider: TokenProvider | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        port: int | None = None,
     ) -> SMTPTransport:
         """The transport described by :class:`~smtp_alerts.Settings`.
 
@@ -219,15 +217,19 @@ class SMTPTransport(Transport):
             token_provider: use AUTH XOAUTH2 with tokens from this callable;
                 the settings must then hold no password.
             clock: the current time, for token lifetimes.
+            port: another port of ``HOST`` (the alternate), secured as that
+                port speaks (465 TLS, else STARTTLS). It uses the same account,
+                so it shares the primary's :attr:`credential`: refused on one,
+                refused on both.
 
         Returns:
             The transport.
         """
         has_password = settings.password is not None or settings.password_file is not None
-        return cls(
+        transport = cls(
             host=settings.host,
-            port=settings.port,
-            security=settings.effective_security,
+            port=settings.port if port is None else port,
+            security=settings.effective_security if port is None else security_for_port(port),
             username=settings.username,
             password=settings.read_password if has_password else None,
             token_provider=token_provider,
@@ -235,6 +237,9 @@ class SMTPTransport(Transport):
             timeout=settings.timeout,
             clock=clock,
         )
+        if port is not None:
+            transport.credential = _credential(settings.username, settings.host, settings.port)
+        return transport
 
     @property
     def timeout(self) -> float:
@@ -609,26 +614,7 @@ class SMTPTransport(Transport):
         failure = _cause(exc, ssl.SSLError)
         if failure is None:
             return None
-        channel, host = self.name, self._host
-        if isinstance(failure, ssl.SSLCertVerificationError):
-            return CertificateVerifyError(
-                f"the certificate of {host} could not be verified "
-                f"({failure.verify_message or failure.reason}); set "
-                "SMTP_ALERTS_CA_FILE if the server uses a private CA",
-                channel=channel,
-                step=step,
-            )
-        if isinstance(failure, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-            return ConnectError(
-                f"{host} closed the connection during the TLS handshake",
-                channel=channel,
-                step=step,
-            )
-        return TLSError(
-            f"TLS with {host} failed ({failure.reason or type(failure).__name__})",
-            channel=channel,
-            step=step,
-        )
+        return tls_failure(failure, host=self._host, channel=self.name, step=step)
 
     def _scrub(self, text: str) -> str:
         # A confused server may echo what it was sent; the secret stays out of
@@ -664,6 +650,11 @@ class SMTPTransport(Transport):
             self._discard()
             self._loop, self._lock = loop, asyncio.Lock()
         return self._lock
+
+
+def _credential(username: str | None, host: str, port: int) -> str:
+    """The login a transport depends on, as the auth watcher keys it: ``user@host:port``."""
+    return f"{username or 'anonymous'}@{host}:{port}"
 
 
 def _abort(transport: asyncio.BaseTransport | None) -> None:

@@ -1,0 +1,45 @@
+"""Public names that load their module on first use (PEP 562), for the package ``__init__``s.
+
+``import smtp_alerts`` (and the pytest plugin's ``import smtp_alerts.testing``)
+must cost almost nothing inside a program that never alerts; each name pulls
+in its module the first time it is looked up, then is kept in the package's
+namespace so later look-ups are plain attribute reads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+__all__ = ["lazy_exports"]
+
+
+def lazy_exports(
+    package: str, modules: Mapping[str, str], public: Iterable[str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The ``__getattr__`` and ``__dir__`` of a package whose names load lazily.
+
+    Args:
+        package: the package's ``__name__``.
+        modules: each lazy name, with the module (relative to ``package``) defining it.
+        public: the package's ``__all__``.
+
+    Returns:
+        ``(__getattr__, __dir__)``, to assign at the package's top level.
+    """
+    public = tuple(public)
+
+    def __getattr__(name: str) -> Any:  # noqa: N807 - the module hook's own name
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, package), name)
+        vars(sys.modules[package])[name] = value  # later look-ups skip this function
+        return value
+
+    def __dir__() -> list[str]:  # noqa: N807 - the module hook's own name
+        return sorted(set(vars(sys.modules[package])) | set(public))
+
+    return __getattr__, __dir__
