@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._lazy import lazy_exports
+from ._util.lazy import lazy_exports
 from ._version import VERSION
 
 if TYPE_CHECKING:
-    from ._crash import install_crash_hooks
-    from ._engine import Engine, EngineStats, get_engine
-    from ._meta import MetaAlert
-    from ._oauth import OAuthToken
+    from ._delivery.meta_alert import MetaAlert
+    from ._engine.core import Engine, EngineStats, get_engine
+    from ._sources.crash import install_crash_hooks
     from .errors import (
         ConfigurationError,
         DeliveryError,
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from .handler import AlertHandler
     from .models import Alert, Digest, OutgoingMessage, Problem
     from .settings import Settings
+    from .transports.xoauth2 import OAuthToken
 
 __version__ = VERSION
 
@@ -60,16 +60,16 @@ _LAZY = {
     "ConfigurationError": ".errors",
     "DeliveryError": ".errors",
     "Digest": ".models",
-    "Engine": "._engine",
-    "EngineStats": "._engine",
-    "MetaAlert": "._meta",
-    "OAuthToken": "._oauth",
+    "Engine": "._engine.core",
+    "EngineStats": "._engine.core",
+    "MetaAlert": "._delivery.meta_alert",
+    "OAuthToken": ".transports.xoauth2",
     "OutgoingMessage": ".models",
     "Problem": ".models",
     "SMTPAlertsError": ".errors",
     "Settings": ".settings",
-    "get_engine": "._engine",
-    "install_crash_hooks": "._crash",
+    "get_engine": "._engine.core",
+    "install_crash_hooks": "._sources.crash",
 }
 
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from smtp_alerts import _engine
-from smtp_alerts.transports import chain
+from smtp_alerts._delivery import chain
+from smtp_alerts._engine import core as _engine
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from smtp_alerts import Engine, Settings
-from smtp_alerts._clock import SYSTEM_CLOCK, Clock, ManualClock
+from smtp_alerts._util.clock import SYSTEM_CLOCK, Clock, ManualClock
 from smtp_alerts.models import Problem
 from smtp_alerts.transports import MemoryTransport
 

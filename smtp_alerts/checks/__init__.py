@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_exports
+from .._util.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._builtin import CallableCheck, CommandCheck, HttpCheck, TcpCheck, TlsExpiryCheck

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .._humanize import format_duration, format_time
-from .._tls import verifying_context
+from .._util.humanize import format_duration, format_time
+from .._util.tls import verifying_context
 from ._check import (
     Check,
     CheckResult,

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from .._humanize import format_duration
+from .._util.humanize import format_duration
 from ._state import CheckPolicy, require_name
 from ._text import clip
 

@@ -52,7 +52,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._humanize import format_duration, format_time
+from .._util.humanize import format_duration, format_time
 from ._state import (
     CheckEvent,
     CheckMachine,
@@ -65,8 +65,8 @@ from ._state import (
 from ._text import clip
 
 if TYPE_CHECKING:
-    from .._clock import Clock
-    from .._engine import Engine
+    from .._engine.core import Engine
+    from .._util.clock import Clock
 
 __all__ = ["DEFAULT_GROUP", "STATE_FILENAME", "TICK_INTERVAL", "CheckMonitor", "monitor_for"]
 

@@ -32,7 +32,7 @@ from ._monitor import CheckMonitor, monitor_for
 from ._state import CheckStatus
 
 if TYPE_CHECKING:
-    from .._engine import Engine
+    from .._engine.core import Engine
 
 __all__ = ["DEFAULT_JITTER", "CheckOutcome", "CheckRunner"]
 

@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._util.clock import SYSTEM_CLOCK, Clock
 
 __all__ = [
     "DEFAULT_FLAP_THRESHOLD",

@@ -1,4 +1,4 @@
-"""Small text helpers for check messages (durations and times: :mod:`smtp_alerts._humanize`)."""
+"""Small text helpers for check messages (durations and times: :mod:`.._util.humanize`)."""
 
 from __future__ import annotations
 

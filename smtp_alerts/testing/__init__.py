@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._lazy import lazy_exports
+from .._util.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .._clock import ManualClock
+    from .._util.clock import ManualClock
     from ._capture import AlertCapture, capture_alerts
     from ._server import AuthAttempt, Faults, GmailServer, ReceivedMessage
     from ._webhook import WebhookListener, WebhookRequest
@@ -30,7 +30,7 @@ __all__ = [
 
 _LAZY = {
     "AlertCapture": "._capture",
-    "ManualClock": ".._clock",
+    "ManualClock": ".._util.clock",
     "capture_alerts": "._capture",
     "AuthAttempt": "._server",
     "Faults": "._server",

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .. import _engine
-from .._engine import Engine
+from .._engine import core as _engine
+from .._engine.core import Engine
 from ..handler import AlertHandler
 from ..models import Digest, OutgoingMessage, Problem
 from ..settings import Settings

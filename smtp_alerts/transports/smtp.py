@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosmtplib
 
-from .._clock import SYSTEM_CLOCK, Clock
-from .._oauth import InvalidTokenError, TokenSource
-from .._tls import tls_failure, verifying_context
+from .._util.clock import SYSTEM_CLOCK, Clock
+from .._util.tls import tls_failure, verifying_context
 from ..errors import (
     AuthenticationError,
     ConnectError,
@@ -52,14 +51,15 @@ from ..errors import (
 )
 from ..settings import Security, is_loopback, security_for_port
 from ._base import Transport
+from .xoauth2 import InvalidTokenError, TokenSource
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
     from pathlib import Path
 
-    from .._oauth import TokenProvider
     from ..models import OutgoingMessage
     from ..settings import Settings
+    from .xoauth2 import TokenProvider
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_RECIPIENTS", "MAX_STEP_TIMEOUT", "SMTPTransport"]
 
@@ -115,7 +115,7 @@ class SMTPTransport(Transport):
             returning an access token: a ``str`` (assumed to live an hour), an
             :class:`~smtp_alerts.OAuthToken`, or credentials with ``.token``
             and ``.expiry`` (google-auth's). The token is kept and reused for
-            new connections until :data:`~smtp_alerts._oauth.TOKEN_REFRESH_MARGIN`
+            new connections until :data:`~smtp_alerts.transports.xoauth2.TOKEN_REFRESH_MARGIN`
             before it expires, then asked for again; a refused token is
             forgotten. Mutually exclusive with ``password``.
         ca_file: a PEM bundle trusted in addition to the system's CAs.

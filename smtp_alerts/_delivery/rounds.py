@@ -1,0 +1,262 @@
+"""Delivery that loses nothing: spool first, then the fallback chain.
+
+Every digest is written to the spool before its first attempt and removed
+only when a channel took it, so a crash, a SIGKILL or a restart mid-send
+loses nothing that had formed into a digest. What no channel took waits in the
+spool with an exponential backoff (with jitter) and is tried again; a flush
+tries everything at once. Digests an earlier process left behind are sent
+marked as delayed, with their original time, under their original Message-ID.
+
+This module is the engine's only way out: the engine calls
+:meth:`Delivery.deliver`, :meth:`Delivery.retry` and reads
+:attr:`Delivery.next_retry_at`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from .._util.clock import Clock
+from ..errors import DeliveryError
+from ..models import OutgoingMessage
+from .chain import FallbackChain, NoChannelTookError
+from .spool import Attempt
+
+__all__ = ["Delivery", "MemorySpool"]
+
+log = logging.getLogger("smtp_alerts.delivery")
+
+#: First pause before a digest no channel took is tried again.
+RETRY_BASE = 30.0
+#: Longest pause between two rounds of attempts at one digest.
+RETRY_CAP = 900.0
+
+
+class _Entry(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def created(self) -> float: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def message(self) -> OutgoingMessage | None: ...
+
+
+class SpoolLike(Protocol):
+    """What delivery needs of a spool: the SQLite one, or :class:`MemorySpool`."""
+
+    def add(self, message: OutgoingMessage, *, claimed: bool = True) -> int: ...
+    def claim_due(self, *, limit: int = 50, force: bool = False) -> Sequence[_Entry]: ...
+    def delivered(self, entry_id: int) -> None: ...
+    def failed(self, entry_id: int, *, error: str, next_attempt: float) -> None: ...
+    def entries(self) -> Sequence[_Entry]: ...
+    def record_attempt(self, attempt: Attempt) -> None: ...
+    def next_due(self) -> float | None: ...
+    def release(self) -> None: ...
+    def close(self) -> None: ...
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _MemoryEntry:
+    id: int
+    created: float
+    attempts: int
+    next_attempt: float
+    title: str
+    last_error: str | None
+    message: OutgoingMessage | None
+    claimed: bool = False
+
+
+class MemorySpool:
+    """A spool that lives in memory: for tests and when ``SPOOL_DIR`` is unusable.
+
+    It keeps what no channel took for as long as the process lives (not across
+    a restart).
+    """
+
+    def __init__(self, *, clock: Clock) -> None:
+        self._clock = clock
+        self._entries: dict[int, _MemoryEntry] = {}
+        self._next_id = 1
+        self.attempts: deque[Attempt] = deque(maxlen=1000)
+
+    def record_attempt(self, attempt: Attempt) -> None:
+        """Keep the attempt in a bounded in-memory log."""
+        self.attempts.append(attempt)
+
+    def add(self, message: OutgoingMessage, *, claimed: bool = True) -> int:
+        """Keep ``message``; returns its id."""
+        entry_id, self._next_id = self._next_id, self._next_id + 1
+        now = self._clock()
+        self._entries[entry_id] = _MemoryEntry(
+            entry_id, now, 0, now, message.title, None, message, claimed
+        )
+        return entry_id
+
+    def claim_due(self, *, limit: int = 50, force: bool = False) -> list[_MemoryEntry]:
+        """Claim what is due (everything with ``force``)."""
+        now = self._clock()
+        due = [
+            e for e in self._entries.values() if not e.claimed and (force or e.next_attempt <= now)
+        ][:limit]
+        for entry in due:
+            self._entries[entry.id] = replace(entry, claimed=True)
+        return due
+
+    def delivered(self, entry_id: int) -> None:
+        """Forget a delivered message."""
+        self._entries.pop(entry_id, None)
+
+    def failed(self, entry_id: int, *, error: str, next_attempt: float) -> None:
+        """Keep a message for another attempt."""
+        entry = self._entries.get(entry_id)
+        if entry is not None:
+            self._entries[entry_id] = replace(
+                entry,
+                attempts=entry.attempts + 1,
+                next_attempt=next_attempt,
+                last_error=error,
+                claimed=False,
+            )
+
+    def entries(self) -> list[_MemoryEntry]:
+        """Everything kept."""
+        return list(self._entries.values())
+
+    def next_due(self) -> float | None:
+        """When the next unclaimed entry is due."""
+        return min((e.next_attempt for e in self._entries.values() if not e.claimed), default=None)
+
+    def release(self) -> None:
+        """Release every claim."""
+        for entry_id, entry in self._entries.items():
+            self._entries[entry_id] = replace(entry, claimed=False)
+
+    def close(self) -> None:
+        """Nothing to close: the entries live as long as the engine."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class Delivery:
+    """Sends rendered digests through the chain, keeping each in the spool until taken.
+
+    Args:
+        chain: the channels, in order.
+        spool: where digests wait (the SQLite spool, or a :class:`MemorySpool`).
+        clock: the engine's clock.
+        started: when this engine started: entries older than this were left
+            by an earlier process and are marked as delayed.
+        mark_delayed: re-renders a message as delayed (same Message-ID).
+    """
+
+    def __init__(
+        self,
+        chain: FallbackChain,
+        *,
+        spool: SpoolLike,
+        clock: Clock,
+        started: float,
+        mark_delayed: Callable[[OutgoingMessage, float], OutgoingMessage] | None = None,
+    ) -> None:
+        self.chain = chain
+        self.spool = spool
+        self._clock = clock
+        self._started = started
+        self._mark_delayed = mark_delayed
+        self.sent = 0
+        self._left_at_close: int | None = None
+
+    @property
+    def pending(self) -> int:
+        """Digests waiting in the spool (as it was at :meth:`close`, once closed)."""
+        if self._left_at_close is not None:
+            return self._left_at_close
+        return len(self.spool)
+
+    def close(self) -> None:
+        """Release this process's claims (another may take them over) and close the spool."""
+        self._left_at_close = len(self.spool)
+        self.spool.release()
+        self.spool.close()
+
+    @property
+    def next_retry_at(self) -> float | None:
+        """When the next spooled digest is due, or None."""
+        return self.spool.next_due()
+
+    async def deliver(self, messages: list[OutgoingMessage]) -> bool:
+        """Spool each message, then send it; what no channel takes stays spooled.
+
+        Returns:
+            Whether every message was taken.
+        """
+        ok = True
+        try:
+            for message in messages:
+                entry_id = self.spool.add(message)  # durable before the first attempt
+                ok = await self._send(entry_id, message, attempts=0) and ok
+        finally:
+            await self.chain.aclose()
+        return ok
+
+    async def retry(self, *, force: bool = False) -> bool:
+        """Send what waits in the spool and is due (everything with ``force``).
+
+        Returns:
+            Whether the spool is empty afterwards.
+        """
+        entries = self.spool.claim_due(force=force)
+        if entries:
+            try:
+                for entry in entries:
+                    message = entry.message
+                    if message is None:  # unreadable: keep it for a person to look at
+                        self.spool.failed(
+                            entry.id, error="unreadable entry", next_attempt=self._later(9)
+                        )
+                        continue
+                    if entry.created < self._started and self._mark_delayed is not None:
+                        message = self._mark_delayed(message, entry.created)
+                    await self._send(entry.id, message, attempts=entry.attempts)
+            finally:
+                await self.chain.aclose()
+        return len(self.spool) == 0
+
+    def undelivered(self) -> list[tuple[str, str | None]]:
+        """Title and last error (None if never tried to the end) of every digest waiting."""
+        return [(e.title, e.last_error) for e in self.spool.entries()]
+
+    async def _send(self, entry_id: int, message: OutgoingMessage, *, attempts: int) -> bool:
+        try:
+            await self.chain.send(message)
+        except DeliveryError as error:
+            self.spool.failed(entry_id, error=_short(error), next_attempt=self._later(attempts))
+            if not isinstance(error, NoChannelTookError):
+                log.warning("could not deliver %s: %s", message.message_id, error)
+            return False
+        self.spool.delivered(entry_id)
+        self.sent += 1
+        return True
+
+    def _later(self, attempts: int) -> float:
+        pause = min(RETRY_CAP, RETRY_BASE * 2.0**attempts)
+        return self._clock() + pause * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+
+
+def _short(error: DeliveryError) -> str:
+    text = str(error)
+    return text if len(text) <= 2000 else text[:1997] + "..."

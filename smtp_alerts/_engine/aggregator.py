@@ -1,0 +1,625 @@
+"""Deduplication and Alertmanager-style notification windows, without I/O.
+
+The engine's background thread feeds an :class:`Aggregator` with occurrences
+(:meth:`Aggregator.add` for a captured alert, :meth:`Aggregator.count` for
+repeats of a known one), asks it when to wake up (:meth:`Aggregator.next_due`)
+and which groups to notify (:meth:`Aggregator.due`), and has it form the
+:class:`~smtp_alerts.models.Digest` of a group (:meth:`Aggregator.form`).
+
+Each group has at most one open *incident*. Its life, as in Alertmanager:
+
+- the first occurrence opens it; the first digest is due ``group_wait`` later,
+  so a burst arrives as one email;
+- after a digest, the next one is due ``group_interval`` after it if a problem
+  not yet shown in this incident joined, or ``repeat_interval`` after it if
+  only repeats of shown problems are pending;
+- a new problem at ``CRITICAL`` or from a crash is due at once;
+- an incident that was notified and stays quiet for ``repeat_interval`` closes:
+  the next occurrence opens a new incident (new id, ``group_wait`` again).
+
+Per problem the state is a handful of numbers, so a million identical errors
+are one row with a count of a million. Memory is bounded by ``max_samples``
+captured alerts (the heavy part: message, traceback); see :class:`Aggregator`.
+The class is not thread-safe: one thread (the engine's) owns it. All time
+comes from the injected clock, or from the occurrences' own ``created`` times.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from smtp_alerts.models import Digest, Problem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from smtp_alerts._util.clock import Clock
+    from smtp_alerts.models import Alert, Fingerprint
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "DEFAULT_MAX_SAMPLES",
+    "REASON_CRITICAL",
+    "REASON_FLUSH",
+    "REASON_NEW",
+    "REASON_REPEAT",
+    "REASON_UPDATE",
+    "Aggregator",
+    "AggregatorStats",
+]
+
+DEFAULT_GROUP = "default"
+"""The group that reports dropped records when no other group has anything pending."""
+
+DEFAULT_MAX_SAMPLES = 10_000
+"""How many captured alerts (one per fingerprint) an aggregator keeps by default."""
+
+# The values of Digest.reason: why a digest was sent when it was.
+REASON_NEW = "new"
+REASON_UPDATE = "update"
+REASON_REPEAT = "repeat"
+REASON_CRITICAL = "critical"
+REASON_FLUSH = "flush"
+
+_HeapItem = tuple[float, int, "Fingerprint"]
+
+
+def _new_incident_id() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatorStats:
+    """A snapshot of an aggregator's state, for health reports and tests.
+
+    Attributes:
+        open_incidents: groups with an open incident.
+        samples: captured alerts held (at most ``max_samples`` unless pending
+            problems need more).
+        problems: fingerprints known, with or without a sample.
+        occurrences: occurrences counted since the aggregator was created.
+        pending: occurrences counted but not yet formed into a digest.
+        dropped: records dropped at intake, not yet reported by a digest.
+    """
+
+    open_incidents: int
+    samples: int
+    problems: int
+    occurrences: int
+    pending: int
+    dropped: int
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    """A known fingerprint: its sample and its state in its group's incident."""
+
+    fingerprint: Fingerprint
+    group: str
+    # None once evicted from an open incident: the row keeps the incident's
+    # counts and "shown" state, and the next occurrence is re-captured.
+    alert: Alert | None
+    in_incident: bool = False
+    pending: int = 0  # occurrences since the previous digest
+    total: int = 0  # occurrences since the incident opened
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    shown_in: int = 0  # sequence of the digest that first showed it; 0 = never
+    token: int = 0  # identifies its one valid eviction-heap item; 0 = none
+
+
+@dataclass(slots=True, eq=False)
+class _Incident:
+    """One group's open incident."""
+
+    group: str
+    incident_id: str
+    opened_at: float
+    sequence: int = 0  # digests formed (and not restored as the latest)
+    last_notified: float | None = None
+    members: dict[Fingerprint, _Entry] = field(default_factory=dict)
+    pending: dict[Fingerprint, _Entry] = field(default_factory=dict)
+    new_pending: int = 0  # pending entries never shown in this incident
+    critical_at: float | None = None  # earliest pending new critical/crash
+    drops_pending: bool = False  # carries dropped records although no problem is pending
+    thread_subject: str | None = None
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self.pending) or self.drops_pending
+
+
+def _problem(entry: _Entry) -> Problem:
+    # Only sampled entries become pending: count() refuses the others.
+    assert entry.alert is not None  # noqa: S101 - an invariant, not input validation
+    return Problem(
+        alert=entry.alert,
+        count=entry.pending,
+        total=entry.total,
+        first_seen=entry.first_seen,
+        last_seen=entry.last_seen,
+        is_new=entry.shown_in == 0,
+    )
+
+
+def _severity_order(problem: Problem) -> tuple[int, bool, int, float]:
+    # Most severe first, then new before known, then the noisiest first.
+    return (-problem.alert.level, not problem.is_new, -problem.count, problem.first_seen)
+
+
+class Aggregator:
+    """Counts occurrences per fingerprint and decides when each group's digest is due.
+
+    Args:
+        group_wait: seconds a new incident waits to collect its burst.
+        group_interval: least seconds between two digests of one incident when
+            a new problem joined.
+        repeat_interval: seconds after which an unchanged incident with pending
+            repeats is notified again; also how long a notified incident must
+            stay quiet to close.
+        clock: returns the current time in epoch seconds.
+        max_samples: how many captured alerts to keep. Beyond it, fingerprints
+            in no open incident are forgotten first (least recently seen
+            first); then fingerprints of open incidents with nothing pending
+            lose their sample but keep their few numbers (counts, first seen,
+            shown), so a re-captured occurrence continues the same row.
+            Pending samples are never evicted: counts are never lost.
+        new_incident_id: makes the id of a new incident.
+
+    Raises:
+        ValueError: a negative duration or a ``max_samples`` below 1.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_dropped",
+        "_entries",
+        "_evicted",
+        "_group_interval",
+        "_group_wait",
+        "_idle",
+        "_incidents",
+        "_max_samples",
+        "_new_incident_id",
+        "_next_token",
+        "_occurrences",
+        "_pending_occurrences",
+        "_quiet",
+        "_repeat_interval",
+        "_samples",
+    )
+
+    def __init__(
+        self,
+        *,
+        group_wait: float,
+        group_interval: float,
+        repeat_interval: float,
+        clock: Clock,
+        max_samples: int = DEFAULT_MAX_SAMPLES,
+        new_incident_id: Callable[[], str] = _new_incident_id,
+    ) -> None:
+        for name, value in (
+            ("group_wait", group_wait),
+            ("group_interval", group_interval),
+            ("repeat_interval", repeat_interval),
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+        if max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1, got {max_samples!r}")
+        self._group_wait = float(group_wait)
+        self._group_interval = float(group_interval)
+        self._repeat_interval = float(repeat_interval)
+        self._clock = clock
+        self._max_samples = max_samples
+        self._new_incident_id = new_incident_id
+        self._entries: dict[Fingerprint, _Entry] = {}
+        self._samples = 0  # entries whose alert is not None
+        self._incidents: dict[str, _Incident] = {}
+        # Eviction candidates as lazy heaps ordered by last_seen: an item is
+        # valid only while its token is the entry's current one, so a state
+        # change invalidates it in O(1) instead of searching the heap.
+        self._idle: list[_HeapItem] = []  # entries in no open incident
+        self._quiet: list[_HeapItem] = []  # sampled open-incident entries, nothing pending
+        self._next_token = 0
+        self._evicted: list[Fingerprint] = []
+        self._dropped = 0
+        self._occurrences = 0
+        self._pending_occurrences = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Aggregator(group_wait={self._group_wait!r}, "
+            f"group_interval={self._group_interval!r}, "
+            f"repeat_interval={self._repeat_interval!r}, "
+            f"incidents={len(self._incidents)}, samples={self._samples})"
+        )
+
+    # -- input ---------------------------------------------------------------
+
+    def add(self, alert: Alert) -> None:
+        """Count one captured occurrence, keeping it as the sample if none is known.
+
+        An already-known fingerprint keeps its sample and its group: the
+        occurrence is counted in the group it was first captured in.
+
+        Args:
+            alert: the occurrence, with its details captured.
+        """
+        entry = self._entries.get(alert.fingerprint)
+        if entry is None:
+            entry = _Entry(fingerprint=alert.fingerprint, group=alert.group, alert=None)
+            self._entries[alert.fingerprint] = entry
+        is_new_sample = entry.alert is None
+        if is_new_sample:
+            entry.alert = alert
+            self._samples += 1
+        self._occur(entry, alert.created, 1, alert.level, alert.source)
+        if is_new_sample:
+            self._evict()
+
+    def count(self, fingerprint: Fingerprint, created: float, n: int = 1) -> bool:
+        """Count ``n`` more occurrences of a captured fingerprint, the last at ``created``.
+
+        Args:
+            fingerprint: the problem's identity.
+            created: when the latest of these occurrences happened.
+            n: how many occurrences.
+
+        Returns:
+            False, counting nothing, when no sample is known for the fingerprint
+            (it was evicted): the caller must re-capture it and :meth:`add` it.
+
+        Raises:
+            ValueError: ``n`` below 1.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n!r}")
+        entry = self._entries.get(fingerprint)
+        if entry is None or entry.alert is None:
+            return False
+        self._occur(entry, created, n, entry.alert.level, entry.alert.source)
+        return True
+
+    def note_dropped(self, n: int) -> None:
+        """Record ``n`` records dropped at intake.
+
+        The next digest formed, of whichever group, reports them. When no group
+        has anything pending, the ``default`` group becomes pending for them
+        (as if a new problem joined it), so they are reported even then.
+
+        Args:
+            n: how many records were dropped.
+
+        Raises:
+            ValueError: ``n`` is negative.
+        """
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n!r}")
+        if n:
+            self._dropped += n
+            self._carry_dropped()
+
+    def set_thread_subject(self, incident_id: str, subject: str) -> None:
+        """Remember the subject of an incident's first digest, for its follow-ups.
+
+        Ignored when that incident has closed.
+
+        Args:
+            incident_id: the incident, as in :attr:`Digest.incident_id`.
+            subject: the first digest's subject line.
+        """
+        for incident in self._incidents.values():
+            if incident.incident_id == incident_id:
+                incident.thread_subject = subject
+                return
+
+    def restore(self, digest: Digest) -> None:
+        """Put a digest that no channel took back as pending, so nothing is lost.
+
+        The counts become pending again and are reported by a later digest. A
+        problem that this digest was the first to show is new again. If the
+        digest was its incident's latest, the sequence steps back so the
+        reader's first email still has sequence 1. The digest's formation time
+        still counts as the last notification, so the group waits at least
+        ``group_interval`` before the next attempt: a failing channel is not
+        hammered. If the incident closed meanwhile, the counts join the
+        group's current (or a new) incident.
+
+        Args:
+            digest: a digest formed by this aggregator.
+        """
+        now = self._clock()
+        touched: dict[str, _Incident] = {}
+        for problem in digest.problems:
+            fingerprint = problem.alert.fingerprint
+            entry = self._entries.get(fingerprint)
+            if entry is None:
+                entry = _Entry(fingerprint=fingerprint, group=digest.group, alert=None)
+                self._entries[fingerprint] = entry
+            if entry.alert is None:  # evicted since: the digest still holds the sample
+                entry.alert = problem.alert
+                self._samples += 1
+            incident = self._incident_for(entry.group, now)
+            same_incident = incident.incident_id == digest.incident_id
+            if not entry.in_incident:
+                self._join(incident, entry, problem.first_seen)
+                entry.total = problem.total if same_incident else problem.count
+            elif not same_incident:
+                entry.total += problem.count
+            if same_incident and problem.is_new and entry.shown_in == digest.sequence:
+                entry.shown_in = 0
+            entry.first_seen = min(entry.first_seen, problem.first_seen)
+            entry.last_seen = max(entry.last_seen, problem.last_seen)
+            if entry.pending == 0:
+                incident.pending[fingerprint] = entry
+                entry.token = 0
+            entry.pending += problem.count
+            self._pending_occurrences += problem.count
+            touched[incident.group] = incident
+        for incident in touched.values():
+            incident.new_pending = sum(1 for e in incident.pending.values() if e.shown_in == 0)
+        incident_now = self._incidents.get(digest.group)
+        if (
+            incident_now is not None
+            and incident_now.incident_id == digest.incident_id
+            and incident_now.sequence == digest.sequence
+        ):
+            incident_now.sequence -= 1
+            if incident_now.sequence == 0:
+                # The first email never went out: its subject heads no thread.
+                incident_now.thread_subject = None
+        if digest.dropped:
+            self._dropped += digest.dropped
+            self._carry_dropped()
+        self._evict()
+
+    # -- output --------------------------------------------------------------
+
+    def next_due(self) -> float | None:
+        """The earliest time any group is due, or None when none is.
+
+        Returns:
+            Epoch seconds, possibly in the past (then a group is due now).
+        """
+        times = [t for t in map(self._due_at, self._incidents.values()) if t is not None]
+        return min(times, default=None)
+
+    def due(self, now: float | None = None) -> list[str]:
+        """The groups whose digest is due, earliest first.
+
+        Also closes incidents that stayed quiet for ``repeat_interval``.
+
+        Args:
+            now: the time to judge by; the clock's time when None.
+
+        Returns:
+            Group names.
+        """
+        if now is None:
+            now = self._clock()
+        self._expire(now)
+        ready = [
+            (at, name)
+            for name, incident in self._incidents.items()
+            if (at := self._due_at(incident)) is not None and at <= now
+        ]
+        return [name for _, name in sorted(ready)]
+
+    def pending_groups(self) -> list[str]:
+        """The groups with anything pending, due or not (for a flush)."""
+        return [name for name, incident in self._incidents.items() if incident.has_pending]
+
+    def form(
+        self,
+        group: str,
+        *,
+        reason: str | None = None,
+        notices: tuple[str, ...] = (),
+    ) -> Digest | None:
+        """Form the digest of everything pending in ``group``, due or not.
+
+        Marks the group notified now and resets its pending counts. The digest
+        also reports all records dropped at intake not yet reported, whatever
+        their group.
+
+        Args:
+            group: the group's name.
+            reason: overrides the computed reason (the engine passes ``flush``);
+                computed: ``critical`` when a problem not yet shown at
+                ``CRITICAL`` or from a crash is pending, else ``new`` for an
+                incident's first digest, ``update`` when another new problem
+                (or only dropped records) is pending, ``repeat`` otherwise.
+            notices: lines the reader must see first.
+
+        Returns:
+            The digest, or None when nothing is pending in the group. A digest
+            that only reports dropped records has no problems.
+        """
+        incident = self._incidents.get(group)
+        if incident is None or not incident.has_pending:
+            return None
+        now = self._clock()
+        sequence = incident.sequence + 1
+        if reason is None:
+            reason = self._reason(incident, sequence)
+        problems = sorted(map(_problem, incident.pending.values()), key=_severity_order)
+        for entry in incident.pending.values():
+            if entry.shown_in == 0:
+                entry.shown_in = sequence
+            self._pending_occurrences -= entry.pending
+            entry.pending = 0
+            self._push(self._quiet, entry)
+        incident.pending = {}
+        incident.new_pending = 0
+        incident.critical_at = None
+        incident.sequence = sequence
+        incident.last_notified = now
+        return Digest(
+            group=group,
+            incident_id=incident.incident_id,
+            sequence=sequence,
+            problems=tuple(problems),
+            created=now,
+            reason=reason,
+            dropped=self._take_dropped(),
+            notices=notices,
+            thread_subject=incident.thread_subject,
+        )
+
+    def pop_evicted(self) -> list[Fingerprint]:
+        """The fingerprints evicted since the last call, for the intake to forget."""
+        evicted, self._evicted = self._evicted, []
+        return evicted
+
+    @property
+    def stats(self) -> AggregatorStats:
+        """Counts of incidents, samples and occurrences, as of the clock's time."""
+        now = self._clock()
+        return AggregatorStats(
+            open_incidents=sum(
+                not self._closable(incident, now) for incident in self._incidents.values()
+            ),
+            samples=self._samples,
+            problems=len(self._entries),
+            occurrences=self._occurrences,
+            pending=self._pending_occurrences,
+            dropped=self._dropped,
+        )
+
+    # -- internals -----------------------------------------------------------
+
+    def _occur(self, entry: _Entry, created: float, n: int, level: int, source: str) -> None:
+        incident = self._incident_for(entry.group, created)
+        if not entry.in_incident:
+            self._join(incident, entry, created)
+        if entry.pending == 0:
+            incident.pending[entry.fingerprint] = entry
+            entry.token = 0  # no longer an eviction candidate
+            if entry.shown_in == 0:
+                incident.new_pending += 1
+        entry.pending += n
+        entry.total += n
+        entry.first_seen = min(entry.first_seen, created)
+        entry.last_seen = max(entry.last_seen, created)
+        if entry.shown_in == 0 and (level >= logging.CRITICAL or source == "crash"):
+            critical_at = incident.critical_at
+            incident.critical_at = created if critical_at is None else min(critical_at, created)
+        self._occurrences += n
+        self._pending_occurrences += n
+
+    def _incident_for(self, group: str, at: float) -> _Incident:
+        """The group's open incident at ``at``, opening one (first occurrence at ``at``)."""
+        incident = self._incidents.get(group)
+        if incident is not None and self._closable(incident, at):
+            self._close(incident)
+            incident = None
+        if incident is None:
+            incident = _Incident(group=group, incident_id=self._new_incident_id(), opened_at=at)
+            self._incidents[group] = incident
+        return incident
+
+    def _join(self, incident: _Incident, entry: _Entry, at: float) -> None:
+        entry.in_incident = True
+        entry.total = 0
+        entry.first_seen = at
+        entry.last_seen = at
+        entry.shown_in = 0
+        entry.token = 0
+        incident.members[entry.fingerprint] = entry
+
+    def _closable(self, incident: _Incident, at: float) -> bool:
+        return (
+            incident.last_notified is not None
+            and not incident.has_pending
+            and at >= incident.last_notified + self._repeat_interval
+        )
+
+    def _close(self, incident: _Incident) -> None:
+        for entry in incident.members.values():
+            entry.in_incident = False
+            if entry.alert is None:
+                # Its sample was already evicted (and reported); without an
+                # incident the row holds nothing worth keeping.
+                del self._entries[entry.fingerprint]
+            else:
+                self._push(self._idle, entry)
+        del self._incidents[incident.group]
+
+    def _expire(self, now: float) -> None:
+        for incident in [i for i in self._incidents.values() if self._closable(i, now)]:
+            self._close(incident)
+
+    def _due_at(self, incident: _Incident) -> float | None:
+        if not incident.has_pending:
+            return None
+        if incident.last_notified is None:
+            at = incident.opened_at + self._group_wait
+        elif incident.new_pending or incident.drops_pending:
+            at = incident.last_notified + self._group_interval
+        else:
+            at = incident.last_notified + self._repeat_interval
+        if incident.critical_at is not None:
+            at = min(at, incident.critical_at)
+        return at
+
+    def _reason(self, incident: _Incident, sequence: int) -> str:
+        # A new critical problem or crash names the digest even when it opens
+        # the incident: it is why the digest did not wait.
+        if incident.critical_at is not None:
+            return REASON_CRITICAL
+        if sequence == 1:
+            return REASON_NEW
+        if incident.new_pending or incident.drops_pending:
+            return REASON_UPDATE
+        return REASON_REPEAT
+
+    def _carry_dropped(self) -> None:
+        """Make sure some group is pending while dropped records wait to be reported."""
+        if self._dropped and not any(i.has_pending for i in self._incidents.values()):
+            self._incident_for(DEFAULT_GROUP, self._clock()).drops_pending = True
+
+    def _take_dropped(self) -> int:
+        dropped, self._dropped = self._dropped, 0
+        for incident in list(self._incidents.values()):
+            incident.drops_pending = False
+            if not incident.pending and incident.last_notified is None:
+                # Opened only to carry the drops, which another digest took.
+                del self._incidents[incident.group]
+        return dropped
+
+    def _push(self, heap: list[_HeapItem], entry: _Entry) -> None:
+        self._next_token += 1
+        entry.token = self._next_token
+        heapq.heappush(heap, (entry.last_seen, entry.token, entry.fingerprint))
+        if len(heap) > 2 * len(self._entries) + 64:
+            # Stale items pile up as entries change state; drop them now and
+            # then so the heaps stay proportional to the samples held.
+            heap[:] = [item for item in heap if self._is_valid(item)]
+            heapq.heapify(heap)
+
+    def _is_valid(self, item: _HeapItem) -> bool:
+        entry = self._entries.get(item[2])
+        return entry is not None and entry.token == item[1]
+
+    def _evict(self) -> None:
+        if self._samples <= self._max_samples:
+            return
+        self._expire(self._clock())  # quiet incidents free their samples first
+        for heap in (self._idle, self._quiet):
+            while self._samples > self._max_samples and heap:
+                item = heapq.heappop(heap)
+                if not self._is_valid(item):
+                    continue
+                entry = self._entries[item[2]]
+                if not entry.in_incident:
+                    del self._entries[entry.fingerprint]
+                entry.alert = None
+                entry.token = 0
+                self._samples -= 1
+                self._evicted.append(entry.fingerprint)

@@ -1,0 +1,1 @@
+"""Sources above the engine: jobs, heartbeats, crash hooks and the cron wrapper."""

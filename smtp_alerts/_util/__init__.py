@@ -1,0 +1,1 @@
+"""The bottom layer: small utilities that know nothing of alerts."""

@@ -1,0 +1,154 @@
+"""The ``smtp-alerts`` command line.
+
+Subcommands:
+
+- ``smtp-alerts demo``: the whole pipeline against an embedded Gmail-like
+  server; needs no settings and no network.
+- ``smtp-alerts spool list | flush | purge | history``: look at and manage the
+  digests waiting in ``SPOOL_DIR`` and the delivery log.
+- ``smtp-alerts doctor [--send]``: step-by-step reachability, TLS, auth (and
+  sending) diagnosis, with Gmail's failure codes explained.
+- ``smtp-alerts send-test``: one real message with the current settings.
+- ``smtp-alerts watch CHECKS.toml``: run the checks a TOML file describes.
+- ``smtp-alerts run [--name NAME] [--timeout T] -- CMD ...``: the cron wrapper.
+
+Each subcommand's module is imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._version import VERSION
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``smtp-alerts`` command line.
+
+    Args:
+        argv: the arguments (without the program name); ``sys.argv[1:]`` when omitted.
+
+    Returns:
+        The process exit status.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    # Each command's module loads only when it runs: `--help` stays instant.
+    if args.command == "spool":
+        from .spool import run_spool_command  # noqa: PLC0415
+
+        return run_spool_command(args)
+    if args.command in ("doctor", "send-test"):
+        from .doctor import run_doctor  # noqa: PLC0415
+
+        return run_doctor(
+            send=args.command == "send-test" or args.send,
+            only_send=args.command == "send-test",
+            timeout=args.timeout,
+        )
+    if args.command == "watch":
+        from .watch import run_watch  # noqa: PLC0415
+
+        return run_watch(args)
+    if args.command == "run":
+        from .._sources.cron import run_cron  # noqa: PLC0415
+
+        return run_cron(args)
+    from .demo import run_demo  # noqa: PLC0415 - the server loads only for the demo
+
+    return run_demo(output_root=args.output, quick=args.quick)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smtp-alerts",
+        description="Alert emails from Python logging, checks and crashes, through Gmail SMTP.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run a short scenario through the real pipeline against an embedded Gmail-like server",
+        description=(
+            "Starts a local SMTP server that behaves like Gmail (STARTTLS, AUTH required, "
+            "Gmail's reply codes), logs a burst of errors through AlertHandler, and shows "
+            "the digest emails that arrived. Needs no settings and no network."
+        ),
+    )
+    demo.add_argument(
+        "--output",
+        type=Path,
+        default=Path("smtp-alerts-demo"),
+        help="folder for the received emails (.eml) and index.html (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--quick", action="store_true", help="shorter windows, for tests (about one second)"
+    )
+    spool = commands.add_parser(
+        "spool",
+        help="look at and manage undelivered digests (SPOOL_DIR) and the delivery log",
+        description="The digests waiting in SPOOL_DIR, and the log of every delivery attempt.",
+    )
+    actions = spool.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("list", help="the waiting digests and the engines' counters")
+    flush = actions.add_parser(
+        "flush", help="send every waiting digest now, with the current settings"
+    )
+    flush.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default: 60)")
+    purge = actions.add_parser("purge", help="delete every waiting digest (not the log)")
+    purge.add_argument("--yes", action="store_true", help="do it: without --yes, only say what")
+    history = actions.add_parser("history", help="the delivery log, newest first")
+    history.add_argument("--limit", type=int, default=50, help="how many attempts (default: 50)")
+    doctor = commands.add_parser(
+        "doctor",
+        help="check DNS, ports 587 and 465, TLS, the certificate and the login, step by step",
+        description=(
+            "Resolves the host, connects to the configured port and the other one (587 "
+            "STARTTLS / 465 TLS, or SMTP_ALERTS_ALTERNATE_PORT), checks STARTTLS or TLS and "
+            "the certificate, and logs in once with the current settings; one line per step, "
+            "with Gmail's failure codes explained. Exits 1 when a needed step fails, 2 when "
+            "the settings are unusable."
+        ),
+    )
+    doctor.add_argument("--send", action="store_true", help="also send a test message")
+    doctor.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds per step (default: %(default)s)"
+    )
+    send_test = commands.add_parser(
+        "send-test",
+        help="send one test message with the current settings",
+        description="Sends one message with the current settings through the delivery "
+        "chain (both ports, the backup server, the apprise URLs) and says which channel "
+        "took it; exits non-zero with a diagnosis in Gmail's terms when none did.",
+    )
+    send_test.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds in all (default: %(default)s)"
+    )
+    watch = commands.add_parser(
+        "watch",
+        help="run the checks a TOML file describes, alerting on failures",
+        description="Runs HTTP, TCP, TLS-expiry and command checks from a TOML file "
+        "until interrupted, and alerts when one goes down, stays down or recovers.",
+    )
+    watch.add_argument("file", type=Path, help="the checks file (TOML)")
+    watch.add_argument(
+        "--once", action="store_true", help="run every check once, print the results and exit"
+    )
+    run = commands.add_parser(
+        "run",
+        help="run a command; alert when it fails, times out or crashes (a cron wrapper)",
+        description="Runs CMD; silent on success. On a non-zero exit, a timeout or a "
+        "crash it sends an alert with the exit code, the duration and the tail of the "
+        "output, then exits with the command's own exit code.",
+    )
+    run.add_argument("--name", help="the job's name in the alert (default: the command)")
+    run.add_argument("--timeout", help="kill the command after this long (e.g. 90s, 30m)")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    return parser

@@ -1,0 +1,91 @@
+"""``smtp-alerts spool``: the waiting digests and the delivery log, for a person."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+
+from .._delivery.spool import Spool
+from .._engine.core import Engine
+from ..errors import ConfigurationError
+from ..settings import Settings
+
+__all__ = ["run_spool_command"]
+
+
+def run_spool_command(args: argparse.Namespace) -> int:
+    """Run ``smtp-alerts spool ACTION``; returns the exit status."""
+    try:
+        settings = Settings()
+    except ConfigurationError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.action == "flush":
+        return _flush(settings, args.timeout)
+    with Spool(settings.spool_path) as spool:
+        if args.action == "list":
+            return _list(spool)
+        if args.action == "purge":
+            return _purge(spool, yes=args.yes)
+        return _history(spool, args.limit)
+
+
+def _list(spool: Spool) -> int:
+    entries = spool.entries()
+    print(f"{len(entries)} digest(s) waiting in {spool.directory}")
+    if entries:
+        print(f"{'id':>5}  {'first spooled':<20} {'tries':>5}  {'next try':<20} title / last error")
+    for entry in entries:
+        print(
+            f"{entry.id:>5}  {_time(entry.created):<20} {entry.attempts:>5}  "
+            f"{_time(entry.next_attempt):<20} {entry.title}"
+        )
+        if entry.last_error:
+            print(f"{'':>55}{entry.last_error[:200]}")
+    for owner, updated, counters in spool.counters():
+        print(f"\ncounters of the engine {owner} (saved {_time(updated)} UTC):")
+        for name, value in sorted(counters.items()):
+            print(f"  {name:<40} {value:>10,}")
+    return 0
+
+
+def _purge(spool: Spool, *, yes: bool) -> int:
+    count = len(spool)
+    if not yes:
+        print(f"{count} digest(s) would be deleted from {spool.directory}; add --yes to do it")
+        return 1 if count else 0
+    print(f"deleted {spool.purge()} digest(s) from {spool.directory}")
+    return 0
+
+
+def _history(spool: Spool, limit: int) -> int:
+    attempts = spool.history(limit=limit)
+    print(f"last {len(attempts)} delivery attempt(s), newest first")
+    for attempt in attempts:
+        result = "ok  " if attempt.ok else "FAIL"
+        code = f" {attempt.code}" if attempt.code is not None else ""
+        print(
+            f"{_time(attempt.at):<20} {result} {attempt.channel:<28} {attempt.step:<9}{code} "
+            f"{attempt.duration * 1000:6.0f} ms  {attempt.title}"
+        )
+        if not attempt.ok and attempt.reply:
+            print(f"{'':>21}{attempt.reply[:200]}")
+    return 0
+
+
+def _flush(settings: Settings, timeout: float) -> int:
+    engine = Engine(settings)
+    engine.start()
+    delivered = engine.flush(timeout=timeout)
+    engine.close(timeout=min(timeout, settings.shutdown_timeout))
+    left = engine.stats().undelivered
+    if delivered and not left:
+        print("every waiting digest was delivered")
+        return 0
+    print(f"{left} digest(s) still waiting; see `smtp-alerts spool list` and `spool history`")
+    return 1
+
+
+def _time(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

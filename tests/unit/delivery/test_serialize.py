@@ -1,0 +1,201 @@
+"""Tests for smtp_alerts._delivery.serialize: digests and messages to JSON-able data and back."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from smtp_alerts._delivery.serialize import (
+    FORMAT_VERSION,
+    digest_from_dict,
+    digest_to_dict,
+    message_from_row,
+    message_to_row,
+)
+from smtp_alerts._engine.render import RenderContext, render
+from smtp_alerts.models import Alert, Digest, Fingerprint, OutgoingMessage, Problem
+
+NOW = 1_795_000_000.0
+CONTEXT = RenderContext(
+    sender="alerts@example.com", recipients=("ops@example.com", "dev@example.org"), hostname="web-1"
+)
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/shop/api.py", line 42, in get_cart\n'
+    "    return carts[user_id]\n"
+    "KeyError: 'ünïcødé 🛒'\n"
+)
+
+
+def make_digest(
+    fingerprint: Fingerprint = ("shop.api", 40, "/srv/shop/api.py", 42, "Failed to load %s"),
+    *,
+    message: str = "Failed to load cart",
+    traceback: str | None = None,
+    **fields: Any,
+) -> Digest:
+    alert = Alert(
+        fingerprint=fingerprint,
+        level=logging.ERROR,
+        logger="shop.api",
+        message=message,
+        created=NOW - 600.125,
+        location="/srv/shop/api.py:42 in get_cart",
+        exc_type="KeyError" if traceback else None,
+        traceback=traceback,
+    )
+    problem = Problem(
+        alert=alert, count=3, total=7, first_seen=NOW - 600.125, last_seen=NOW - 1, is_new=True
+    )
+    values: dict[str, Any] = {
+        "group": "default",
+        "incident_id": "3f2a9c",
+        "sequence": 2,
+        "problems": (problem,),
+        "created": NOW,
+        "reason": "update",
+        "dropped": 4,
+        "notices": ("Hourly quota reached",),
+        "thread_subject": "[web-1] 1 problem in shop.api",
+    }
+    values.update(fields)
+    return Digest(**values)
+
+
+def through_json(data: object) -> Any:
+    """What a store gives back: the data written as JSON text and parsed again."""
+    return json.loads(json.dumps(data))
+
+
+def assert_same_message(copy: OutgoingMessage, original: OutgoingMessage) -> None:
+    # OutgoingMessage equality compares the EmailMessage by identity: compare its bytes.
+    assert copy.email.as_bytes() == original.email.as_bytes()
+    assert copy.message_id == original.message_id
+    assert copy.sender == original.sender
+    assert copy.recipients == original.recipients
+    assert copy.title == original.title
+    assert copy.summary == original.summary
+    assert copy.digest == original.digest
+
+
+class TestDigest:
+    def test_round_trip_is_equal(self) -> None:
+        """A digest comes back from JSON equal to the original, every field included."""
+        digest = make_digest()
+        assert digest_from_dict(through_json(digest_to_dict(digest))) == digest
+
+    def test_version_is_written(self) -> None:
+        """The converted digest carries the format version."""
+        assert digest_to_dict(make_digest())["v"] == FORMAT_VERSION
+
+    def test_unicode_and_traceback(self) -> None:
+        """Non-ASCII text, control characters and a traceback survive unchanged."""
+        digest = make_digest(
+            message="Zahlung fehlgeschlagen: ß ✓ 日本語 \x00\x1b[31m", traceback=TRACEBACK
+        )
+        copy = digest_from_dict(through_json(digest_to_dict(digest)))
+        assert copy == digest
+        assert copy.problems[0].alert.traceback == TRACEBACK
+
+    def test_lone_surrogate_survives_ascii_json(self) -> None:
+        """A lone surrogate from undecodable log bytes survives JSON with ensure_ascii."""
+        digest = make_digest(message="bad byte: \udcff")
+        text = json.dumps(digest_to_dict(digest))
+        text.encode("utf-8")  # storable as UTF-8 text
+        assert digest_from_dict(json.loads(text)) == digest
+
+    def test_nested_fingerprint_types(self) -> None:
+        """Nested tuples come back as tuples, and bool, int, float, None keep their types."""
+        fingerprint = ("alert", "shop", 40, "tmpl", None, ("a.py", 7), (True, 1, 1.0, ((),)))
+        copy = digest_from_dict(through_json(digest_to_dict(make_digest(fingerprint))))
+        copied = copy.problems[0].alert.fingerprint
+        assert copied == fingerprint
+        assert repr(copied) == repr(fingerprint)  # hence the same fingerprint_id
+        assert copy.problems[0].id == make_digest(fingerprint).problems[0].id
+
+    @pytest.mark.parametrize("bad", [["list"], {"a": 1}, b"bytes", logging.Logger])
+    def test_unserialisable_fingerprint_is_refused(self, bad: Any) -> None:
+        """A fingerprint part that could not come back equal raises TypeError."""
+        with pytest.raises(TypeError, match="fingerprint"):
+            digest_to_dict(make_digest(("x", bad)))
+
+    def test_empty_digest(self) -> None:
+        """A digest without problems, notices or thread subject round-trips."""
+        digest = Digest(group="g", incident_id="i", sequence=1, problems=(), created=0.0)
+        assert digest_from_dict(through_json(digest_to_dict(digest))) == digest
+
+    def test_newer_version_is_refused(self) -> None:
+        """A digest written by a newer format raises ValueError naming the version."""
+        data = digest_to_dict(make_digest()) | {"v": FORMAT_VERSION + 1}
+        with pytest.raises(ValueError, match="newer"):
+            digest_from_dict(data)
+
+    @pytest.mark.parametrize("data", [{}, {"v": True}, {"v": 1}, {"v": 1, "group": "g"}])
+    def test_damaged_data_raises_value_error(self, data: dict[str, Any]) -> None:
+        """Missing versions or fields raise ValueError, not KeyError."""
+        with pytest.raises(ValueError, match="serialised digest"):
+            digest_from_dict(data)
+
+
+class TestMessage:
+    def test_round_trip(self) -> None:
+        """A rendered message comes back with the same bytes, fields and digest."""
+        original = render(make_digest(traceback=TRACEBACK), CONTEXT)
+        row = message_to_row(original)
+        copy = message_from_row(through_json(row.meta), row.email)
+        assert_same_message(copy, original)
+
+    def test_email_keeps_its_policy_and_headers(self) -> None:
+        """The parsed email is an EmailMessage with the original's headers and CRLF ends."""
+        original = render(make_digest(sequence=3), CONTEXT)
+        row = message_to_row(original)
+        assert row.email == original.email.as_bytes()
+        assert b"\r\n" in row.email
+        copy = message_from_row(through_json(row.meta), row.email)
+        assert copy.email.items() == original.email.items()
+        assert copy.email["In-Reply-To"] == original.email["In-Reply-To"]
+        assert copy.email.get_body(("plain",)) is not None
+
+    def test_unicode_body(self) -> None:
+        """Non-ASCII log text in the body survives the round trip."""
+        original = render(make_digest(message="Ошибка ✗ 🚨", traceback=TRACEBACK), CONTEXT)
+        row = message_to_row(original)
+        copy = message_from_row(through_json(row.meta), row.email)
+        assert_same_message(copy, original)
+        plain = copy.email.get_body(("plain",))
+        assert plain is not None
+        assert "Ошибка ✗ 🚨" in plain.get_content()
+
+    def test_message_without_digest(self) -> None:
+        """A message that renders no digest (a summary) comes back with digest None."""
+        rendered = render(make_digest(), CONTEXT)
+        original = OutgoingMessage(
+            message_id=rendered.message_id,
+            email=rendered.email,
+            sender=rendered.sender,
+            recipients=rendered.recipients,
+            title="3 undelivered alert digests merged",
+            summary="- one\n- two\n- three\n",
+        )
+        row = message_to_row(original)
+        assert row.meta["digest"] is None
+        copy = message_from_row(through_json(row.meta), row.email)
+        assert copy.digest is None
+        assert_same_message(copy, original)
+
+    def test_newer_version_is_refused(self) -> None:
+        """A message written by a newer format raises ValueError."""
+        row = message_to_row(render(make_digest(), CONTEXT))
+        with pytest.raises(ValueError, match="newer"):
+            message_from_row(row.meta | {"v": FORMAT_VERSION + 1}, row.email)
+
+    def test_damaged_meta_raises_value_error(self) -> None:
+        """A row missing a field raises ValueError."""
+        row = message_to_row(render(make_digest(), CONTEXT))
+        meta = dict(row.meta)
+        del meta["sender"]
+        with pytest.raises(ValueError, match="serialised message"):
+            message_from_row(meta, row.email)

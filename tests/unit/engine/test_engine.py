@@ -1,0 +1,348 @@
+"""The engine: intake, counting, windows and quotas end to end, with an in-memory channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import pytest
+
+from smtp_alerts import AlertHandler, Engine, Settings
+from smtp_alerts._util.clock import ManualClock
+from smtp_alerts.errors import ConnectError
+from smtp_alerts.models import Digest, OutgoingMessage
+from smtp_alerts.transports import MemoryTransport, Transport
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "to": ["oncall@example.com"],
+        "from_": "alerts@example.com",
+        "group_wait": "10s",
+        "shutdown_timeout": "5s",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Recording(Protocol):
+    sent: list[OutgoingMessage]
+
+
+def digests(transport: Recording) -> list[Digest]:
+    found = [message.digest for message in transport.sent]
+    assert all(digest is not None for digest in found)
+    return [digest for digest in found if digest is not None]
+
+
+@pytest.fixture
+def logger() -> Iterator[logging.Logger]:
+    log = logging.getLogger("tests.engine.app")
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    yield log
+    for handler in log.handlers[:]:
+        log.removeHandler(handler)
+        handler.close()
+
+
+class GatedTransport(Transport):
+    """A channel that blocks every send until the test opens the gate."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingMessage] = []
+        self.entered = threading.Event()
+        self._gate = threading.Event()
+
+    def open(self) -> None:
+        self._gate.set()
+
+    async def send(self, message: OutgoingMessage, /) -> None:
+        self.entered.set()
+        # The gate is opened from the test's thread, so a threading.Event polled
+        # from the loop, not an asyncio.Event.
+        while not self._gate.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        self.sent.append(message)
+
+
+class FailingTransport(Transport):
+    """A channel that refuses the first ``failures`` sends, then takes the rest."""
+
+    name = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.sent: list[OutgoingMessage] = []
+
+    async def send(self, message: OutgoingMessage, /) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectError("connection refused", channel=self.name, step="connect")
+        self.sent.append(message)
+
+
+class TestCounting:
+    def test_repeats_are_one_row_with_exact_count(self, logger: logging.Logger) -> None:
+        """10,000 repeats of one call site become one problem with count 10,000."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        for i in range(10_000):
+            logger.error("x %s", i)
+        assert engine.flush(timeout=10)
+        (digest,) = digests(transport)
+        (problem,) = digest.problems
+        assert problem.count == 10_000
+        assert problem.alert.message == "x 0"
+        assert problem.first_seen <= problem.last_seen
+        engine.close()
+
+    def test_exact_counts_with_eight_threads(self, logger: logging.Logger) -> None:
+        """Eight threads logging at once lose and double-count nothing."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(queue_size=1_000_000), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        start = threading.Barrier(8)
+
+        def work(n: int) -> None:
+            own = logging.getLogger(f"{logger.name}.thread{n}")  # a problem of its own
+            start.wait()
+            for i in range(5_000):
+                logger.error("shared problem %s", i)
+                if i % 100 == 0:
+                    own.error("thread %d problem", n)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert engine.flush(timeout=10)
+        counts: dict[str, int] = {}
+        for digest in digests(transport):
+            for problem in digest.problems:
+                counts[problem.alert.message] = counts.get(problem.alert.message, 0) + problem.count
+        assert counts.pop("shared problem 0") == 40_000
+        assert counts == {f"thread {n} problem": 50 for n in range(8)}
+        assert engine.stats().accepted == 40_400
+        assert engine.stats().dropped == 0
+        engine.close()
+
+    def test_fstring_messages_group_by_inferred_template(self, logger: logging.Logger) -> None:
+        """Pre-formatted messages that differ only in numbers are one problem."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        for user in range(50):
+            logger.error(f"login failed for user {user}")  # noqa: G004 - the point of the test
+        assert engine.flush(timeout=10)
+        (digest,) = digests(transport)
+        assert [p.count for p in digest.problems] == [50]
+        engine.close()
+
+    def test_intake_overflow_is_counted_and_reported(self, logger: logging.Logger) -> None:
+        """Records that do not fit the intake are counted, and the next digest says so."""
+        transport = GatedTransport()
+        engine = Engine(make_settings(queue_size=10, group_wait=0), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.critical("first")  # sent at once; the channel holds the loop
+        assert transport.entered.wait(5)
+        for i in range(100):
+            logger.error("problem %d", i)
+            logger.error(f"distinct {i}")  # noqa: G004
+        assert engine.stats().dropped > 0
+        transport.open()
+        assert engine.flush(timeout=10)
+        reported = sum(d.dropped for d in digests(transport))
+        counted = sum(p.count for d in digests(transport) for p in d.problems)
+        assert reported == engine.stats().dropped
+        assert counted + reported == 201
+        engine.close()
+
+    def test_intake_drains_while_a_send_hangs(self, logger: logging.Logger) -> None:
+        """A send that takes its time does not stop the intake from draining: nothing dropped."""
+        transport = GatedTransport()
+        engine = Engine(make_settings(queue_size=5_000, group_wait=0), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.critical("sent at once; the channel holds it")
+        assert transport.entered.wait(5)
+        for i in range(100_000):  # 20 times the intake's capacity, while the send hangs
+            logger.error("repeat %s", i)
+        transport.open()
+        assert engine.flush(timeout=10)
+        assert engine.stats().dropped == 0
+        counted = sum(p.count for d in digests(transport) for p in d.problems)
+        assert counted == 100_001
+        engine.close()
+
+    def test_library_loggers_never_alert(self, logger: logging.Logger) -> None:
+        """Records of our own and our dependencies' loggers never become alerts."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        handler = AlertHandler(engine=engine)
+        names = ["smtp_alerts.delivery", "aiosmtplib", "apprise", "asyncio", "mail.log"]
+        for name in names:
+            library = logging.getLogger(name)
+            library.addHandler(handler)
+            library.error("delivery failed")
+        assert engine.flush(timeout=5)
+        assert transport.sent == []
+        for name in names:
+            logging.getLogger(name).removeHandler(handler)
+        engine.close()
+
+    def test_bad_records_still_alert(self, logger: logging.Logger) -> None:
+        """A record with a broken format string or a non-string message is still captured."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.error("%d items", "not a number")
+        logger.error({"unhashable": ["dict"]})
+        assert engine.flush(timeout=5)
+        messages = sorted(p.alert.message for p in digests(transport)[0].problems)
+        assert "message formatting failed" in messages[0] or "formatting failed" in messages[1]
+        assert any("unhashable" in m for m in messages)
+        engine.close()
+
+
+class TestWindows:
+    def test_critical_skips_the_group_wait(self, logger: logging.Logger) -> None:
+        """A CRITICAL record is sent without waiting for GROUP_WAIT."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(group_wait="1h"), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.error("an error waits")
+        logger.critical("the database is gone")
+        deadline = threading.Event()
+        for _ in range(200):
+            if transport.sent:
+                break
+            deadline.wait(0.01)
+        (digest,) = digests(transport)
+        assert digest.reason == "critical"
+        assert {p.alert.message for p in digest.problems} == {
+            "the database is gone",
+            "an error waits",
+        }
+        engine.close()
+
+    def test_follow_up_digest_threads_under_the_first(self, logger: logging.Logger) -> None:
+        """A second digest of one incident replies to the first one."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.error("first problem")
+        assert engine.flush(timeout=5)
+        logger.error("second problem")
+        assert engine.flush(timeout=5)
+        first, second = transport.sent
+        assert second.email["In-Reply-To"] == first.message_id
+        assert str(second.email["Subject"]).startswith("Re: ")
+        engine.close()
+
+
+class TestQuota:
+    def test_quota_caps_emails_with_one_notice(self, logger: logging.Logger) -> None:
+        """The email that reaches the hourly cap says so; the rest waits for the window."""
+        clock = ManualClock()
+        transport = MemoryTransport()
+        engine = Engine(
+            make_settings(max_per_hour=2, group_wait=0), transport=transport, clock=clock
+        )
+        logger.addHandler(AlertHandler(engine=engine))
+        for n in range(3):
+            logger.error(f"problem {n} of a kind")  # noqa: G004
+            logger.error("problem %d", n)
+            engine.flush(timeout=5)
+        assert len(transport.sent) == 2
+        assert not digests(transport)[0].notices
+        assert any("quota" in notice.lower() for notice in digests(transport)[1].notices)
+        assert not engine.flush(timeout=5)  # held back: not delivered yet
+        clock.advance(3601)
+        assert engine.flush(timeout=5)
+        third = digests(transport)[2]
+        assert sum(p.count for p in third.problems) == 2
+        assert any("delayed" in notice.lower() for notice in third.notices)
+        engine.close()
+
+
+class TestLifecycle:
+    def test_transient_failure_is_retried_within_the_round(self, logger: logging.Logger) -> None:
+        """A channel that refuses once is tried again after a short backoff and takes it."""
+        transport = FailingTransport(failures=1)
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.error("boom")
+        assert engine.flush(timeout=10)
+        assert len(transport.sent) == 1
+        assert engine.stats().failures == {"ConnectError": 1}
+        engine.close()
+
+    def test_undelivered_digest_waits_in_the_spool(self, logger: logging.Logger) -> None:
+        """A digest no try of the round delivered waits in the spool; the next flush sends it."""
+        transport = FailingTransport(failures=3)  # every try of the first round
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.error("boom")
+        assert not engine.flush(timeout=10)
+        assert engine.stats().undelivered == 1
+        assert engine.flush(timeout=10)
+        assert len(transport.sent) == 1
+        assert engine.stats().undelivered == 0
+        assert engine.stats().failures == {"ConnectError": 3}
+        engine.close()
+
+    def test_close_twice_and_from_threads(self, logger: logging.Logger) -> None:
+        """close() delivers what is pending and is safe to call again, from any thread."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        handler = AlertHandler(engine=engine)
+        logger.addHandler(handler)
+        logger.error("pending at close")
+        results: list[bool] = []
+        closers = [
+            threading.Thread(target=lambda: results.append(engine.close())) for _ in range(3)
+        ]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join()
+        assert results == [True, True, True]
+        assert len(transport.sent) == 1
+        handler.close()
+        handler.close()
+        logger.error("after close")  # dropped, not raised
+        assert engine.stats().dropped == 1
+
+    def test_engine_that_never_alerted_starts_no_thread(self) -> None:
+        """An engine with nothing to send never starts its thread."""
+        engine = Engine(make_settings(), transport=MemoryTransport())
+        assert engine.flush(timeout=1)
+        assert engine.close()
+        assert engine._thread is None
+
+    def test_direct_alert_api(self) -> None:
+        """engine.alert() deduplicates by key and carries details and exceptions."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        try:
+            raise ValueError("disk full")
+        except ValueError as exc:
+            accepted = engine.alert("backup failed", details="rsync exit 23", exc=exc, name="cron")
+        assert accepted
+        assert engine.alert("backup failed", details="again", name="cron")
+        assert engine.flush(timeout=5)
+        (digest,) = digests(transport)
+        counts = sorted(p.count for p in digest.problems)
+        assert counts == [1, 1]  # different exception types: two problems
+        with_exc = next(p for p in digest.problems if p.alert.exc_type)
+        assert with_exc.alert.exc_type == "ValueError"
+        assert "rsync exit 23" in (with_exc.alert.traceback or "")
+        assert "disk full" in (with_exc.alert.traceback or "")
+        engine.close()
