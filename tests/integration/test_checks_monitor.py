@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from smtp_alerts import Engine
-from smtp_alerts._util.clock import ManualClock
 from smtp_alerts.checks import (
     CheckMonitor,
     CheckPolicy,
@@ -19,7 +18,7 @@ from smtp_alerts.checks import (
     HttpCheck,
     _monitor,
 )
-from smtp_alerts.testing import GmailServer, ReceivedMessage, capture_alerts
+from smtp_alerts.testing import GmailServer, ManualClock, ReceivedMessage, capture_alerts
 from tests.checks_support import FlipServer
 
 

@@ -16,8 +16,7 @@ import pytest
 
 from smtp_alerts import AlertHandler, ConfigurationError, Engine, Settings
 from smtp_alerts._delivery.policy import QUOTA_PARK
-from smtp_alerts._util.clock import ManualClock
-from smtp_alerts.testing import Faults, GmailServer, WebhookListener
+from smtp_alerts.testing import Faults, GmailServer, ManualClock, WebhookListener
 
 FAULTS: dict[str, Faults] = {
     "refused": Faults(refuse_connections=True),

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import smtp_alerts
-from smtp_alerts._util.clock import ManualClock
 from smtp_alerts.errors import AuthenticationError
-from smtp_alerts.testing import GmailServer
+from smtp_alerts.testing import GmailServer, ManualClock
 from smtp_alerts.transports.smtp import SMTPTransport
 from smtp_alerts.transports.xoauth2 import (
     GMAIL_TOKEN_LIFETIME,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from smtp_alerts._util.clock import ManualClock
 from smtp_alerts._util.humanize import format_duration
 from smtp_alerts.checks import CheckEvent, CheckMachine, CheckPolicy, CheckState, EventKind
+from smtp_alerts.testing import ManualClock
 
 START = 1_700_000_000.0
 

@@ -12,8 +12,8 @@ from smtp_alerts._delivery.auth_watch import (
     AuthWatch,
 )
 from smtp_alerts._delivery.policy import BACK_OFF_PAUSE
-from smtp_alerts._util.clock import ManualClock
 from smtp_alerts.errors import AuthenticationError, ConnectError, DeliveryError
+from smtp_alerts.testing import ManualClock
 
 CRED = "alice@example.com@smtp.gmail.com:587"
 CHANNEL = "smtp.gmail.com:587"

@@ -13,7 +13,6 @@ from smtp_alerts._delivery.policy import (
     classify,
     enhanced_code,
 )
-from smtp_alerts._util.clock import ManualClock
 from smtp_alerts.errors import (
     AuthenticationError,
     CertificateVerifyError,
@@ -27,6 +26,7 @@ from smtp_alerts.errors import (
     StartTLSNotOfferedError,
     TemporaryReplyError,
 )
+from smtp_alerts.testing import ManualClock
 
 
 class TestClassify:

@@ -26,8 +26,8 @@ from smtp_alerts._delivery.spool import (
     process_identity,
 )
 from smtp_alerts._engine.render import RenderContext, render
-from smtp_alerts._util.clock import ManualClock
 from smtp_alerts.models import Alert, Digest, OutgoingMessage, Problem
+from smtp_alerts.testing import ManualClock
 
 NOW = 1_795_000_000.0
 CONTEXT = RenderContext(

@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 
 from smtp_alerts._engine.aggregator import DEFAULT_GROUP, Aggregator
-from smtp_alerts._util.clock import ManualClock
 from smtp_alerts.models import Alert, Digest, Fingerprint
+from smtp_alerts.testing import ManualClock
 
 GW, GI, RI = 10.0, 300.0, 14_400.0
 T0 = 1_700_000_000.0

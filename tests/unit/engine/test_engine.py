@@ -11,9 +11,9 @@ from typing import Any, Protocol
 import pytest
 
 from smtp_alerts import AlertHandler, Engine, Settings
-from smtp_alerts._util.clock import ManualClock
 from smtp_alerts.errors import ConnectError
 from smtp_alerts.models import Digest, OutgoingMessage
+from smtp_alerts.testing import ManualClock
 from smtp_alerts.transports import MemoryTransport, Transport
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from smtp_alerts._engine.limits import DAY, HOUR, EmailQuota, Grant
-from smtp_alerts._util.clock import ManualClock
+from smtp_alerts.testing import ManualClock
 
 # 2024-01-01 11:34:00 UTC: a start whose notices read nicely.
 START = datetime(2024, 1, 1, 11, 34, tzinfo=timezone.utc).timestamp()

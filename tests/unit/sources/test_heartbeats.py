@@ -19,7 +19,7 @@ import pytest
 from smtp_alerts._sources import heartbeat_state as _heartbeat_state
 from smtp_alerts._sources import heartbeats as _heartbeats
 from smtp_alerts._sources.heartbeats import STATE_FILENAME, heartbeat_monitor
-from smtp_alerts._util.clock import ManualClock
+from smtp_alerts.testing import ManualClock
 from tests.jobs_support import Harness
 
 
@@ -361,7 +361,7 @@ import json, sys, time
 from pathlib import Path
 from smtp_alerts import Engine, Settings
 from smtp_alerts._sources import heartbeats as _heartbeats
-from smtp_alerts._util.clock import ManualClock
+from smtp_alerts.testing import ManualClock
 from smtp_alerts.transports import MemoryTransport
 
 _heartbeats.SAVE_INTERVAL = 3600.0
