@@ -4,16 +4,21 @@
 must cost almost nothing inside a program that never alerts; each name pulls
 in its module the first time it is looked up, then is kept in the package's
 namespace so later look-ups are plain attribute reads.
+
+A public name defined in a private module reports the package that exports it
+as its ``__module__`` (as httpx does), so reprs, ``help()`` and docs show
+``smtp_alerts.Engine``, never ``smtp_alerts._engine.core.Engine``.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["lazy_exports"]
+__all__ = ["lazy_exports", "present_as"]
 
 
 def lazy_exports(
@@ -36,6 +41,7 @@ def lazy_exports(
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(module, package), name)
+        present_as(package, value)
         vars(sys.modules[package])[name] = value  # later look-ups skip this function
         return value
 
@@ -43,3 +49,18 @@ def lazy_exports(
         return sorted(set(vars(sys.modules[package])) | set(public))
 
     return __getattr__, __dir__
+
+
+def present_as(package: str, *values: object) -> None:
+    """Make each class or function defined in a private module report ``package``.
+
+    Args:
+        package: the public package that exports the values.
+        values: the exported objects; anything else than a class or a function,
+            or one already in a public module, is left as it is.
+    """
+    for value in values:
+        if not (inspect.isclass(value) or inspect.isfunction(value)):
+            continue
+        if any(part.startswith("_") for part in value.__module__.split(".")):
+            value.__module__ = package

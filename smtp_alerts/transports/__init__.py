@@ -8,6 +8,9 @@ A transport is a tiny object with one async :meth:`~Transport.send` and
 
 from __future__ import annotations
 
+from .._util.lazy import present_as
 from ._base import MemoryTransport, Transport
 
 __all__ = ["MemoryTransport", "Transport"]
+
+present_as(__name__, MemoryTransport, Transport)
