@@ -8,6 +8,7 @@ renderer turns a digest into an :class:`OutgoingMessage` for the transports.
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import logging
 from collections.abc import Hashable
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 __all__ = [
+    "EMAIL_POLICY",
     "Alert",
     "Digest",
     "Fingerprint",
@@ -22,6 +24,14 @@ __all__ = [
     "Problem",
     "fingerprint_id",
 ]
+
+# RFC 5322's own line limit. At the default 78 the email package folds a subject
+# that starts with "[" right after "Subject:", and clients then show a leading
+# space; our headers are capped far below 998, so they are never folded.
+EMAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
+"""How every email of ours is built, serialised and parsed again: CRLF line ends, as
+on the wire, and no header folding. The renderer builds with it, the spool stores
+and parses with it, so a stored message comes back byte for byte."""
 
 Fingerprint = tuple[Hashable, ...]
 """The identity of a problem: equal for every occurrence of the same problem."""

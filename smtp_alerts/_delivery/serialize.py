@@ -23,8 +23,7 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any, NamedTuple
 
-from smtp_alerts._engine.render import _POLICY
-from smtp_alerts.models import Alert, Digest, Fingerprint, OutgoingMessage, Problem
+from smtp_alerts.models import EMAIL_POLICY, Alert, Digest, Fingerprint, OutgoingMessage, Problem
 
 __all__ = [
     "FORMAT_VERSION",
@@ -240,17 +239,18 @@ def message_from_row(meta: Mapping[str, Any], data: bytes) -> OutgoingMessage:
         data: :attr:`MessageRow.email`.
 
     Returns:
-        The message; its email is parsed with the renderer's policy, so it
-        serialises back to the same bytes.
+        The message; its email is parsed with the policy it was built with
+        (:data:`~smtp_alerts.models.EMAIL_POLICY`), so it serialises back to
+        the same bytes.
 
     Raises:
         ValueError: ``meta`` is not a serialised message, is damaged, or was
             written by a newer format.
     """
     _check_version(meta, "message")
-    parsed = email.message_from_bytes(data, policy=_POLICY)
+    parsed = email.message_from_bytes(data, policy=EMAIL_POLICY)
     if not isinstance(parsed, EmailMessage):  # pragma: no cover - the policy decides
-        raise TypeError(f"the renderer's policy parsed a {type(parsed).__name__}")
+        raise TypeError(f"EMAIL_POLICY parsed a {type(parsed).__name__}")
     digest = meta.get("digest")
     try:
         return OutgoingMessage(

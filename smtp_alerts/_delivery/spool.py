@@ -42,10 +42,9 @@ from types import TracebackType
 from typing import Any
 
 from smtp_alerts._delivery.serialize import MessageRow, message_from_row, message_to_row
-from smtp_alerts._engine.render import _POLICY
 from smtp_alerts._util.clock import SYSTEM_CLOCK, Clock
 from smtp_alerts._util.humanize import format_time
-from smtp_alerts.models import OutgoingMessage
+from smtp_alerts.models import EMAIL_POLICY, OutgoingMessage
 
 __all__ = [
     "DEFAULT_HISTORY_RETENTION",
@@ -288,7 +287,7 @@ def _default_summary(
     text = "\n".join([*lines, *items]) + "\n"
 
     domain = first.sender.rpartition("@")[2] or "smtp-alerts.invalid"
-    msg = EmailMessage(policy=_POLICY)
+    msg = EmailMessage(policy=EMAIL_POLICY)
     msg["From"] = first.sender
     many = len(first.recipients) > MAX_TO_RECIPIENTS
     msg["To"] = "undisclosed-recipients:;" if many else ", ".join(first.recipients)

@@ -24,7 +24,6 @@ What the renderer guarantees:
 
 from __future__ import annotations
 
-import email.policy
 import html
 import logging
 import re
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from .._util.humanize import format_time
 from .._version import VERSION
-from ..models import Digest, OutgoingMessage, Problem
+from ..models import EMAIL_POLICY, Digest, OutgoingMessage, Problem
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -682,17 +681,12 @@ def _short_summary(view: _View, digest: Digest) -> str:
 
 # --- assembly -------------------------------------------------------------------------------
 
-# RFC 5322's own line limit. At the default 78 the email package folds a subject
-# that starts with "[" right after "Subject:", and clients then show a leading
-# space; our headers are capped far below 998, so they are never folded.
-_POLICY = email.policy.SMTP.clone(max_line_length=998)
-
 
 def _email(headers: Iterable[tuple[str, str]], text: str, page: str) -> EmailMessage:
-    # policy.SMTP: CRLF line ends, as on the wire. The transfer encoding is left to
+    # EMAIL_POLICY: CRLF line ends, as on the wire. The transfer encoding is left to
     # the email package (7bit, 8bit for lines up to 998 octets, else quoted-printable
     # or base64), which keeps every line within SMTP's limits whatever the logs contain.
-    msg = EmailMessage(policy=_POLICY)
+    msg = EmailMessage(policy=EMAIL_POLICY)
     for name, value in headers:
         msg[name] = value
     msg.set_content(text, subtype="plain", charset="utf-8")

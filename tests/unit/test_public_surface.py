@@ -85,6 +85,7 @@ PUBLIC = {
         "TemporaryReplyError",
     ],
     "smtp_alerts.models": [
+        "EMAIL_POLICY",
         "Alert",
         "Digest",
         "Fingerprint",
