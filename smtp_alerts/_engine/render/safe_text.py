@@ -1,0 +1,80 @@
+"""Log text made safe to show: single header-safe lines, clean bodies, clipping.
+
+Everything that reaches an email from a log record passes through here. A
+one-line value (a subject, a title, a logger name) loses its control and
+line-separator characters, so it can never start a header of its own; a body
+keeps its newlines and tabs but no other control character; long text is cut
+and says how much was cut. Only a bounded prefix of a value is ever cleaned: a
+10 MB message must not cost 10 MB of work.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["ELLIPSIS", "clip_head", "clip_tail", "ellipsize", "one_line", "plural"]
+
+ELLIPSIS = "\u2026"
+
+# Anything a header folder or a mail client might take for a line break or use to
+# disguise text: C0 and C1 controls (CR, LF, NUL, NEL...), DEL, the Unicode line and
+# paragraph separators, and the bidirectional overrides used to spoof subjects.
+_HEADER_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+"
+)
+_SPACE_RUN = re.compile(" {2,}")
+_NEWLINE = re.compile("\r\n?")
+# C0 controls except TAB and LF (CR is turned into LF first), DEL and C1 controls.
+_BODY_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]+")
+
+
+def ellipsize(text: str, limit: int) -> str:
+    """Cut ``text`` to ``limit`` characters, ending with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def one_line(value: str, limit: int) -> str:
+    """Make ``value`` a single safe line of at most ``limit`` characters.
+
+    Used for everything that may reach a header or stand for a row's title.
+    """
+    # Only a bounded prefix is cleaned: a 10 MB message must not cost 10 MB of work.
+    head = value[: 4 * limit + 16]
+    text = _SPACE_RUN.sub(" ", _HEADER_UNSAFE.sub(" ", head)).strip()
+    if len(head) < len(value) and len(text) <= limit:
+        text += ELLIPSIS
+    return ellipsize(text, limit)
+
+
+def _clean_body(value: str) -> str:
+    """Keep text, newlines and tabs; drop NUL and every other control character."""
+    return _BODY_UNSAFE.sub("", _NEWLINE.sub("\n", value))
+
+
+def clip_head(value: str, limit: int) -> str:
+    """Keep the first ``limit`` characters of ``value``, saying how much was cut."""
+    if len(value) <= limit:
+        return _clean_body(value).rstrip()
+    cut = len(value) - limit
+    return f"{_clean_body(value[:limit]).rstrip()}\n[{ELLIPSIS} {cut:,} more characters cut]"
+
+
+def clip_tail(value: str, limit: int) -> str:
+    """Keep the last ``limit`` characters of ``value``, saying how much was cut."""
+    if len(value) <= limit:
+        return _clean_body(value).rstrip()
+    tail = value[-limit:]
+    # Start on a whole line when one begins soon: half a frame line only confuses.
+    newline = tail.find("\n", 0, 200)
+    if newline != -1:
+        tail = tail[newline + 1 :]
+    cut = len(value) - len(tail)
+    return f"[{ELLIPSIS} {cut:,} earlier characters cut]\n{_clean_body(tail).rstrip()}"
+
+
+def plural(count: int, singular: str, plural_word: str | None = None) -> str:
+    """``1 event``, ``2,051 events``."""
+    word = singular if count == 1 else (plural_word or singular + "s")
+    return f"{count:,} {word}"

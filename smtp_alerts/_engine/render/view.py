@@ -1,0 +1,183 @@
+"""What both parts of an email show: the rows, notices and lines under one set of caps.
+
+The plain-text part and the HTML part say the same things in two forms. A
+:class:`View` is computed once per rendering from the digest, the context and
+a :class:`Caps`, and holds everything both forms show, already cut to those
+caps; the wording shared by the two parts (the "dropped at intake" line, the
+"and N more" line, the footer...) is here too, so they never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..._version import VERSION
+from .safe_text import ELLIPSIS, clip_tail, one_line, plural
+
+if TYPE_CHECKING:
+    from ...models import Digest, Problem
+    from .context import RenderContext
+
+__all__ = [
+    "FIELD_MAX_CHARS",
+    "HOSTNAME_MAX_CHARS",
+    "ID_MAX_CHARS",
+    "MAX_NOTICES",
+    "MAX_ROWS",
+    "NOTICE_MAX_CHARS",
+    "SAMPLE_MAX_CHARS",
+    "TRACEBACK_MAX_CHARS",
+    "Caps",
+    "View",
+    "count_detail",
+    "dropped_line",
+    "fields",
+    "footer",
+    "make_view",
+    "more_line",
+    "reduced_line",
+    "traceback_problems",
+]
+
+HOSTNAME_MAX_CHARS = 64
+"""Longest host name shown (a DNS label is at most 63 characters)."""
+
+ID_MAX_CHARS = 64
+"""Longest incident id used in Message-IDs and the ``X-Smtp-Alerts-Incident`` header."""
+
+FIELD_MAX_CHARS = 300
+"""Longest one-line field (title, logger, location, level, exception type)."""
+
+MAX_NOTICES = 20
+"""Most notices shown; the engine sends one or two, this only bounds a bug."""
+
+NOTICE_MAX_CHARS = 500
+"""Longest notice."""
+
+MAX_ROWS = 50
+"""Most problem rows shown; the rest are counted in one "and N more" line."""
+
+SAMPLE_MAX_CHARS = 2_000
+"""Longest sample message shown; the start is kept."""
+
+TRACEBACK_MAX_CHARS = 8_192
+"""Longest traceback shown; the end is kept, where the exception and the
+innermost frames are."""
+
+
+@dataclass(frozen=True)
+class Caps:
+    """One set of caps; a zero removes the part altogether."""
+
+    rows: int
+    sample_chars: int
+    traceback_chars: int
+    notices: int = MAX_NOTICES
+    notice_chars: int = NOTICE_MAX_CHARS
+
+
+@dataclass(frozen=True)
+class View:
+    """What both parts show, computed once per rendering."""
+
+    digest: Digest
+    hostname: str
+    summary: str
+    notices: tuple[str, ...]
+    shown: tuple[Problem, ...]
+    hidden_problems: int
+    hidden_events: int
+    max_count: int
+    caps: Caps
+    reduced: bool
+    max_bytes: int
+
+
+def make_view(
+    digest: Digest, context: RenderContext, summary: str, caps: Caps, *, reduced: bool
+) -> View:
+    """The view of ``digest`` under ``caps``; ``reduced`` when they are not the loosest."""
+    shown = digest.problems[: caps.rows]
+    hidden = digest.problems[caps.rows :]
+    return View(
+        digest=digest,
+        hostname=one_line(context.hostname, HOSTNAME_MAX_CHARS),
+        summary=summary,
+        notices=_notices(digest.notices, caps),
+        shown=shown,
+        hidden_problems=len(hidden),
+        hidden_events=sum(problem.count for problem in hidden),
+        max_count=max((problem.count for problem in shown), default=0),
+        caps=caps,
+        reduced=reduced,
+        max_bytes=context.max_bytes,
+    )
+
+
+def _notices(notices: tuple[str, ...], caps: Caps) -> tuple[str, ...]:
+    shown = [one_line(notice, caps.notice_chars) for notice in notices[: caps.notices]]
+    if len(notices) > caps.notices:
+        shown.append(f"{plural(len(notices) - caps.notices, 'more notice')} not shown.")
+    return tuple(shown)
+
+
+def dropped_line(dropped: int) -> str:
+    """The line that says how many records the intake dropped."""
+    verb = "was" if dropped == 1 else "were"
+    return (
+        f"{plural(dropped, 'log record')} {verb} dropped at intake because the queue "
+        "was full; they are not counted below."
+    )
+
+
+def more_line(view: View) -> str:
+    """The line that counts the rows the caps left out."""
+    return (
+        f"{ELLIPSIS} and {plural(view.hidden_problems, 'more problem')}, "
+        f"{plural(view.hidden_events, 'event')} not shown."
+    )
+
+
+def reduced_line(view: View) -> str:
+    """The line that says details were left out to fit the size cap."""
+    return f"Some details were left out to keep this email under {view.max_bytes:,} bytes."
+
+
+def count_detail(problem: Problem) -> str:
+    """The incident's total next to the row's count, when they differ."""
+    if problem.total != problem.count:
+        return f"{problem.total:,} since the incident began"
+    return ""
+
+
+def footer(view: View) -> str:
+    """The last line: host, incident, digest number and reason, library version."""
+    digest = view.digest
+    return (
+        f"Host {view.hostname} \u00b7 incident {one_line(digest.incident_id, ID_MAX_CHARS)} "
+        f"\u00b7 digest {digest.sequence} ({one_line(digest.reason, 20)}) "
+        f"\u00b7 sent by smtp-alerts {VERSION}"
+    )
+
+
+def fields(problem: Problem) -> tuple[str, str, str, str]:
+    """A problem's level, title, logger and location as safe single lines."""
+    alert = problem.alert
+    return (
+        one_line(alert.level_name, FIELD_MAX_CHARS),
+        one_line(alert.title, FIELD_MAX_CHARS),
+        one_line(alert.logger, FIELD_MAX_CHARS),
+        one_line(alert.location, FIELD_MAX_CHARS),
+    )
+
+
+def traceback_problems(view: View) -> list[tuple[int, Problem, str]]:
+    """The shown rows that have a traceback: row number, problem, clipped traceback."""
+    if not view.caps.traceback_chars:
+        return []
+    return [
+        (number, problem, clip_tail(problem.alert.traceback, view.caps.traceback_chars))
+        for number, problem in enumerate(view.shown, 1)
+        if problem.alert.traceback
+    ]
