@@ -7,35 +7,25 @@ data and keeps the beats in a JSON file all processes share,
 
     {"version": 1, "heartbeats": {"backup": {"last_beat": 1700000000.0, "missed": false}}}
 
-It is written atomically (a temporary file, fsync, rename), so a reader sees
-the old file or the new one, never half of one, and read again only when its
-identity (inode, modification time, size) changed. A writer first merges what
-other processes wrote, holding an exclusive ``flock`` on ``heartbeats.json.lock``
-from the read to the rename, so two processes saving at once both keep their
-beats. (Where ``fcntl`` is missing, on Windows, there is no such lock: two
-saves within the same few milliseconds may lose one process's latest beats.)
+The file is a :class:`~smtp_alerts._util.state_file.StateFile`: written
+atomically and durably, so a reader sees the old file or the new one, never
+half of one, and read again only when its identity (inode, modification time,
+size) changed. A writer first merges what other processes wrote, holding the
+file's lock from the read to the rename, so two processes saving at once both
+keep their beats.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+from .._util.state_file import LOCK_WAIT, FileId, StateFile
 
 __all__ = ["LOCK_WAIT", "BeatStore", "Registration", "State"]
-
-_VERSION = 1
-#: The longest a save waits for another process's lock on the file, in seconds.
-LOCK_WAIT = 5.0
-
-_FileId = tuple[int, int, int]
-"""A file's identity: (inode, mtime_ns, size); a rename-over always changes it."""
 
 
 @dataclass
@@ -90,8 +80,14 @@ class BeatStore:
         self.states: dict[str, State] = {}
         self.dirty = False  # changed since the last write
         self._warn = warn
+        self._file = StateFile(
+            path,
+            table="heartbeats",
+            label="the heartbeat state",
+            warn=lambda text: warn(f"smtp-alerts: {text}"),
+        )
         self._loaded = False  # read on first need (never by a beat)
-        self._seen: _FileId | None = None  # the file as last read or written
+        self._seen: FileId | None = None  # the file as last read or written
         self._warned_write = False
         self.reset_locks()
 
@@ -169,7 +165,8 @@ class BeatStore:
         """
         recoveries: list[Recovery] = []
         try:
-            with _locked(self.path):
+            # LOCK_WAIT is looked up in this module at each save: it can be changed here alone.
+            with self._file.locked(wait=LOCK_WAIT):
                 recoveries = self.merge()
                 self._write()
         except OSError as exc:
@@ -191,7 +188,7 @@ class BeatStore:
         Returns:
             The watched names that were missed here and beat elsewhere.
         """
-        current = _file_id(self.path)
+        current = self._file.identity()
         if self._loaded and current == self._seen:
             return []
         found = self._read(warn=not self._loaded)
@@ -225,95 +222,22 @@ class BeatStore:
                 name: {"last_beat": state.last_beat, "missed": state.missed}
                 for name, state in sorted(self.states.items())
             }
-        text = json.dumps({"version": _VERSION, "heartbeats": entries}, indent=1) + "\n"
-        written = _write_atomic(self.path, text)
+        written = self._file.write(entries)
         with self.lock:
             self._seen = written
 
     def _read(self, *, warn: bool) -> dict[str, State]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            if warn:
-                self._warn(f"smtp-alerts: cannot read the heartbeat state {self.path} ({exc})")
-            return {}
-        try:
-            data = json.loads(text)
-            if data.get("version") != _VERSION:
-                raise ValueError(f"unknown version {data.get('version')!r}")  # noqa: TRY301
-            states = {}
-            for name, entry in data["heartbeats"].items():
-                last = entry.get("last_beat")
-                states[str(name)] = State(
-                    last_beat=None if last is None else float(last),
-                    missed=bool(entry.get("missed", False)),
-                )
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            if warn:
-                self._warn(
-                    f"smtp-alerts: the heartbeat state {self.path} is unreadable ({exc}); "
-                    "starting afresh: last beats before now are forgotten"
-                )
-            return {}
-        return states
+        found = {name: _state(entry) for name, entry in self._file.read(warn=warn).items()}
+        return {name: state for name, state in found.items() if state is not None}
 
 
-def _file_id(path: Path) -> _FileId | None:
+def _state(entry: Any) -> State | None:
+    """One entry of the file, or None when it is damaged: that name loses its beat, no other."""
     try:
-        stat = path.stat()
-    except OSError:
+        last = entry.get("last_beat")
+        return State(
+            last_beat=None if last is None else float(last),
+            missed=bool(entry.get("missed", False)),
+        )
+    except (ValueError, TypeError, AttributeError):
         return None
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` + ``.lock`` across processes, where flock exists.
-
-    Waits at most :data:`LOCK_WAIT`: a process stopped while holding the lock
-    must not hang ours (at exit least of all); past that we go on without it.
-    """
-    try:
-        import fcntl  # noqa: PLC0415 - POSIX only
-    except ImportError:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.005)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _write_atomic(path: Path, text: str) -> _FileId:
-    """Write ``text`` to ``path`` so a reader sees the old file or the new, never half.
-
-    Returns:
-        The new file's identity, taken before the rename: a write by another
-        process right after ours is then still seen as a change.
-    """
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-            stat = os.fstat(file.fileno())
-        Path(temporary).replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(temporary).unlink()
-        raise
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
