@@ -30,8 +30,9 @@ How events become emails, and why:
 - RECOVERED is ``INFO``: good news, shown below the failures of the same
   digest. The engine delivers every alert it is given, whatever its level.
 
-The state lives in ``checks-state.json`` in ``SPOOL_DIR``, written atomically
-(a temporary file, then :func:`os.replace`) whenever a check's state
+The state lives in ``checks-state.json`` in ``SPOOL_DIR``, a
+:class:`~smtp_alerts._util.state_file.StateFile` (atomic, fsynced, written
+under a lock shared by processes) rewritten whenever a check's state
 changes, so a restarted process continues where the last one stopped: a
 service that was DOWN is not announced twice, and its RECOVERED email still
 states the whole downtime. Entries written by other processes sharing the
@@ -43,8 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import json
 import logging
 import os
 import threading
@@ -53,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._util.humanize import format_duration, format_time
+from .._util.state_file import StateFile
 from ._state import (
     CheckEvent,
     CheckMachine,
@@ -339,61 +339,37 @@ class CheckMonitor:
             self._stored = self._read(warn=True)
         return self._stored
 
+    def _state_file(self) -> StateFile:
+        return StateFile(
+            self.path,
+            table="checks",
+            version=_FILE_VERSION,
+            label="the check state",
+            warn=log.warning,
+        )
+
     def _read(self, *, warn: bool) -> dict[str, dict[str, Any]]:
-        path = self.path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except (OSError, UnicodeDecodeError) as exc:
-            if warn:
-                log.warning("cannot read the check state %s (%s); checks start fresh", path, exc)
-            return {}
-        try:
-            data = json.loads(text)
-            if not isinstance(data, dict) or data.get("version") != _FILE_VERSION:
-                raise ValueError("not a check state file of this version")  # noqa: TRY301 - one handler for all malformations
-            checks = data["checks"]
-            if not isinstance(checks, dict):
-                raise TypeError("'checks' is not a table")  # noqa: TRY301 - one handler for all malformations
-        except (ValueError, KeyError, TypeError) as exc:
-            if warn:
-                aside = path.with_name(path.name + ".corrupt")
-                with contextlib.suppress(OSError):
-                    path.replace(aside)
-                log.warning(
-                    "the check state %s is corrupt (%s); moved to %s, checks start fresh",
-                    path,
-                    exc,
-                    aside.name,
-                )
-            return {}
-        return {str(name): entry for name, entry in checks.items() if isinstance(entry, dict)}
+        checks = self._state_file().read(warn=warn)
+        return {name: entry for name, entry in checks.items() if isinstance(entry, dict)}
 
     def _save(self) -> None:
         """Write the states that changed, keeping the other entries of the file."""
         ours = {name: machine.to_dict() for name, machine in self._machines.items()}
         if ours == self._written:
             return
-        path = self.path
-        # Other processes (a cron job, a second watcher) may share the directory:
-        # keep what they wrote, replace only our own checks.
-        checks = {**self._read(warn=False), **ours}
-        text = json.dumps({"version": _FILE_VERSION, "checks": checks}, indent=1, sort_keys=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        state = self._state_file()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(text + "\n", encoding="utf-8")
-            temporary.replace(path)
+            # Other processes (a cron job, a second watcher) may share the directory:
+            # keep what they wrote, replace only our own checks, under the file's lock.
+            with state.locked():
+                state.write({**self._read(warn=False), **ours})
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
             if not self._save_warned:
                 self._save_warned = True
                 log.warning(
                     "cannot write the check state %s (%s): kept in memory only, so a "
                     "restart forgets which checks are down",
-                    path,
+                    state.path,
                     exc,
                 )
             return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,6 +248,31 @@ class TestStateFile:
         saved = json.loads(path.read_text(encoding="utf-8"))["checks"]
         assert saved["their-check"] == {"version": 1, "state": "UP"}
         assert saved["mine"]["state"] == "UP"
+
+    def test_save_waits_for_another_process_holding_the_file_lock(self, tmp_path: Path) -> None:
+        """A save waits while another process holds the file's lock, then keeps what it wrote."""
+        fcntl = pytest.importorskip("fcntl")
+        path = tmp_path / "state.json"
+        theirs = {"version": 1, "checks": {"their-check": {"version": 1, "state": "UP"}}}
+        with (
+            capture_alerts(spool_dir=tmp_path) as captured,
+            (tmp_path / "state.json.lock").open("w") as holder,
+        ):
+            fcntl.flock(holder, fcntl.LOCK_EX)  # another open file: it excludes the monitor's
+
+            def other_process_writes_then_lets_go() -> None:
+                path.write_text(json.dumps(theirs), encoding="utf-8")
+                fcntl.flock(holder, fcntl.LOCK_UN)
+
+            other = threading.Timer(0.3, other_process_writes_then_lets_go)
+            started = time.monotonic()
+            other.start()
+            CheckMonitor(captured.engine, path=path).report("mine", True, "fine")
+            waited = time.monotonic() - started
+            other.join()
+        assert waited >= 0.3
+        saved = json.loads(path.read_text(encoding="utf-8"))["checks"]
+        assert sorted(saved) == ["mine", "their-check"]
 
 
 class TestAlerts:
