@@ -15,15 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..._util.humanize import format_time
 from .safe_text import clip_head, plural
-from .view import (
-    count_detail,
-    dropped_line,
-    fields,
-    footer,
-    more_line,
-    reduced_line,
-    traceback_problems,
-)
+from .view import count_detail, fields
 
 if TYPE_CHECKING:
     from ...models import Problem
@@ -94,18 +86,18 @@ def html_part(view: View, subject: str) -> str:
     ]
     out += [f'<div style="{_NOTICE}">&#9888; {_h(notice)}</div>' for notice in view.notices]
     if view.digest.dropped > 0:
-        out.append(f'<div style="{_NOTICE}">&#9888; {_h(dropped_line(view.digest.dropped))}</div>')
+        out.append(f'<div style="{_NOTICE}">&#9888; {_h(view.dropped_line())}</div>')
     if view.shown:
         out += _html_table(view)
     if view.hidden_problems:
-        out.append(f'<p style="margin:8px 0;{_MUTED}">{_h(more_line(view))}</p>')
+        out.append(f'<p style="margin:8px 0;{_MUTED}">{_h(view.more_line())}</p>')
     if view.reduced:
-        out.append(f'<p style="margin:8px 0;{_MUTED}">{_h(reduced_line(view))}</p>')
+        out.append(f'<p style="margin:8px 0;{_MUTED}">{_h(view.reduced_line())}</p>')
     out += _html_tracebacks(view)
     out += [
         (
             f'<p style="margin:24px 0 0;padding-top:8px;border-top:1px solid #d0d7de;{_MUTED}">'
-            f"{_h(footer(view))}</p>"
+            f"{_h(view.footer())}</p>"
         ),
         "</div>",
         "</body>",
@@ -116,7 +108,7 @@ def html_part(view: View, subject: str) -> str:
 
 
 def _html_tracebacks(view: View) -> list[str]:
-    tracebacks = traceback_problems(view)
+    tracebacks = view.tracebacks()
     out: list[str] = []
     if tracebacks:
         out.append('<h2 style="margin:24px 0 8px;font-size:16px;font-weight:600">Tracebacks</h2>')

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .safe_text import ellipsize, plural
-from .view import dropped_line, fields
+from .view import fields
 
 if TYPE_CHECKING:
     from ...models import Digest
@@ -31,7 +31,7 @@ def short_summary(view: View, digest: Digest) -> str:
     """The summary of ``digest``, with the summary line and notices of ``view``."""
     lines = [view.summary, *(f"! {notice}" for notice in view.notices)]
     if digest.dropped > 0:
-        lines.append(f"! {dropped_line(digest.dropped)}")
+        lines.append(f"! {view.dropped_line()}")
     for problem in digest.problems[:SUMMARY_MAX_PROBLEMS]:
         level, title, _, _ = fields(problem)
         new = " (new)" if problem.is_new else ""

@@ -12,15 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..._util.humanize import format_time
 from .safe_text import clip_head, plural
-from .view import (
-    count_detail,
-    dropped_line,
-    fields,
-    footer,
-    more_line,
-    reduced_line,
-    traceback_problems,
-)
+from .view import count_detail, fields
 
 if TYPE_CHECKING:
     from ...models import Problem
@@ -41,7 +33,7 @@ def text_part(view: View) -> str:
     out: list[str] = [view.summary, ""]
     attention = [f"!! {notice}" for notice in view.notices]
     if view.digest.dropped > 0:
-        attention.append(f"!! {dropped_line(view.digest.dropped)}")
+        attention.append(f"!! {view.dropped_line()}")
     if attention:
         out += [*attention, ""]
     if view.shown:
@@ -49,17 +41,17 @@ def text_part(view: View) -> str:
     for number, problem in enumerate(view.shown, 1):
         out += _text_row(number, problem, view.caps)
     if view.hidden_problems:
-        out += [more_line(view), ""]
+        out += [view.more_line(), ""]
     if view.reduced:
-        out += [reduced_line(view), ""]
-    tracebacks = traceback_problems(view)
+        out += [view.reduced_line(), ""]
+    tracebacks = view.tracebacks()
     if tracebacks:
         out += ["TRACEBACKS", ""]
     for number, problem, traceback in tracebacks:
         _, title, _, location = fields(problem)
         where = f" ({location})" if location else ""
         out += [f"{number}. {title}{where}", _indent(traceback, "    "), ""]
-    out += ["-- ", footer(view), ""]
+    out += ["-- ", view.footer(), ""]
     return "\n".join(out)
 
 

@@ -31,13 +31,8 @@ __all__ = [
     "Caps",
     "View",
     "count_detail",
-    "dropped_line",
     "fields",
-    "footer",
     "make_view",
-    "more_line",
-    "reduced_line",
-    "traceback_problems",
 ]
 
 HOSTNAME_MAX_CHARS = 64
@@ -93,6 +88,45 @@ class View:
     reduced: bool
     max_bytes: int
 
+    def dropped_line(self) -> str:
+        """The line that says how many records the intake dropped."""
+        dropped = self.digest.dropped
+        verb = "was" if dropped == 1 else "were"
+        return (
+            f"{plural(dropped, 'log record')} {verb} dropped at intake because the queue "
+            "was full; they are not counted below."
+        )
+
+    def more_line(self) -> str:
+        """The line that counts the rows the caps left out."""
+        return (
+            f"{ELLIPSIS} and {plural(self.hidden_problems, 'more problem')}, "
+            f"{plural(self.hidden_events, 'event')} not shown."
+        )
+
+    def reduced_line(self) -> str:
+        """The line that says details were left out to fit the size cap."""
+        return f"Some details were left out to keep this email under {self.max_bytes:,} bytes."
+
+    def footer(self) -> str:
+        """The last line: host, incident, digest number and reason, library version."""
+        digest = self.digest
+        return (
+            f"Host {self.hostname} \u00b7 incident {one_line(digest.incident_id, ID_MAX_CHARS)} "
+            f"\u00b7 digest {digest.sequence} ({one_line(digest.reason, 20)}) "
+            f"\u00b7 sent by smtp-alerts {VERSION}"
+        )
+
+    def tracebacks(self) -> list[tuple[int, Problem, str]]:
+        """The shown rows that have a traceback: row number, problem, clipped traceback."""
+        if not self.caps.traceback_chars:
+            return []
+        return [
+            (number, problem, clip_tail(problem.alert.traceback, self.caps.traceback_chars))
+            for number, problem in enumerate(self.shown, 1)
+            if problem.alert.traceback
+        ]
+
 
 def make_view(
     digest: Digest, context: RenderContext, summary: str, caps: Caps, *, reduced: bool
@@ -122,43 +156,11 @@ def _notices(notices: tuple[str, ...], caps: Caps) -> tuple[str, ...]:
     return tuple(shown)
 
 
-def dropped_line(dropped: int) -> str:
-    """The line that says how many records the intake dropped."""
-    verb = "was" if dropped == 1 else "were"
-    return (
-        f"{plural(dropped, 'log record')} {verb} dropped at intake because the queue "
-        "was full; they are not counted below."
-    )
-
-
-def more_line(view: View) -> str:
-    """The line that counts the rows the caps left out."""
-    return (
-        f"{ELLIPSIS} and {plural(view.hidden_problems, 'more problem')}, "
-        f"{plural(view.hidden_events, 'event')} not shown."
-    )
-
-
-def reduced_line(view: View) -> str:
-    """The line that says details were left out to fit the size cap."""
-    return f"Some details were left out to keep this email under {view.max_bytes:,} bytes."
-
-
 def count_detail(problem: Problem) -> str:
     """The incident's total next to the row's count, when they differ."""
     if problem.total != problem.count:
         return f"{problem.total:,} since the incident began"
     return ""
-
-
-def footer(view: View) -> str:
-    """The last line: host, incident, digest number and reason, library version."""
-    digest = view.digest
-    return (
-        f"Host {view.hostname} \u00b7 incident {one_line(digest.incident_id, ID_MAX_CHARS)} "
-        f"\u00b7 digest {digest.sequence} ({one_line(digest.reason, 20)}) "
-        f"\u00b7 sent by smtp-alerts {VERSION}"
-    )
 
 
 def fields(problem: Problem) -> tuple[str, str, str, str]:
@@ -170,14 +172,3 @@ def fields(problem: Problem) -> tuple[str, str, str, str]:
         one_line(alert.logger, FIELD_MAX_CHARS),
         one_line(alert.location, FIELD_MAX_CHARS),
     )
-
-
-def traceback_problems(view: View) -> list[tuple[int, Problem, str]]:
-    """The shown rows that have a traceback: row number, problem, clipped traceback."""
-    if not view.caps.traceback_chars:
-        return []
-    return [
-        (number, problem, clip_tail(problem.alert.traceback, view.caps.traceback_chars))
-        for number, problem in enumerate(view.shown, 1)
-        if problem.alert.traceback
-    ]
