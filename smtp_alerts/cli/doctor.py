@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 import sys
 import textwrap
@@ -31,6 +30,7 @@ import time
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from .._delivery.diagnosis import diagnose
+from .._util.smtp_reply import one_line
 from ..errors import ConfigurationError, DeliveryError
 from ..settings import Security, Settings, security_for_port
 from .probes import CertificateInfo, TLSReport, connect, probe_tls, resolve
@@ -59,7 +59,6 @@ CERT_EXPIRY_WARNING_DAYS = 14
 """A certificate expiring sooner than this many days gets a warning."""
 
 _LABEL_WIDTH = 12
-_ENHANCED_PREFIX = re.compile(r"^\s*[245]\.\d{1,3}\.\d{1,3}\s+")
 _WRAP = 100
 # The protocol steps after which the message itself is being sent; a failure
 # at any other step is a failure to connect or log in.
@@ -121,7 +120,7 @@ class Report:
         self.failed += 1
         self._line(self.marks.fail, label, text, ms)
         if reply:
-            self._indented("server said: ", _one_line(reply))
+            self._indented("server said: ", one_line(reply))
         if why is not None:
             self._diagnosis(why)
 
@@ -647,12 +646,6 @@ def _secrets_of(settings: Settings) -> list[str]:
         if password:
             found.append(password)
     return found
-
-
-def _one_line(reply: str) -> str:
-    """A multi-line reply as one line, without the enhanced code repeated on each line."""
-    lines = (_ENHANCED_PREFIX.sub("", line).strip() for line in reply.splitlines())
-    return " ".join(line for line in lines if line)
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._util.smtp_reply import one_line
 from .._util.tls import tls_failure, verifying_context
 from ..errors import (
     CertificateVerifyError,
@@ -278,7 +279,7 @@ def _error(exc: Exception, *, host: str, channel: str, step: str, timeout: float
         reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
         kind = TemporaryReplyError if 400 <= exc.smtp_code < 500 else PermanentReplyError
         return kind(
-            f"{host} answered {exc.smtp_code} at {step}: {' '.join(reply.split())}",
+            f"{host} answered {exc.smtp_code} at {step}: {one_line(reply)}",
             channel=channel,
             step=step,
             code=exc.smtp_code,

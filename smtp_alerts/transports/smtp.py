@@ -26,7 +26,6 @@ import email.generator
 import email.policy
 import io
 import logging
-import re
 import socket
 import ssl
 import sys
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiosmtplib
 
 from .._util.clock import SYSTEM_CLOCK, Clock
+from .._util.smtp_reply import enhanced_status, one_line
 from .._util.tls import tls_failure, verifying_context
 from ..errors import (
     AuthenticationError,
@@ -77,8 +77,6 @@ _T = TypeVar("_T")
 
 _log = logging.getLogger("smtp_alerts.transports.smtp")
 
-_ENHANCED_STATUS = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])")
-_LEADING_ENHANCED_STATUS = re.compile(r"^\s*[245]\.\d{1,3}\.\d{1,3}\s+")
 _AUTH_REFUSALS = frozenset({454, 530, 534, 535})
 _ENVELOPE_STEPS = frozenset({"mail", "rcpt", "data"})
 _HINTS = {
@@ -505,7 +503,7 @@ class SMTPTransport(Transport):
             first = refusals[0]
             error = RecipientsRefusedError(
                 f"every recipient was refused ({first.code} {first.recipient}: "
-                f"{_one_line(first.message)})",
+                f"{one_line(first.message)})",
                 channel=self.name,
                 step="rcpt",
                 code=first.code,
@@ -573,7 +571,7 @@ class SMTPTransport(Transport):
             _log.debug("%s: %s failed: %s", self.name, step, type(exc).__name__)
             raise self._error(step, exc, xoauth2=xoauth2) from exc
         if isinstance(result, aiosmtplib.SMTPResponse):  # replies never hold the secret
-            _log.debug("%s: %s -> %s", self.name, step, _one_line(str(result)))
+            _log.debug("%s: %s -> %s", self.name, step, one_line(str(result)))
         return result
 
     def _error(self, step: str, exc: BaseException, *, xoauth2: bool = False) -> DeliveryError:
@@ -675,10 +673,10 @@ def _reply_error(
     *, channel: str, step: str, code: int, reply: str, xoauth2: bool = False
 ) -> DeliveryError:
     """Classify an SMTP error reply at ``step`` into the matching DeliveryError."""
-    enhanced = _enhanced_status(reply)
+    enhanced = enhanced_status(reply)
     status = f"{code} {enhanced}" if enhanced else str(code)
-    hint = _HINTS.get((code, enhanced or ""))
-    text = _one_line(reply)
+    hint = _HINTS.get((code, enhanced))
+    text = one_line(reply)
     detail = f"({status}) {text}" + (f"; {hint}" if hint else "")
     fields: dict[str, Any] = {"channel": channel, "step": step, "code": code, "reply": reply}
     if step == "auth" and (code in _AUTH_REFUSALS or xoauth2):
@@ -694,18 +692,6 @@ def _reply_error(
     if 400 <= code < 500:
         return TemporaryReplyError(f"the server said try later {detail}", **fields)
     return PermanentReplyError(f"the server refused {step or 'the command'} {detail}", **fields)
-
-
-def _enhanced_status(reply: str) -> str | None:
-    """The RFC 3463 enhanced status code in a reply, such as ``5.7.8``."""
-    match = _ENHANCED_STATUS.search(reply)
-    return match.group(1) if match else None
-
-
-def _one_line(reply: str) -> str:
-    """A multi-line reply as one line, without the repeated enhanced codes."""
-    lines = (_LEADING_ENHANCED_STATUS.sub("", line).strip() for line in reply.splitlines())
-    return " ".join(line for line in lines if line)
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
