@@ -30,9 +30,10 @@ import time
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from .._delivery.diagnosis import diagnose
+from .._util.net import Security, security_for_port
 from .._util.smtp_reply import one_line
 from ..errors import ConfigurationError, DeliveryError
-from ..settings import Security, Settings, security_for_port
+from ..settings import Settings
 from .probes import CertificateInfo, TLSReport, connect, probe_tls, resolve
 
 if TYPE_CHECKING:
@@ -566,10 +567,10 @@ async def _send_test(
 def _transport(
     settings: Settings, timeout: float, token_provider: TokenProvider | None
 ) -> SMTPTransport:
-    from ..transports.smtp import SMTPTransport  # noqa: PLC0415 - aiosmtplib loads only here
+    from .._delivery.channels import smtp_channel  # noqa: PLC0415 - aiosmtplib loads only here
 
     try:
-        return SMTPTransport.from_settings(
+        return smtp_channel(
             settings.model_copy(update={"timeout": timeout}), token_provider=token_provider
         )
     except ValueError as exc:

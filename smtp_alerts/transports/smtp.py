@@ -26,7 +26,6 @@ import email.generator
 import email.policy
 import io
 import logging
-import socket
 import ssl
 import sys
 from email.message import EmailMessage
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiosmtplib
 
 from .._util.clock import SYSTEM_CLOCK, Clock
+from .._util.net import Security, ehlo_hostname, is_ehlo_name, is_loopback
 from .._util.smtp_reply import enhanced_status, one_line
 from .._util.tls import tls_failure, verifying_context
 from ..errors import (
@@ -49,7 +49,6 @@ from ..errors import (
     StartTLSNotOfferedError,
     TemporaryReplyError,
 )
-from ..settings import Security, is_loopback, security_for_port
 from ._base import Transport
 from .xoauth2 import InvalidTokenError, TokenSource
 
@@ -58,7 +57,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..models import OutgoingMessage
-    from ..settings import Settings
     from .xoauth2 import TokenProvider
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_RECIPIENTS", "MAX_STEP_TIMEOUT", "SMTPTransport"]
@@ -161,7 +159,7 @@ class SMTPTransport(Transport):
             raise ValueError("timeout must be a positive number of seconds")
         if step_timeout is not None and not step_timeout > 0:
             raise ValueError("step_timeout must be a positive number of seconds")
-        if local_hostname is not None and not _is_ehlo_name(local_hostname):
+        if local_hostname is not None and not is_ehlo_name(local_hostname):
             raise ValueError(f"{local_hostname!r} cannot be sent with EHLO")
 
         self.name = f"{host}:{port}"
@@ -179,7 +177,7 @@ class SMTPTransport(Transport):
         self._step_timeout = float(
             step_timeout if step_timeout is not None else min(timeout, MAX_STEP_TIMEOUT)
         )
-        self._local_hostname = local_hostname or _default_local_hostname()
+        self._local_hostname = local_hostname or ehlo_hostname()
         # Built once here: aiosmtplib would otherwise build it in a worker thread
         # (asyncio.to_thread), which fails once the interpreter is shutting down.
         self._tls_context = verifying_context(ca_file) if security != "none" else None
@@ -194,50 +192,6 @@ class SMTPTransport(Transport):
         self._lock: asyncio.Lock | None = None
         self._expired = False
         self._watchdog_handle: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        token_provider: TokenProvider | None = None,
-        clock: Clock = SYSTEM_CLOCK,
-        port: int | None = None,
-    ) -> SMTPTransport:
-        """The transport described by :class:`~smtp_alerts.Settings`.
-
-        The password is read through :meth:`Settings.read_password` on every
-        new connection, so a rotated ``PASSWORD_FILE`` is picked up without a
-        restart.
-
-        Args:
-            settings: the settings.
-            token_provider: use AUTH XOAUTH2 with tokens from this callable;
-                the settings must then hold no password.
-            clock: the current time, for token lifetimes.
-            port: another port of ``HOST`` (the alternate), secured as that
-                port speaks (465 TLS, else STARTTLS). It uses the same account,
-                so it shares the primary's :attr:`credential`: refused on one,
-                refused on both.
-
-        Returns:
-            The transport.
-        """
-        has_password = settings.password is not None or settings.password_file is not None
-        transport = cls(
-            host=settings.host,
-            port=settings.port if port is None else port,
-            security=settings.effective_security if port is None else security_for_port(port),
-            username=settings.username,
-            password=settings.read_password if has_password else None,
-            token_provider=token_provider,
-            ca_file=settings.ca_file,
-            timeout=settings.timeout,
-            clock=clock,
-        )
-        if port is not None:
-            transport.credential = _credential(settings.username, settings.host, settings.port)
-        return transport
 
     @property
     def timeout(self) -> float:
@@ -733,18 +687,6 @@ def _secret_forms(username: str, secret: str) -> tuple[str, ...]:
     )
     forms = [secret] + [base64.b64encode(blob).decode() for blob in blobs]
     return tuple(form for form in forms if form)
-
-
-def _default_local_hostname() -> str:
-    # Not socket.getfqdn(): it may block on DNS, and aiosmtplib would run it
-    # in a worker thread, which is refused during interpreter shutdown.
-    name = socket.gethostname()
-    return name if _is_ehlo_name(name) else "localhost"
-
-
-def _is_ehlo_name(name: str) -> bool:
-    """Whether ``name`` fits on the EHLO line: printable ASCII, no spaces."""
-    return bool(name) and all(33 <= ord(ch) < 127 for ch in name)
 
 
 if sys.version_info >= (3, 11):

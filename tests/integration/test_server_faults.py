@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from smtp_alerts._delivery.channels import smtp_channel
 from smtp_alerts.errors import (
     AuthenticationError,
     ConnectError,
@@ -36,8 +37,8 @@ STEP_TIMEOUT = 0.3
 
 def _transport(server: GmailServer) -> SMTPTransport:
     """The transport ``server.settings()`` describes, with short deadline and step timeouts."""
-    transport = SMTPTransport.from_settings(server.settings(timeout=DEADLINE))
-    # Settings has one timeout, the deadline, and from_settings derives the step
+    transport = smtp_channel(server.settings(timeout=DEADLINE))
+    # Settings has one timeout, the deadline, and the transport derives the step
     # timeout from it; a shorter step timeout is what tells the two apart here.
     transport._step_timeout = STEP_TIMEOUT
     return transport

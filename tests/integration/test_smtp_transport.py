@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from smtp_alerts._delivery.channels import smtp_channel
 from smtp_alerts.errors import (
     AuthenticationError,
     CertificateVerifyError,
@@ -284,13 +285,13 @@ class TestSMTPTransport:
         assert len(gmail_server.messages) == 2
 
     @pytest.mark.asyncio
-    async def test_from_settings_rereads_the_password_file(
+    async def test_smtp_channel_rereads_the_password_file(
         self, gmail_server: GmailServer, tmp_path: Path
     ) -> None:
-        """from_settings reads PASSWORD_FILE on each connection: a fixed file heals the channel."""
+        """smtp_channel reads PASSWORD_FILE on each connection: a fixed file heals the channel."""
         secret = tmp_path / "app-password"
         secret.write_text("stale password\n")
-        transport = SMTPTransport.from_settings(gmail_server.settings(password_file=secret))
+        transport = smtp_channel(gmail_server.settings(password_file=secret))
         assert transport.timeout == 5.0
         with pytest.raises(AuthenticationError):
             await transport.send(make_message())
