@@ -1,6 +1,7 @@
-"""The SMTP transport: Gmail (or any submission server) through aiosmtplib.
+"""The SMTP transport: one session with Gmail (or any submission server) through aiosmtplib.
 
-This is the only module that imports :mod:`aiosmtplib`. It adds what a
+With :mod:`~smtp_alerts.transports.smtp_errors`, which reads its failures,
+it is the only module that imports :mod:`aiosmtplib`. It adds what a
 long-running alert sender needs on top of it:
 
 - an overall deadline for each send, on top of aiosmtplib's per-step timeout
@@ -13,20 +14,19 @@ long-running alert sender needs on top of it:
 - nothing that needs a thread: the TLS context is built up front and the
   EHLO name comes from :func:`socket.gethostname`, so sending still works
   while the interpreter shuts down and executors refuse new work;
-- every failure translated to :mod:`smtp_alerts.errors`, with the step, the
-  reply code and Gmail's enhanced status code, and never a secret.
+- every failure translated to :mod:`smtp_alerts.errors` at one boundary
+  (:mod:`~smtp_alerts.transports.smtp_errors`), with the step, the reply code
+  and Gmail's enhanced status code, and never a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import email.generator
 import email.policy
 import io
 import logging
-import ssl
 import sys
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,21 +35,18 @@ import aiosmtplib
 
 from .._util.clock import SYSTEM_CLOCK, Clock
 from .._util.net import Security, ehlo_hostname, is_ehlo_name, is_loopback
-from .._util.smtp_reply import enhanced_status, one_line
-from .._util.tls import tls_failure, verifying_context
+from .._util.smtp_reply import one_line
+from .._util.tls import verifying_context
 from ..errors import (
     AuthenticationError,
-    ConnectError,
     DeliveryError,
     DeliveryTimeoutError,
-    MessageTooLargeError,
     PermanentReplyError,
-    QuotaExceededError,
     RecipientsRefusedError,
     StartTLSNotOfferedError,
-    TemporaryReplyError,
 )
 from ._base import Transport
+from .smtp_errors import ErrorMap, secret_forms, xoauth2_error
 from .xoauth2 import InvalidTokenError, TokenSource
 
 if TYPE_CHECKING:
@@ -74,19 +71,6 @@ _WATCHDOG_INTERVAL = 0.05
 _T = TypeVar("_T")
 
 _log = logging.getLogger("smtp_alerts.transports.smtp")
-
-_AUTH_REFUSALS = frozenset({454, 530, 534, 535})
-_ENVELOPE_STEPS = frozenset({"mail", "rcpt", "data"})
-_HINTS = {
-    (535, "5.7.8"): (
-        "use the full address as username and an app password "
-        "(https://myaccount.google.com/apppasswords), not the account password"
-    ),
-    (534, "5.7.9"): "the account uses 2-Step Verification: an app password is required",
-    (534, "5.7.14"): "Google wants a sign-in from a browser before it accepts this login",
-    (454, "4.7.0"): "too many login attempts: wait before trying again",
-    (550, "5.4.5"): "the account's daily sending limit is reached",
-}
 
 
 class SMTPTransport(Transport):
@@ -182,11 +166,12 @@ class SMTPTransport(Transport):
         # (asyncio.to_thread), which fails once the interpreter is shutting down.
         self._tls_context = verifying_context(ca_file) if security != "none" else None
 
+        self._errors = ErrorMap(channel=self.name, host=host, step_timeout=self._step_timeout)
+
         self._smtp: aiosmtplib.SMTP | None = None
         # When the open connection must be retired: its OAuth token's expiry
         # minus the margin; None for a password login (or none).
         self._retire_at: float | None = None
-        self._secrets: tuple[str, ...] = ()
         self._step = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
@@ -392,10 +377,10 @@ class SMTPTransport(Transport):
         try:
             token = await self._tokens.get()
         except InvalidTokenError as exc:  # its message never holds a token
-            raise _xoauth2_error(str(exc), channel=self.name) from exc
+            raise xoauth2_error(str(exc), channel=self.name) from exc
         except Exception as exc:
             # Only the type: a provider's own message may quote a token or a secret.
-            raise _xoauth2_error(
+            raise xoauth2_error(
                 f"the OAuth token provider failed ({type(exc).__name__})", channel=self.name
             ) from exc
         self._retire_at = self._tokens.usable_until(token)
@@ -407,11 +392,11 @@ class SMTPTransport(Transport):
         assert self._username is not None  # noqa: S101 - checked in __init__
         username = self._username
         offered = smtp.server_auth_methods
-        self._secrets = _secret_forms(username, secret)
+        self._errors.secrets = secret_forms(username, secret)
         attempt: Coroutine[Any, Any, aiosmtplib.SMTPResponse]
         if kind == "XOAUTH2":
             if "xoauth2" not in offered:
-                raise _xoauth2_error(f"{self._host} does not offer AUTH XOAUTH2", channel=self.name)
+                raise xoauth2_error(f"{self._host} does not offer AUTH XOAUTH2", channel=self.name)
             attempt, mechanism = smtp.auth_xoauth2(username, secret), "XOAUTH2"
         elif "plain" in offered:
             attempt, mechanism = smtp.auth_plain(username, secret), "PLAIN"
@@ -504,14 +489,13 @@ class SMTPTransport(Transport):
     async def _rcpt(
         self, smtp: aiosmtplib.SMTP, address: str, encoding: str
     ) -> aiosmtplib.SMTPRecipientRefused | None:
-        try:
-            await smtp.rcpt(address, encoding=encoding)
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            if exc.code == 421:  # the server is closing the connection
-                raise self._error("rcpt", exc) from exc
-            return exc
-        except Exception as exc:
-            raise self._error("rcpt", exc) from exc
+        with self._errors.map_exceptions("rcpt"):
+            try:
+                await smtp.rcpt(address, encoding=encoding)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                if exc.code == 421:  # the server is closing the connection
+                    raise
+                return exc
         return None
 
     # -- helpers -------------------------------------------------------------
@@ -519,66 +503,16 @@ class SMTPTransport(Transport):
     async def _run(self, step: str, operation: Awaitable[_T], *, xoauth2: bool = False) -> _T:
         """Await one protocol step, translating its failure into a DeliveryError."""
         self._step = step
-        try:
+        with self._errors.map_exceptions(step, xoauth2=xoauth2):
             result = await operation
-        except Exception as exc:
-            _log.debug("%s: %s failed: %s", self.name, step, type(exc).__name__)
-            raise self._error(step, exc, xoauth2=xoauth2) from exc
         if isinstance(result, aiosmtplib.SMTPResponse):  # replies never hold the secret
             _log.debug("%s: %s -> %s", self.name, step, one_line(str(result)))
         return result
 
-    def _error(self, step: str, exc: BaseException, *, xoauth2: bool = False) -> DeliveryError:
-        """The :class:`DeliveryError` for ``exc`` raised at ``step``; secrets scrubbed."""
-        tls_error = self._tls_error(step, exc)
-        if tls_error is not None:
-            return tls_error
-        channel, host = self.name, self._host
-        if isinstance(exc, aiosmtplib.SMTPConnectResponseError) or (
-            step == "connect" and isinstance(exc.__cause__, aiosmtplib.SMTPException)
-        ):
-            step = "greeting"  # the TCP connection was up; no usable 220 came
-        if isinstance(exc, aiosmtplib.SMTPTimeoutError):
-            return DeliveryTimeoutError(
-                f"{host} did not answer within the {self._step_timeout:g}s step timeout",
-                channel=channel,
-                step=step,
-            )
-        if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 200:
-            reply = self._scrub(exc.message)
-            return _reply_error(
-                channel=channel, step=step, code=exc.code, reply=reply, xoauth2=xoauth2
-            )
-        if isinstance(exc, OSError):  # aiosmtplib's disconnects are ConnectionErrors too
-            verb = "could not connect to" if step == "connect" else "lost the connection to"
-            return ConnectError(f"{verb} {host}: {_os_reason(exc)}", channel=channel, step=step)
-        # aiosmtplib's protocol errors (a malformed reply...), or a message it
-        # refuses to put on the wire.
-        what = exc.message if isinstance(exc, aiosmtplib.SMTPException) else str(exc)
-        return DeliveryError(
-            f"the exchange with {host} failed ({type(exc).__name__}: {self._scrub(what)})",
-            channel=channel,
-            step=step,
-        )
-
-    def _tls_error(self, step: str, exc: BaseException) -> DeliveryError | None:
-        """The error for a failed TLS handshake, or None when ``exc`` is not one."""
-        failure = _cause(exc, ssl.SSLError)
-        if failure is None:
-            return None
-        return tls_failure(failure, host=self._host, channel=self.name, step=step)
-
-    def _scrub(self, text: str) -> str:
-        # A confused server may echo what it was sent; the secret stays out of
-        # our errors whatever the server says.
-        for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return text
-
     def _discard(self) -> None:
         """Forget the connection and cut it at once (no TLS goodbye: it failed or is done)."""
         smtp, self._smtp = self._smtp, None
-        self._secrets = ()
+        self._errors.secrets = ()
         self._retire_at = None
         if smtp is None:
             return
@@ -617,76 +551,9 @@ def _abort(transport: asyncio.BaseTransport | None) -> None:
         transport.close()
 
 
-def _xoauth2_error(message: str, *, channel: str) -> AuthenticationError:
-    error = AuthenticationError(message, channel=channel, step="auth")
-    error.mechanism = "XOAUTH2"
-    return error
-
-
-def _reply_error(
-    *, channel: str, step: str, code: int, reply: str, xoauth2: bool = False
-) -> DeliveryError:
-    """Classify an SMTP error reply at ``step`` into the matching DeliveryError."""
-    enhanced = enhanced_status(reply)
-    status = f"{code} {enhanced}" if enhanced else str(code)
-    hint = _HINTS.get((code, enhanced))
-    text = one_line(reply)
-    detail = f"({status}) {text}" + (f"; {hint}" if hint else "")
-    fields: dict[str, Any] = {"channel": channel, "step": step, "code": code, "reply": reply}
-    if step == "auth" and (code in _AUTH_REFUSALS or xoauth2):
-        error = AuthenticationError(f"the server refused the credentials {detail}", **fields)
-        error.mechanism = "XOAUTH2" if xoauth2 else ""
-        return error
-    if code == 530 and step in _ENVELOPE_STEPS:
-        return AuthenticationError(f"the server requires authentication {detail}", **fields)
-    if code == 550 and enhanced == "5.4.5":
-        return QuotaExceededError(f"the sending quota is exhausted {detail}", **fields)
-    if code == 552:
-        return MessageTooLargeError(f"the message is too large {detail}", **fields)
-    if 400 <= code < 500:
-        return TemporaryReplyError(f"the server said try later {detail}", **fields)
-    return PermanentReplyError(f"the server refused {step or 'the command'} {detail}", **fields)
-
-
 def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _cause(exc: BaseException, kind: type[ssl.SSLError]) -> ssl.SSLError | None:
-    """The first exception of ``kind`` in ``exc``'s cause/context chain."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _os_reason(exc: BaseException) -> str:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return str(exc) or type(exc).__name__
-
-
-def _secret_forms(username: str, secret: str) -> tuple[str, ...]:
-    """The secret as it travels: raw, base64, and inside the PLAIN/XOAUTH2 blobs."""
-    raw = secret.encode()
-    user = username.encode()
-    blobs = (
-        raw,
-        b"\x00" + user + b"\x00" + raw,
-        b"user=" + user + b"\x01auth=Bearer " + raw + b"\x01\x01",
-    )
-    forms = [secret] + [base64.b64encode(blob).decode() for blob in blobs]
-    return tuple(form for form in forms if form)
 
 
 if sys.version_info >= (3, 11):

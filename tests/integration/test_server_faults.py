@@ -39,8 +39,9 @@ def _transport(server: GmailServer) -> SMTPTransport:
     """The transport ``server.settings()`` describes, with short deadline and step timeouts."""
     transport = smtp_channel(server.settings(timeout=DEADLINE))
     # Settings has one timeout, the deadline, and the transport derives the step
-    # timeout from it; a shorter step timeout is what tells the two apart here.
-    transport._step_timeout = STEP_TIMEOUT
+    # timeout from it; a shorter step timeout is what tells the two apart here
+    # (set where the session waits and where its errors name it).
+    transport._step_timeout = transport._errors.step_timeout = STEP_TIMEOUT
     return transport
 
 
