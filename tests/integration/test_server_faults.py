@@ -29,7 +29,7 @@ from tests.helpers import SENDER, make_message
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from smtp_alerts.testing._server import AuthReply
+    from smtp_alerts.testing._replies import AuthReply
 
 DEADLINE = 0.8
 STEP_TIMEOUT = 0.3
