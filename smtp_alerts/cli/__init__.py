@@ -18,7 +18,7 @@ Each subcommand's module is imported only when it runs.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .._version import VERSION
@@ -40,30 +40,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    # Each command's module loads only when it runs: `--help` stays instant.
-    if args.command == "spool":
-        from .spool import run_spool_command  # noqa: PLC0415
+    return _COMMANDS[args.command](args)
 
-        return run_spool_command(args)
-    if args.command in ("doctor", "send-test"):
-        from .doctor import run_doctor  # noqa: PLC0415
 
-        return run_doctor(
-            send=args.command == "send-test" or args.send,
-            only_send=args.command == "send-test",
-            timeout=args.timeout,
-        )
-    if args.command == "watch":
-        from .watch import run_watch  # noqa: PLC0415
+# Each command's module loads only when it runs: `--help` stays instant.
 
-        return run_watch(args)
-    if args.command == "run":
-        from .._sources.cron import run_cron  # noqa: PLC0415
 
-        return run_cron(args)
+def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo  # noqa: PLC0415 - the server loads only for the demo
 
     return run_demo(output_root=args.output, quick=args.quick)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor  # noqa: PLC0415
+
+    return run_doctor(send=args.send, timeout=args.timeout)
+
+
+def _send_test(args: argparse.Namespace) -> int:
+    from .send_test import run_send_test  # noqa: PLC0415
+
+    return run_send_test(timeout=args.timeout)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .._sources.cron import run_cron  # noqa: PLC0415
+
+    return run_cron(args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .watch import run_watch  # noqa: PLC0415
+
+    return run_watch(args)
+
+
+def _spool(args: argparse.Namespace) -> int:
+    from .spool import run_spool_command  # noqa: PLC0415
+
+    return run_spool_command(args)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": _demo,
+    "doctor": _doctor,
+    "run": _run,
+    "send-test": _send_test,
+    "spool": _spool,
+    "watch": _watch,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
