@@ -65,7 +65,7 @@ def _send_test(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .._sources.cron import run_cron  # noqa: PLC0415
+    from .run import run_cron  # noqa: PLC0415
 
     return run_cron(args)
 
