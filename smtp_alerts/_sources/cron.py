@@ -210,17 +210,12 @@ def run_command(command: list[str], timeout: float | None) -> CommandResult:
     started = time.time()
     clock = time.monotonic()
     own_group = timeout is not None and os.name == "posix"
-    options: dict[str, Any] = {}
-    if own_group:
-        # Like timeout(1): the command and its children form one group we can
-        # stop together. (process_group is 3.11+; a session also makes a group.)
-        if sys.version_info >= (3, 11):
-            options["process_group"] = 0
-        else:
-            options["start_new_session"] = True
     try:
         process = subprocess.Popen(  # noqa: S603 - running the user's command is the point
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **_group_options(own_group=own_group),
         )
     except FileNotFoundError:
         return CommandResult(EXIT_NOT_FOUND, started, 0.0, error="command not found")
@@ -232,17 +227,7 @@ def run_command(command: list[str], timeout: float | None) -> CommandResult:
     result.stdout = _Tail(process.stdout, sys.stdout)
     result.stderr = _Tail(process.stderr, sys.stderr)
     with _forward_signals(process, own_group=own_group, result=result):
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            result.timed_out = True
-            _signal(process, signal.SIGTERM, own_group=own_group)
-            try:
-                process.wait(KILL_GRACE)
-            except subprocess.TimeoutExpired:
-                result.killed = True
-                _signal(process, getattr(signal, "SIGKILL", signal.SIGTERM), own_group=own_group)
-                process.wait()
+        _wait(process, timeout, own_group=own_group, result=result)
     result.duration = time.monotonic() - clock
     for tail in (result.stdout, result.stderr):
         tail.thread.join(PIPE_GRACE)
@@ -254,6 +239,38 @@ def run_command(command: list[str], timeout: float | None) -> CommandResult:
     else:
         result.status = returncode
     return result
+
+
+def _group_options(*, own_group: bool) -> dict[str, Any]:
+    """The :class:`subprocess.Popen` options that start the command in its own process group."""
+    if not own_group:
+        return {}
+    # Like timeout(1): the command and its children form one group we can
+    # stop together. (process_group is 3.11+; a session also makes a group.)
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}
+    return {"start_new_session": True}
+
+
+def _wait(
+    process: subprocess.Popen[bytes],
+    timeout: float | None,
+    *,
+    own_group: bool,
+    result: CommandResult,
+) -> None:
+    """Wait for the command; at the timeout SIGTERM it, and SIGKILL it after the grace."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        result.timed_out = True
+        _signal(process, signal.SIGTERM, own_group=own_group)
+        try:
+            process.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            result.killed = True
+            _signal(process, getattr(signal, "SIGKILL", signal.SIGTERM), own_group=own_group)
+            process.wait()
 
 
 def _signal(process: subprocess.Popen[bytes], signum: int, *, own_group: bool) -> None:
