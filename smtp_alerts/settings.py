@@ -9,11 +9,10 @@ secret. Durations accept a number of seconds or ``500ms``, ``30s``, ``5m``,
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
@@ -26,6 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# Re-exported: smtp_alerts.settings.Security and its helpers stay where users found them.
+from ._util.net import Security, is_loopback, security_for_port
 from .errors import ConfigurationError
 
 __all__ = [
@@ -39,8 +40,6 @@ __all__ = [
 
 ENV_PREFIX = "SMTP_ALERTS_"
 
-Security = Literal["starttls", "tls", "none"]
-"""How a connection is secured: STARTTLS (mandatory), TLS from the first byte, or none."""
 MAX_RECIPIENTS = 100
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
@@ -95,21 +94,6 @@ def _split_list(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 AddressList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 UrlList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
-
-
-def security_for_port(port: int) -> Security:
-    """The security a port speaks when none is set: ``tls`` on 465, else ``starttls``."""
-    return "tls" if port == 465 else "starttls"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback address (no DNS look-up)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Settings(BaseSettings):

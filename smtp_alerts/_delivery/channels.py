@@ -6,7 +6,8 @@
    credentials;
 4. the apprise URLs of ``FALLBACK_URLS`` (apprise loads only if there are some).
 
-What none of them takes stays in the spool.
+What none of them takes stays in the spool. This is where settings become
+transports: the transports themselves know no settings.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._util.clock import SYSTEM_CLOCK, Clock
+from .._util.net import security_for_port
 from ..settings import Settings
 from ..transports import Transport
 
 if TYPE_CHECKING:
+    from ..transports.smtp import SMTPTransport
     from ..transports.xoauth2 import TokenProvider
 
-__all__ = ["build_channels"]
+__all__ = ["build_channels", "smtp_channel"]
 
 
 def build_channels(
@@ -42,41 +45,91 @@ def build_channels(
     Returns:
         The transports; at least the primary SMTP one.
     """
-    from ..transports.smtp import SMTPTransport  # noqa: PLC0415 - aiosmtplib loads with the engine
-
-    primary = SMTPTransport.from_settings(settings, token_provider=token_provider, clock=clock)
+    primary = smtp_channel(settings, token_provider=token_provider, clock=clock)
     channels: list[Transport] = [primary]
     alternate = settings.effective_alternate_port
     if alternate is not None and alternate != settings.port:
-        # For networks that block one of Gmail's ports; the same account.
-        channels.append(
-            SMTPTransport.from_settings(
-                settings, token_provider=token_provider, clock=clock, port=alternate
-            )
-        )
+        # For networks that block one of Gmail's ports. The same account, so
+        # the same credential: refused on one port, refused on both.
+        other = smtp_channel(settings, token_provider=token_provider, clock=clock, port=alternate)
+        other.credential = primary.credential
+        channels.append(other)
     if settings.backup_host is not None:
-        secret = settings.backup_password
-        channels.append(
-            SMTPTransport(
-                host=settings.backup_host,
-                port=settings.backup_port,
-                security=settings.effective_backup_security,
-                username=settings.backup_username,
-                password=secret.get_secret_value() if secret is not None else None,
-                ca_file=settings.ca_file,
-                timeout=settings.timeout,
-            )
-        )
+        channels.append(_backup_channel(settings, settings.backup_host))
     if settings.fallback_urls:
-        from ..transports.apprise import AppriseTransport  # noqa: PLC0415 - only with URLs
-
-        urls = [url.get_secret_value() for url in settings.fallback_urls]
-        fallback = AppriseTransport(urls, timeout=settings.timeout)
-        # Load apprise now (we run on a worker thread at engine start), so a URL
-        # it cannot use is reported at start-up rather than at the first failure.
-        try:
-            fallback.load()
-        except ValueError as exc:
-            on_problem(f"SMTP_ALERTS_FALLBACK_URLS: {exc}; those channels are not used")
-        channels.append(fallback)
+        channels.append(_fallback_channel(settings, on_problem))
     return channels
+
+
+def smtp_channel(
+    settings: Settings,
+    *,
+    token_provider: TokenProvider | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    port: int | None = None,
+) -> SMTPTransport:
+    """The SMTP transport for ``HOST``, as the settings describe it.
+
+    The password is read through :meth:`Settings.read_password` on every new
+    connection, so a rotated ``PASSWORD_FILE`` is picked up without a restart.
+
+    Args:
+        settings: the settings.
+        token_provider: use AUTH XOAUTH2 with tokens from this callable; the
+            settings must then hold no password.
+        clock: the current time, for token lifetimes.
+        port: another port of ``HOST`` (the alternate), secured as that port
+            speaks (465 TLS, else STARTTLS) whatever ``SECURITY`` says.
+
+    Returns:
+        The transport.
+
+    Raises:
+        ValueError: the settings do not make a usable transport (an unreadable
+            CA file...).
+    """
+    from ..transports.smtp import SMTPTransport  # noqa: PLC0415 - aiosmtplib loads with the engine
+
+    has_password = settings.password is not None or settings.password_file is not None
+    return SMTPTransport(
+        host=settings.host,
+        port=settings.port if port is None else port,
+        security=settings.effective_security if port is None else security_for_port(port),
+        username=settings.username,
+        password=settings.read_password if has_password else None,
+        token_provider=token_provider,
+        ca_file=settings.ca_file,
+        timeout=settings.timeout,
+        clock=clock,
+    )
+
+
+def _backup_channel(settings: Settings, host: str) -> SMTPTransport:
+    """The backup server: its own port, security and account; the primary's CA file."""
+    from ..transports.smtp import SMTPTransport  # noqa: PLC0415 - aiosmtplib loads with the engine
+
+    secret = settings.backup_password
+    return SMTPTransport(
+        host=host,
+        port=settings.backup_port,
+        security=settings.effective_backup_security,
+        username=settings.backup_username,
+        password=secret.get_secret_value() if secret is not None else None,
+        ca_file=settings.ca_file,
+        timeout=settings.timeout,
+    )
+
+
+def _fallback_channel(settings: Settings, on_problem: Callable[[str], None]) -> Transport:
+    """One apprise transport for every URL of ``FALLBACK_URLS``, already loaded."""
+    from ..transports.apprise import AppriseTransport  # noqa: PLC0415 - only with URLs
+
+    urls = [url.get_secret_value() for url in settings.fallback_urls]
+    fallback = AppriseTransport(urls, timeout=settings.timeout)
+    # Load apprise now (we run on a worker thread at engine start), so a URL
+    # it cannot use is reported at start-up rather than at the first failure.
+    try:
+        fallback.load()
+    except ValueError as exc:
+        on_problem(f"SMTP_ALERTS_FALLBACK_URLS: {exc}; those channels are not used")
+    return fallback

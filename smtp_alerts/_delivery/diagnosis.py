@@ -42,6 +42,7 @@ from ..errors import (
     StartTLSNotOfferedError,
     TLSError,
 )
+from .policy import enhanced_code
 
 __all__ = ["APP_PASSWORDS_URL", "Diagnosis", "diagnose", "is_auth_failure"]
 
@@ -52,7 +53,6 @@ UNLOCK_URL = "https://accounts.google.com/DisplayUnlockCaptcha"
 #: The OAuth scope Gmail's SMTP needs.
 GMAIL_SCOPE = "https://mail.google.com/"
 
-_ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 _PARENTHESIZED = re.compile(r"\(([^()]+)\)")
 
 
@@ -104,7 +104,7 @@ def diagnose(  # noqa: PLR0911 - one return per row of the table
     """
     who = f"the account {account}" if account else "the account"
     where = server or error.channel or "the server"
-    code, enhanced = error.code, _enhanced(error)
+    code, enhanced = error.code, enhanced_code(error)
     label = f"{code} {enhanced}".strip() if code is not None else ""
     reply = f"{error.reply} {error.message}".lower()
 
@@ -275,11 +275,6 @@ def _delivery_diagnosis(  # noqa: PLR0911 - one return per row of the table
         f"{where} did not take the message: {error.message}.",
         "Try again later; if it persists, run `smtp-alerts doctor` for a step-by-step check.",
     )
-
-
-def _enhanced(error: DeliveryError) -> str:
-    match = _ENHANCED.search(f"{error.reply} {error.message}")
-    return match.group(1) if match else ""
 
 
 def _is_xoauth2(error: AuthenticationError) -> bool:

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from .._util.humanize import format_duration, format_time
+from .._util.smtp_reply import one_line
 from ..models import Digest, fingerprint_id
 from .auth_watch import AuthEvent, AuthRecovered, AuthTripped
 from .diagnosis import Diagnosis, diagnose
@@ -111,7 +112,7 @@ def _tripped(event: AuthTripped, *, account: str | None, who: str, delivery_now:
         event.error, account=account, server=event.channel, paused_until=event.paused_until
     )
     subject = f"smtp-alerts cannot log in to {event.channel} as {who} ({diagnosis.code})"
-    reply = " ".join(event.error.reply.split()) or event.error.message
+    reply = one_line(event.error.reply) or event.error.message
     lines = [
         subject,
         f"What is wrong: {diagnosis.problem}",

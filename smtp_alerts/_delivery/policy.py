@@ -36,10 +36,10 @@ cool-down up to a cap.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 
 from .._util.clock import Clock
+from .._util.smtp_reply import enhanced_status
 from ..errors import AuthenticationError, DeliveryError, MessageTooLargeError, QuotaExceededError
 
 __all__ = [
@@ -60,8 +60,6 @@ BACK_OFF_PAUSE = 300.0
 AUTH_PAUSE = 900.0
 #: How long a channel out of daily quota (550 5.4.5) is parked.
 QUOTA_PARK = 86_400.0
-
-_ENHANCED = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 class Action(enum.Enum):
@@ -110,8 +108,7 @@ def classify(error: DeliveryError) -> Decision:
 
 def enhanced_code(error: DeliveryError) -> str:
     """The enhanced status code of a reply (``5.7.8``), or ``""`` when it has none."""
-    match = _ENHANCED.search(f"{error.reply} {error.message}")
-    return match.group(1) if match else ""
+    return enhanced_status(f"{error.reply} {error.message}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,29 +1,25 @@
-"""``smtp-alerts run [--name NAME] [--timeout T] -- CMD ...``: a cron wrapper.
+"""The cron wrapper's source: run a command as cron would, and alert when it fails.
 
-Runs the command with our stdin, passes its stdout and stderr through live
-while keeping the tail of each, and stays silent when it succeeds. When it
-exits non-zero, times out, dies from a signal or cannot be started, one alert
-(in the style of cronic) gives the exit code or signal, the duration and the
-tails of both streams; the engine is flushed (bounded by ``SHUTDOWN_TIMEOUT``)
-and we exit with the command's own status, as a shell would report it: its
-exit code, ``128 + N`` for signal N, ``124`` for a timeout (as ``timeout(1)``),
-``127`` for a command not found and ``126`` for one that cannot be run.
+:func:`run_command` runs the command with our stdin, passes its stdout and
+stderr through live while keeping the tail of each, and reports how it
+ended, as a shell would report it: its exit code, ``128 + N`` for signal N,
+``124`` for a timeout (as ``timeout(1)``), ``127`` for a command not found
+and ``126`` for one that cannot be run.
 
-A wrapper must never be the reason a job did not run: with broken
-``SMTP_ALERTS_*`` settings the command still runs and its status is still our
-exit status; the configuration error goes to stderr (which cron mails), and a
-failure says it could not be alerted.
-
-With ``--timeout`` the command runs in its own process group, as under
+With a timeout the command runs in its own process group, as under
 ``timeout(1)``: when time is up the whole group gets SIGTERM, then SIGKILL
-after :data:`KILL_GRACE`, so the children a script started stop too. A
-successful run with ``--name`` is a heartbeat of that name (see
-:meth:`Engine.heartbeat <smtp_alerts.Engine.heartbeat>`).
+after :data:`KILL_GRACE`, so the children a script started stop too.
+
+:func:`run_and_alert` then tells the engine: one alert (in the style of
+cronic) when the command exits non-zero, times out, dies from a signal or
+cannot be started, with the exit code or signal, the duration and the tails
+of both streams; a heartbeat when a named command succeeds (see
+:meth:`Engine.heartbeat <smtp_alerts.Engine.heartbeat>`). The command line,
+``smtp-alerts run``, is :mod:`smtp_alerts.cli.run`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shlex
@@ -39,8 +35,6 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from .._util.humanize import format_duration, format_time
-from ..errors import ConfigurationError
-from ..settings import parse_duration
 
 if TYPE_CHECKING:
     from .._engine.core import Engine
@@ -52,10 +46,13 @@ __all__ = [
     "KILL_GRACE",
     "TAIL_BYTES",
     "TAIL_LINES",
-    "run_cron",
+    "CommandResult",
+    "default_name",
+    "headline",
+    "run_and_alert",
+    "run_command",
 ]
 
-EXIT_USAGE = 2
 EXIT_CANNOT_RUN = 126
 EXIT_NOT_FOUND = 127
 EXIT_TIMEOUT = 124
@@ -69,7 +66,6 @@ TAIL_LINES = 40
 #: close our pipes (a daemon it started): after that, what arrived is enough.
 PIPE_GRACE = 2.0
 _NAME_LIMIT = 60
-_PREFIX = "smtp-alerts run"
 
 
 class _Tail:
@@ -129,7 +125,7 @@ class _Tail:
 
 
 @dataclass
-class _Result:
+class CommandResult:
     """How the command ended."""
 
     status: int  # what we exit with, as a shell would report it
@@ -145,85 +141,54 @@ class _Result:
 
     @property
     def ok(self) -> bool:
+        """Whether it ran, exited 0 and was not stopped by the timeout."""
         return self.status == 0 and not self.timed_out and self.error is None
 
 
-def run_cron(args: argparse.Namespace) -> int:
-    """Run ``smtp-alerts run``; see the module docstring.
+def run_and_alert(
+    command: list[str],
+    *,
+    engine: Engine | None,
+    name: str | None = None,
+    timeout: float | None = None,
+) -> CommandResult:
+    """Run ``command``, then alert when it failed, or beat when a named one succeeded.
 
     Args:
-        args: ``name`` (str or None), ``timeout`` (str or None) and ``cmd``
-            (the command, possibly starting with ``--``).
+        command: the program and its arguments.
+        engine: where the alert goes; None runs the command all the same (a
+            wrapper must never be the reason a job did not run).
+        name: the job's name in the alert, and the heartbeat a success beats;
+            by default the command itself (and no heartbeat).
+        timeout: seconds before the command is stopped; None for no limit.
 
     Returns:
-        The exit status: the command's, or 2 for a usage error.
+        How the command ended; its ``status`` is the exit status to pass on.
     """
-    command = list(args.cmd)
-    if command and command[0] == "--":
-        command = command[1:]
-    if not command:
-        print(
-            f"{_PREFIX}: no command given; usage: {_PREFIX} [--name NAME] -- CMD ...",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    timeout: float | None = None
-    if args.timeout is not None:
-        try:
-            timeout = parse_duration(args.timeout)
-        except ValueError as exc:
-            print(f"{_PREFIX}: --timeout: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        if timeout == 0:
-            print(
-                f"{_PREFIX}: --timeout must be more than 0 (omit it for no limit)", file=sys.stderr
-            )
-            return EXIT_USAGE
-    name = args.name or _describe(command)
-    engine = _engine_or_none()
-    result = _execute(command, timeout)
-    if result.ok or result.interrupted:
-        if result.ok and engine is not None and args.name:
-            with contextlib.suppress(Exception):  # a heartbeat must never fail the run
-                engine.beat(args.name)
-        if engine is not None:
-            engine.close()
-        return result.status
+    result = run_command(command, timeout)
     if engine is None:
-        print(
-            f"{_PREFIX}: {_headline(name, command, result, timeout)}; no alert was sent "
-            "(see the configuration error above)",
-            file=sys.stderr,
-        )
-        return result.status
+        return result
+    if result.ok:
+        if name:
+            with contextlib.suppress(Exception):  # a heartbeat must never fail the run
+                engine.beat(name)
+        return result
+    if result.interrupted:  # Ctrl-C: the user stopped it and knows
+        return result
+    label = name or default_name(command)
     engine.alert(
-        _headline(name, command, result, timeout),
-        name=name,
-        key=f"run:{name}:{_kind(result)}",
+        headline(label, command, result, timeout),
+        name=label,
+        key=f"run:{label}:{_kind(result)}",
         details=_details(command, result, timeout),
         group="default",
         source="job",
     )
-    engine.close()  # delivers now, bounded by SHUTDOWN_TIMEOUT
-    return result.status
+    return result
 
 
-def _engine_or_none() -> Engine | None:
-    from .._engine.core import Engine  # noqa: PLC0415 - settings load only when the command runs
-
-    try:
-        return Engine()
-    except ConfigurationError as exc:
-        print(
-            f"{_PREFIX}: configuration error: {exc}\n"
-            f"{_PREFIX}: running the command anyway; a failure cannot be alerted",
-            file=sys.stderr,
-            flush=True,
-        )
-        return None
-
-
-def _describe(command: list[str]) -> str:
+def default_name(command: list[str]) -> str:
+    """The job's name when it has none: the command line, cut to a subject's length."""
     text = shlex.join(command)
     return text if len(text) <= _NAME_LIMIT else text[: _NAME_LIMIT - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
@@ -231,43 +196,38 @@ def _describe(command: list[str]) -> str:
 # -- running ------------------------------------------------------------------------
 
 
-def _execute(command: list[str], timeout: float | None) -> _Result:
+def run_command(command: list[str], timeout: float | None) -> CommandResult:
+    """Run ``command`` to its end, with our stdin, passing its output through.
+
+    Args:
+        command: the program and its arguments.
+        timeout: seconds before it is stopped (SIGTERM to its process group,
+            SIGKILL :data:`KILL_GRACE` later); None for no limit.
+
+    Returns:
+        How it ended, with the tail of each stream.
+    """
     started = time.time()
     clock = time.monotonic()
     own_group = timeout is not None and os.name == "posix"
-    options: dict[str, Any] = {}
-    if own_group:
-        # Like timeout(1): the command and its children form one group we can
-        # stop together. (process_group is 3.11+; a session also makes a group.)
-        if sys.version_info >= (3, 11):
-            options["process_group"] = 0
-        else:
-            options["start_new_session"] = True
     try:
         process = subprocess.Popen(  # noqa: S603 - running the user's command is the point
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **_group_options(own_group=own_group),
         )
     except FileNotFoundError:
-        return _Result(EXIT_NOT_FOUND, started, 0.0, error="command not found")
+        return CommandResult(EXIT_NOT_FOUND, started, 0.0, error="command not found")
     except OSError as exc:
-        return _Result(EXIT_CANNOT_RUN, started, 0.0, error=exc.strerror or str(exc))
+        return CommandResult(EXIT_CANNOT_RUN, started, 0.0, error=exc.strerror or str(exc))
     assert process.stdout is not None  # noqa: S101 - PIPE was asked for
     assert process.stderr is not None  # noqa: S101
-    result = _Result(0, started, 0.0)
+    result = CommandResult(0, started, 0.0)
     result.stdout = _Tail(process.stdout, sys.stdout)
     result.stderr = _Tail(process.stderr, sys.stderr)
     with _forward_signals(process, own_group=own_group, result=result):
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            result.timed_out = True
-            _signal(process, signal.SIGTERM, own_group=own_group)
-            try:
-                process.wait(KILL_GRACE)
-            except subprocess.TimeoutExpired:
-                result.killed = True
-                _signal(process, getattr(signal, "SIGKILL", signal.SIGTERM), own_group=own_group)
-                process.wait()
+        _wait(process, timeout, own_group=own_group, result=result)
     result.duration = time.monotonic() - clock
     for tail in (result.stdout, result.stderr):
         tail.thread.join(PIPE_GRACE)
@@ -281,6 +241,38 @@ def _execute(command: list[str], timeout: float | None) -> _Result:
     return result
 
 
+def _group_options(*, own_group: bool) -> dict[str, Any]:
+    """The :class:`subprocess.Popen` options that start the command in its own process group."""
+    if not own_group:
+        return {}
+    # Like timeout(1): the command and its children form one group we can
+    # stop together. (process_group is 3.11+; a session also makes a group.)
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}
+    return {"start_new_session": True}
+
+
+def _wait(
+    process: subprocess.Popen[bytes],
+    timeout: float | None,
+    *,
+    own_group: bool,
+    result: CommandResult,
+) -> None:
+    """Wait for the command; at the timeout SIGTERM it, and SIGKILL it after the grace."""
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        result.timed_out = True
+        _signal(process, signal.SIGTERM, own_group=own_group)
+        try:
+            process.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            result.killed = True
+            _signal(process, getattr(signal, "SIGKILL", signal.SIGTERM), own_group=own_group)
+            process.wait()
+
+
 def _signal(process: subprocess.Popen[bytes], signum: int, *, own_group: bool) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         if own_group:
@@ -291,7 +283,7 @@ def _signal(process: subprocess.Popen[bytes], signum: int, *, own_group: bool) -
 
 @contextlib.contextmanager
 def _forward_signals(
-    process: subprocess.Popen[bytes], *, own_group: bool, result: _Result
+    process: subprocess.Popen[bytes], *, own_group: bool, result: CommandResult
 ) -> Iterator[None]:
     """While the command runs: pass SIGTERM on, and let Ctrl-C stop the command, not us."""
     if threading.current_thread() is not threading.main_thread():
@@ -319,7 +311,7 @@ def _forward_signals(
 # -- the alert ------------------------------------------------------------------------
 
 
-def _kind(result: _Result) -> str:
+def _kind(result: CommandResult) -> str:
     if result.error is not None:
         return f"start-{result.status}"
     if result.timed_out:
@@ -336,10 +328,11 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _headline(name: str, command: list[str], result: _Result, timeout: float | None) -> str:
+def headline(name: str, command: list[str], result: CommandResult, timeout: float | None) -> str:
+    """The alert's title (and the line printed when it cannot be sent): what went wrong."""
     if result.error is not None:
         # Without --name the name is the command itself: say it once.
-        who = "" if name == _describe(command) else f"{name}: "
+        who = "" if name == default_name(command) else f"{name}: "
         if result.error == "command not found":
             return f"{who}command not found: {command[0]}"
         return f"{who}cannot run {command[0]}: {result.error}"
@@ -354,7 +347,7 @@ def _headline(name: str, command: list[str], result: _Result, timeout: float | N
     return f"{name} failed with exit code {result.status} after {took}"
 
 
-def _details(command: list[str], result: _Result, timeout: float | None) -> str:
+def _details(command: list[str], result: CommandResult, timeout: float | None) -> str:
     if result.error is not None:
         status = f"{result.status} ({result.error})"
     elif result.timed_out:

@@ -18,10 +18,17 @@ Each subcommand's module is imported only when it runs.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._version import VERSION
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # What add_subparsers() returns; argparse names its class privately.
+    _Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001
 
 __all__ = ["main"]
 
@@ -40,30 +47,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    # Each command's module loads only when it runs: `--help` stays instant.
-    if args.command == "spool":
-        from .spool import run_spool_command  # noqa: PLC0415
+    return _COMMANDS[args.command](args)
 
-        return run_spool_command(args)
-    if args.command in ("doctor", "send-test"):
-        from .doctor import run_doctor  # noqa: PLC0415
 
-        return run_doctor(
-            send=args.command == "send-test" or args.send,
-            only_send=args.command == "send-test",
-            timeout=args.timeout,
-        )
-    if args.command == "watch":
-        from .watch import run_watch  # noqa: PLC0415
+# Each command's module loads only when it runs: `--help` stays instant.
 
-        return run_watch(args)
-    if args.command == "run":
-        from .._sources.cron import run_cron  # noqa: PLC0415
 
-        return run_cron(args)
+def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo  # noqa: PLC0415 - the server loads only for the demo
 
     return run_demo(output_root=args.output, quick=args.quick)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor  # noqa: PLC0415
+
+    return run_doctor(send=args.send, timeout=args.timeout)
+
+
+def _send_test(args: argparse.Namespace) -> int:
+    from .send_test import run_send_test  # noqa: PLC0415
+
+    return run_send_test(timeout=args.timeout)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .run import run_cron  # noqa: PLC0415
+
+    return run_cron(args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .watch import run_watch  # noqa: PLC0415
+
+    return run_watch(args)
+
+
+def _spool(args: argparse.Namespace) -> int:
+    from .spool import run_spool_command  # noqa: PLC0415
+
+    return run_spool_command(args)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": _demo,
+    "doctor": _doctor,
+    "run": _run,
+    "send-test": _send_test,
+    "spool": _spool,
+    "watch": _watch,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +106,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _demo_arguments(commands)
+    _spool_arguments(commands)
+    _doctor_arguments(commands)
+    _send_test_arguments(commands)
+    _watch_arguments(commands)
+    _run_arguments(commands)
+    return parser
+
+
+def _demo_arguments(commands: _Commands) -> None:
+    """``demo [--output DIR] [--quick]``."""
     demo = commands.add_parser(
         "demo",
         help="run a short scenario through the real pipeline against an embedded Gmail-like server",
@@ -91,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--quick", action="store_true", help="shorter windows, for tests (about one second)"
     )
+
+
+def _spool_arguments(commands: _Commands) -> None:
+    """``spool list | flush [--timeout S] | purge [--yes] | history [--limit N]``."""
     spool = commands.add_parser(
         "spool",
         help="look at and manage undelivered digests (SPOOL_DIR) and the delivery log",
@@ -106,6 +154,10 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--yes", action="store_true", help="do it: without --yes, only say what")
     history = actions.add_parser("history", help="the delivery log, newest first")
     history.add_argument("--limit", type=int, default=50, help="how many attempts (default: 50)")
+
+
+def _doctor_arguments(commands: _Commands) -> None:
+    """``doctor [--send] [--timeout S]``."""
     doctor = commands.add_parser(
         "doctor",
         help="check DNS, ports 587 and 465, TLS, the certificate and the login, step by step",
@@ -121,6 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--timeout", type=float, default=15.0, help="seconds per step (default: %(default)s)"
     )
+
+
+def _send_test_arguments(commands: _Commands) -> None:
+    """``send-test [--timeout S]``."""
     send_test = commands.add_parser(
         "send-test",
         help="send one test message with the current settings",
@@ -131,6 +187,10 @@ def _parser() -> argparse.ArgumentParser:
     send_test.add_argument(
         "--timeout", type=float, default=30.0, help="seconds in all (default: %(default)s)"
     )
+
+
+def _watch_arguments(commands: _Commands) -> None:
+    """``watch FILE [--once]``."""
     watch = commands.add_parser(
         "watch",
         help="run the checks a TOML file describes, alerting on failures",
@@ -141,6 +201,10 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument(
         "--once", action="store_true", help="run every check once, print the results and exit"
     )
+
+
+def _run_arguments(commands: _Commands) -> None:
+    """``run [--name NAME] [--timeout T] -- CMD ...``."""
     run = commands.add_parser(
         "run",
         help="run a command; alert when it fails, times out or crashes (a cron wrapper)",
@@ -151,4 +215,3 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--name", help="the job's name in the alert (default: the command)")
     run.add_argument("--timeout", help="kill the command after this long (e.g. 90s, 30m)")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
-    return parser

@@ -14,12 +14,12 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
 
+from .._delivery.channels import smtp_channel
 from .._engine.core import Engine
 from ..handler import AlertHandler
 from ..models import Digest, OutgoingMessage
 from ..testing import GmailServer, ReceivedMessage
 from ..transports import Transport
-from ..transports.smtp import SMTPTransport
 
 __all__ = ["run_demo"]
 
@@ -57,7 +57,7 @@ def run_demo(*, output_root: Path, quick: bool = False) -> int:
         settings = server.settings(
             group_wait=f"{wait}s", group_interval="1h", subject_prefix="[demo-host]"
         )
-        transport = _Recording(SMTPTransport.from_settings(settings))
+        transport = _Recording(smtp_channel(settings))
         engine = Engine(settings, transport=transport)
         handler = AlertHandler(logging.WARNING, engine=engine)
         root = logging.getLogger("demo")

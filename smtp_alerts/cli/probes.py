@@ -25,6 +25,8 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .._util.net import ehlo_hostname
+from .._util.smtp_reply import one_line
 from .._util.tls import tls_failure, verifying_context
 from ..errors import (
     CertificateVerifyError,
@@ -39,7 +41,7 @@ from ..errors import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ..settings import Security
+    from .._util.net import Security
 
 __all__ = ["CertificateInfo", "TLSReport", "connect", "probe_tls", "resolve"]
 
@@ -178,7 +180,7 @@ async def probe_tls(
         context = verifying_context(ca_file)
     except ValueError as exc:
         raise CertificateVerifyError(str(exc), step="tls") from exc
-    name = local_hostname or _local_hostname()
+    name = local_hostname or ehlo_hostname()
     probe = _Probe(host, port, security, context, timeout, name)
     return await asyncio.to_thread(probe.run)
 
@@ -278,7 +280,7 @@ def _error(exc: Exception, *, host: str, channel: str, step: str, timeout: float
         reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
         kind = TemporaryReplyError if 400 <= exc.smtp_code < 500 else PermanentReplyError
         return kind(
-            f"{host} answered {exc.smtp_code} at {step}: {' '.join(reply.split())}",
+            f"{host} answered {exc.smtp_code} at {step}: {one_line(reply)}",
             channel=channel,
             step=step,
             code=exc.smtp_code,
@@ -314,9 +316,3 @@ def _matches(name: str, host: str) -> bool:
         head, _, rest = host.partition(".")
         return bool(head) and rest == pattern[2:]
     return pattern == host
-
-
-def _local_hostname() -> str:
-    # Not socket.getfqdn() (smtplib's default): it may block on DNS.
-    name = socket.gethostname()
-    return name if name and all(33 <= ord(ch) < 127 for ch in name) else "localhost"

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from .._delivery.spool import Spool
 from .._engine.core import Engine
+from .._util.smtp_reply import one_line
 from ..errors import ConfigurationError
 from ..settings import Settings
 
@@ -70,7 +71,7 @@ def _history(spool: Spool, limit: int) -> int:
             f"{attempt.duration * 1000:6.0f} ms  {attempt.title}"
         )
         if not attempt.ok and attempt.reply:
-            print(f"{'':>21}{attempt.reply[:200]}")
+            print(f"{'':>21}{one_line(attempt.reply)[:200]}")
     return 0
 
 

@@ -13,7 +13,9 @@ from .._util.lazy import lazy_exports
 if TYPE_CHECKING:
     from .._util.clock import ManualClock
     from ._capture import AlertCapture, capture_alerts
-    from ._server import AuthAttempt, Faults, GmailServer, ReceivedMessage
+    from ._faults import Faults
+    from ._server import GmailServer
+    from ._state import AuthAttempt, ReceivedMessage
     from ._webhook import WebhookListener, WebhookRequest
 
 __all__ = [
@@ -32,10 +34,10 @@ _LAZY = {
     "AlertCapture": "._capture",
     "ManualClock": ".._util.clock",
     "capture_alerts": "._capture",
-    "AuthAttempt": "._server",
-    "Faults": "._server",
+    "AuthAttempt": "._state",
+    "Faults": "._faults",
     "GmailServer": "._server",
-    "ReceivedMessage": "._server",
+    "ReceivedMessage": "._state",
     "WebhookListener": "._webhook",
     "WebhookRequest": "._webhook",
 }

@@ -1,9 +1,12 @@
 """Transports: the channels a rendered digest can leave by.
 
 A transport is a tiny object with one async :meth:`~Transport.send` and
-:meth:`~Transport.aclose`, in the style of httpx. The SMTP transport lives in
-:mod:`smtp_alerts.transports.smtp` (the only module that imports aiosmtplib);
-:class:`MemoryTransport` keeps what it is given, for tests.
+:meth:`~Transport.aclose`, in the style of httpx. The SMTP transport's
+session lives in :mod:`smtp_alerts.transports.smtp` and its error mapping in
+:mod:`smtp_alerts.transports.smtp_errors` (the only modules that import
+aiosmtplib); :class:`MemoryTransport` keeps what it is given, for tests.
+Transports know no settings: :mod:`smtp_alerts._delivery.channels` builds
+them from :class:`~smtp_alerts.Settings`.
 """
 
 from __future__ import annotations

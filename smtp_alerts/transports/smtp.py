@@ -1,6 +1,7 @@
-"""The SMTP transport: Gmail (or any submission server) through aiosmtplib.
+"""The SMTP transport: one session with Gmail (or any submission server) through aiosmtplib.
 
-This is the only module that imports :mod:`aiosmtplib`. It adds what a
+With :mod:`~smtp_alerts.transports.smtp_errors`, which reads its failures,
+it is the only module that imports :mod:`aiosmtplib`. It adds what a
 long-running alert sender needs on top of it:
 
 - an overall deadline for each send, on top of aiosmtplib's per-step timeout
@@ -13,22 +14,19 @@ long-running alert sender needs on top of it:
 - nothing that needs a thread: the TLS context is built up front and the
   EHLO name comes from :func:`socket.gethostname`, so sending still works
   while the interpreter shuts down and executors refuse new work;
-- every failure translated to :mod:`smtp_alerts.errors`, with the step, the
-  reply code and Gmail's enhanced status code, and never a secret.
+- every failure translated to :mod:`smtp_alerts.errors` at one boundary
+  (:mod:`~smtp_alerts.transports.smtp_errors`), with the step, the reply code
+  and Gmail's enhanced status code, and never a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import email.generator
 import email.policy
 import io
 import logging
-import re
-import socket
-import ssl
 import sys
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,21 +34,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiosmtplib
 
 from .._util.clock import SYSTEM_CLOCK, Clock
-from .._util.tls import tls_failure, verifying_context
+from .._util.net import Security, ehlo_hostname, is_ehlo_name, is_loopback
+from .._util.smtp_reply import one_line
+from .._util.tls import verifying_context
 from ..errors import (
     AuthenticationError,
-    ConnectError,
     DeliveryError,
     DeliveryTimeoutError,
-    MessageTooLargeError,
     PermanentReplyError,
-    QuotaExceededError,
     RecipientsRefusedError,
     StartTLSNotOfferedError,
-    TemporaryReplyError,
 )
-from ..settings import Security, is_loopback, security_for_port
 from ._base import Transport
+from .smtp_errors import ErrorMap, secret_forms, xoauth2_error
 from .xoauth2 import InvalidTokenError, TokenSource
 
 if TYPE_CHECKING:
@@ -58,7 +54,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..models import OutgoingMessage
-    from ..settings import Settings
     from .xoauth2 import TokenProvider
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_RECIPIENTS", "MAX_STEP_TIMEOUT", "SMTPTransport"]
@@ -76,21 +71,6 @@ _WATCHDOG_INTERVAL = 0.05
 _T = TypeVar("_T")
 
 _log = logging.getLogger("smtp_alerts.transports.smtp")
-
-_ENHANCED_STATUS = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])")
-_LEADING_ENHANCED_STATUS = re.compile(r"^\s*[245]\.\d{1,3}\.\d{1,3}\s+")
-_AUTH_REFUSALS = frozenset({454, 530, 534, 535})
-_ENVELOPE_STEPS = frozenset({"mail", "rcpt", "data"})
-_HINTS = {
-    (535, "5.7.8"): (
-        "use the full address as username and an app password "
-        "(https://myaccount.google.com/apppasswords), not the account password"
-    ),
-    (534, "5.7.9"): "the account uses 2-Step Verification: an app password is required",
-    (534, "5.7.14"): "Google wants a sign-in from a browser before it accepts this login",
-    (454, "4.7.0"): "too many login attempts: wait before trying again",
-    (550, "5.4.5"): "the account's daily sending limit is reached",
-}
 
 
 class SMTPTransport(Transport):
@@ -163,7 +143,7 @@ class SMTPTransport(Transport):
             raise ValueError("timeout must be a positive number of seconds")
         if step_timeout is not None and not step_timeout > 0:
             raise ValueError("step_timeout must be a positive number of seconds")
-        if local_hostname is not None and not _is_ehlo_name(local_hostname):
+        if local_hostname is not None and not is_ehlo_name(local_hostname):
             raise ValueError(f"{local_hostname!r} cannot be sent with EHLO")
 
         self.name = f"{host}:{port}"
@@ -181,65 +161,22 @@ class SMTPTransport(Transport):
         self._step_timeout = float(
             step_timeout if step_timeout is not None else min(timeout, MAX_STEP_TIMEOUT)
         )
-        self._local_hostname = local_hostname or _default_local_hostname()
+        self._local_hostname = local_hostname or ehlo_hostname()
         # Built once here: aiosmtplib would otherwise build it in a worker thread
         # (asyncio.to_thread), which fails once the interpreter is shutting down.
         self._tls_context = verifying_context(ca_file) if security != "none" else None
+
+        self._errors = ErrorMap(channel=self.name, host=host, step_timeout=self._step_timeout)
 
         self._smtp: aiosmtplib.SMTP | None = None
         # When the open connection must be retired: its OAuth token's expiry
         # minus the margin; None for a password login (or none).
         self._retire_at: float | None = None
-        self._secrets: tuple[str, ...] = ()
         self._step = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
         self._expired = False
         self._watchdog_handle: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        token_provider: TokenProvider | None = None,
-        clock: Clock = SYSTEM_CLOCK,
-        port: int | None = None,
-    ) -> SMTPTransport:
-        """The transport described by :class:`~smtp_alerts.Settings`.
-
-        The password is read through :meth:`Settings.read_password` on every
-        new connection, so a rotated ``PASSWORD_FILE`` is picked up without a
-        restart.
-
-        Args:
-            settings: the settings.
-            token_provider: use AUTH XOAUTH2 with tokens from this callable;
-                the settings must then hold no password.
-            clock: the current time, for token lifetimes.
-            port: another port of ``HOST`` (the alternate), secured as that
-                port speaks (465 TLS, else STARTTLS). It uses the same account,
-                so it shares the primary's :attr:`credential`: refused on one,
-                refused on both.
-
-        Returns:
-            The transport.
-        """
-        has_password = settings.password is not None or settings.password_file is not None
-        transport = cls(
-            host=settings.host,
-            port=settings.port if port is None else port,
-            security=settings.effective_security if port is None else security_for_port(port),
-            username=settings.username,
-            password=settings.read_password if has_password else None,
-            token_provider=token_provider,
-            ca_file=settings.ca_file,
-            timeout=settings.timeout,
-            clock=clock,
-        )
-        if port is not None:
-            transport.credential = _credential(settings.username, settings.host, settings.port)
-        return transport
 
     @property
     def timeout(self) -> float:
@@ -440,10 +377,10 @@ class SMTPTransport(Transport):
         try:
             token = await self._tokens.get()
         except InvalidTokenError as exc:  # its message never holds a token
-            raise _xoauth2_error(str(exc), channel=self.name) from exc
+            raise xoauth2_error(str(exc), channel=self.name) from exc
         except Exception as exc:
             # Only the type: a provider's own message may quote a token or a secret.
-            raise _xoauth2_error(
+            raise xoauth2_error(
                 f"the OAuth token provider failed ({type(exc).__name__})", channel=self.name
             ) from exc
         self._retire_at = self._tokens.usable_until(token)
@@ -455,11 +392,11 @@ class SMTPTransport(Transport):
         assert self._username is not None  # noqa: S101 - checked in __init__
         username = self._username
         offered = smtp.server_auth_methods
-        self._secrets = _secret_forms(username, secret)
+        self._errors.secrets = secret_forms(username, secret)
         attempt: Coroutine[Any, Any, aiosmtplib.SMTPResponse]
         if kind == "XOAUTH2":
             if "xoauth2" not in offered:
-                raise _xoauth2_error(f"{self._host} does not offer AUTH XOAUTH2", channel=self.name)
+                raise xoauth2_error(f"{self._host} does not offer AUTH XOAUTH2", channel=self.name)
             attempt, mechanism = smtp.auth_xoauth2(username, secret), "XOAUTH2"
         elif "plain" in offered:
             attempt, mechanism = smtp.auth_plain(username, secret), "PLAIN"
@@ -505,7 +442,7 @@ class SMTPTransport(Transport):
             first = refusals[0]
             error = RecipientsRefusedError(
                 f"every recipient was refused ({first.code} {first.recipient}: "
-                f"{_one_line(first.message)})",
+                f"{one_line(first.message)})",
                 channel=self.name,
                 step="rcpt",
                 code=first.code,
@@ -552,14 +489,13 @@ class SMTPTransport(Transport):
     async def _rcpt(
         self, smtp: aiosmtplib.SMTP, address: str, encoding: str
     ) -> aiosmtplib.SMTPRecipientRefused | None:
-        try:
-            await smtp.rcpt(address, encoding=encoding)
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            if exc.code == 421:  # the server is closing the connection
-                raise self._error("rcpt", exc) from exc
-            return exc
-        except Exception as exc:
-            raise self._error("rcpt", exc) from exc
+        with self._errors.map_exceptions("rcpt"):
+            try:
+                await smtp.rcpt(address, encoding=encoding)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                if exc.code == 421:  # the server is closing the connection
+                    raise
+                return exc
         return None
 
     # -- helpers -------------------------------------------------------------
@@ -567,66 +503,16 @@ class SMTPTransport(Transport):
     async def _run(self, step: str, operation: Awaitable[_T], *, xoauth2: bool = False) -> _T:
         """Await one protocol step, translating its failure into a DeliveryError."""
         self._step = step
-        try:
+        with self._errors.map_exceptions(step, xoauth2=xoauth2):
             result = await operation
-        except Exception as exc:
-            _log.debug("%s: %s failed: %s", self.name, step, type(exc).__name__)
-            raise self._error(step, exc, xoauth2=xoauth2) from exc
         if isinstance(result, aiosmtplib.SMTPResponse):  # replies never hold the secret
-            _log.debug("%s: %s -> %s", self.name, step, _one_line(str(result)))
+            _log.debug("%s: %s -> %s", self.name, step, one_line(str(result)))
         return result
-
-    def _error(self, step: str, exc: BaseException, *, xoauth2: bool = False) -> DeliveryError:
-        """The :class:`DeliveryError` for ``exc`` raised at ``step``; secrets scrubbed."""
-        tls_error = self._tls_error(step, exc)
-        if tls_error is not None:
-            return tls_error
-        channel, host = self.name, self._host
-        if isinstance(exc, aiosmtplib.SMTPConnectResponseError) or (
-            step == "connect" and isinstance(exc.__cause__, aiosmtplib.SMTPException)
-        ):
-            step = "greeting"  # the TCP connection was up; no usable 220 came
-        if isinstance(exc, aiosmtplib.SMTPTimeoutError):
-            return DeliveryTimeoutError(
-                f"{host} did not answer within the {self._step_timeout:g}s step timeout",
-                channel=channel,
-                step=step,
-            )
-        if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 200:
-            reply = self._scrub(exc.message)
-            return _reply_error(
-                channel=channel, step=step, code=exc.code, reply=reply, xoauth2=xoauth2
-            )
-        if isinstance(exc, OSError):  # aiosmtplib's disconnects are ConnectionErrors too
-            verb = "could not connect to" if step == "connect" else "lost the connection to"
-            return ConnectError(f"{verb} {host}: {_os_reason(exc)}", channel=channel, step=step)
-        # aiosmtplib's protocol errors (a malformed reply...), or a message it
-        # refuses to put on the wire.
-        what = exc.message if isinstance(exc, aiosmtplib.SMTPException) else str(exc)
-        return DeliveryError(
-            f"the exchange with {host} failed ({type(exc).__name__}: {self._scrub(what)})",
-            channel=channel,
-            step=step,
-        )
-
-    def _tls_error(self, step: str, exc: BaseException) -> DeliveryError | None:
-        """The error for a failed TLS handshake, or None when ``exc`` is not one."""
-        failure = _cause(exc, ssl.SSLError)
-        if failure is None:
-            return None
-        return tls_failure(failure, host=self._host, channel=self.name, step=step)
-
-    def _scrub(self, text: str) -> str:
-        # A confused server may echo what it was sent; the secret stays out of
-        # our errors whatever the server says.
-        for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return text
 
     def _discard(self) -> None:
         """Forget the connection and cut it at once (no TLS goodbye: it failed or is done)."""
         smtp, self._smtp = self._smtp, None
-        self._secrets = ()
+        self._errors.secrets = ()
         self._retire_at = None
         if smtp is None:
             return
@@ -665,100 +551,9 @@ def _abort(transport: asyncio.BaseTransport | None) -> None:
         transport.close()
 
 
-def _xoauth2_error(message: str, *, channel: str) -> AuthenticationError:
-    error = AuthenticationError(message, channel=channel, step="auth")
-    error.mechanism = "XOAUTH2"
-    return error
-
-
-def _reply_error(
-    *, channel: str, step: str, code: int, reply: str, xoauth2: bool = False
-) -> DeliveryError:
-    """Classify an SMTP error reply at ``step`` into the matching DeliveryError."""
-    enhanced = _enhanced_status(reply)
-    status = f"{code} {enhanced}" if enhanced else str(code)
-    hint = _HINTS.get((code, enhanced or ""))
-    text = _one_line(reply)
-    detail = f"({status}) {text}" + (f"; {hint}" if hint else "")
-    fields: dict[str, Any] = {"channel": channel, "step": step, "code": code, "reply": reply}
-    if step == "auth" and (code in _AUTH_REFUSALS or xoauth2):
-        error = AuthenticationError(f"the server refused the credentials {detail}", **fields)
-        error.mechanism = "XOAUTH2" if xoauth2 else ""
-        return error
-    if code == 530 and step in _ENVELOPE_STEPS:
-        return AuthenticationError(f"the server requires authentication {detail}", **fields)
-    if code == 550 and enhanced == "5.4.5":
-        return QuotaExceededError(f"the sending quota is exhausted {detail}", **fields)
-    if code == 552:
-        return MessageTooLargeError(f"the message is too large {detail}", **fields)
-    if 400 <= code < 500:
-        return TemporaryReplyError(f"the server said try later {detail}", **fields)
-    return PermanentReplyError(f"the server refused {step or 'the command'} {detail}", **fields)
-
-
-def _enhanced_status(reply: str) -> str | None:
-    """The RFC 3463 enhanced status code in a reply, such as ``5.7.8``."""
-    match = _ENHANCED_STATUS.search(reply)
-    return match.group(1) if match else None
-
-
-def _one_line(reply: str) -> str:
-    """A multi-line reply as one line, without the repeated enhanced codes."""
-    lines = (_LEADING_ENHANCED_STATUS.sub("", line).strip() for line in reply.splitlines())
-    return " ".join(line for line in lines if line)
-
-
 def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _cause(exc: BaseException, kind: type[ssl.SSLError]) -> ssl.SSLError | None:
-    """The first exception of ``kind`` in ``exc``'s cause/context chain."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _os_reason(exc: BaseException) -> str:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return str(exc) or type(exc).__name__
-
-
-def _secret_forms(username: str, secret: str) -> tuple[str, ...]:
-    """The secret as it travels: raw, base64, and inside the PLAIN/XOAUTH2 blobs."""
-    raw = secret.encode()
-    user = username.encode()
-    blobs = (
-        raw,
-        b"\x00" + user + b"\x00" + raw,
-        b"user=" + user + b"\x01auth=Bearer " + raw + b"\x01\x01",
-    )
-    forms = [secret] + [base64.b64encode(blob).decode() for blob in blobs]
-    return tuple(form for form in forms if form)
-
-
-def _default_local_hostname() -> str:
-    # Not socket.getfqdn(): it may block on DNS, and aiosmtplib would run it
-    # in a worker thread, which is refused during interpreter shutdown.
-    name = socket.gethostname()
-    return name if _is_ehlo_name(name) else "localhost"
-
-
-def _is_ehlo_name(name: str) -> bool:
-    """Whether ``name`` fits on the EHLO line: printable ASCII, no spaces."""
-    return bool(name) and all(33 <= ord(ch) < 127 for ch in name)
 
 
 if sys.version_info >= (3, 11):

@@ -20,7 +20,7 @@ from smtp_alerts._delivery.meta_alert import MetaAlert
 from smtp_alerts.testing import Faults, GmailServer, ManualClock, WebhookListener
 
 if TYPE_CHECKING:
-    from smtp_alerts.testing._server import AuthReply
+    from smtp_alerts.testing._replies import AuthReply
 
 RIGHT = "good pass word"
 WRONG = "stale-app-password-9f3k"  # made up, and must never be shown

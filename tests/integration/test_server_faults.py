@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from smtp_alerts._delivery.channels import smtp_channel
 from smtp_alerts.errors import (
     AuthenticationError,
     ConnectError,
@@ -28,7 +29,7 @@ from tests.helpers import SENDER, make_message
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from smtp_alerts.testing._server import AuthReply
+    from smtp_alerts.testing._replies import AuthReply
 
 DEADLINE = 0.8
 STEP_TIMEOUT = 0.3
@@ -36,10 +37,11 @@ STEP_TIMEOUT = 0.3
 
 def _transport(server: GmailServer) -> SMTPTransport:
     """The transport ``server.settings()`` describes, with short deadline and step timeouts."""
-    transport = SMTPTransport.from_settings(server.settings(timeout=DEADLINE))
-    # Settings has one timeout, the deadline, and from_settings derives the step
-    # timeout from it; a shorter step timeout is what tells the two apart here.
-    transport._step_timeout = STEP_TIMEOUT
+    transport = smtp_channel(server.settings(timeout=DEADLINE))
+    # Settings has one timeout, the deadline, and the transport derives the step
+    # timeout from it; a shorter step timeout is what tells the two apart here
+    # (set where the session waits and where its errors name it).
+    transport._step_timeout = transport._errors.step_timeout = STEP_TIMEOUT
     return transport
 
 

@@ -9,20 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from smtp_alerts._delivery.channels import smtp_channel
 from smtp_alerts.errors import (
     AuthenticationError,
     CertificateVerifyError,
     ConnectError,
-    DeliveryError,
     DeliveryTimeoutError,
-    MessageTooLargeError,
-    PermanentReplyError,
-    QuotaExceededError,
     StartTLSNotOfferedError,
-    TemporaryReplyError,
 )
 from smtp_alerts.testing import GmailServer
-from smtp_alerts.transports.smtp import SMTPTransport, _reply_error
+from smtp_alerts.transports.smtp import SMTPTransport
 from tests.helpers import SENDER, make_message
 
 if TYPE_CHECKING:
@@ -284,13 +280,13 @@ class TestSMTPTransport:
         assert len(gmail_server.messages) == 2
 
     @pytest.mark.asyncio
-    async def test_from_settings_rereads_the_password_file(
+    async def test_smtp_channel_rereads_the_password_file(
         self, gmail_server: GmailServer, tmp_path: Path
     ) -> None:
-        """from_settings reads PASSWORD_FILE on each connection: a fixed file heals the channel."""
+        """smtp_channel reads PASSWORD_FILE on each connection: a fixed file heals the channel."""
         secret = tmp_path / "app-password"
         secret.write_text("stale password\n")
-        transport = SMTPTransport.from_settings(gmail_server.settings(password_file=secret))
+        transport = smtp_channel(gmail_server.settings(password_file=secret))
         assert transport.timeout == 5.0
         with pytest.raises(AuthenticationError):
             await transport.send(make_message())
@@ -379,76 +375,3 @@ class TestSMTPTransport:
         assert repr(transport) == (
             "<SMTPTransport smtp.gmail.com:587 starttls username='alerts@example.com'>"
         )
-
-
-class TestReplyClassification:
-    """_reply_error: SMTP replies to the smtp_alerts.errors tree."""
-
-    @pytest.mark.parametrize(
-        ("step", "code", "reply", "expected", "enhanced"),
-        [
-            (
-                "auth",
-                535,
-                "5.7.8 Username and Password not accepted.",
-                AuthenticationError,
-                "5.7.8",
-            ),
-            (
-                "auth",
-                534,
-                "5.7.9 Application-specific password required.",
-                AuthenticationError,
-                "5.7.9",
-            ),
-            (
-                "auth",
-                454,
-                "4.7.0 Too many login attempts, please try again later.",
-                AuthenticationError,
-                "4.7.0",
-            ),
-            (
-                "auth",
-                530,
-                "5.7.0 Must issue a STARTTLS command first.",
-                AuthenticationError,
-                "5.7.0",
-            ),
-            ("auth", 504, "5.7.4 Unrecognized authentication type.", PermanentReplyError, "5.7.4"),
-            ("mail", 530, "5.7.0 Authentication Required.", AuthenticationError, "5.7.0"),
-            ("mail", 550, "5.4.5 Daily user sending limit exceeded.", QuotaExceededError, "5.4.5"),
-            ("data", 550, "5.7.1 Message rejected as spam.", PermanentReplyError, "5.7.1"),
-            ("data", 552, "5.3.4 Message size exceeds fixed limit", MessageTooLargeError, "5.3.4"),
-            ("mail", 421, "4.7.0 Temporary System Problem.", TemporaryReplyError, "4.7.0"),
-            ("greeting", 554, "Service unavailable", PermanentReplyError, None),
-        ],
-    )
-    def test_classifies(
-        self, step: str, code: int, reply: str, expected: type[DeliveryError], enhanced: str | None
-    ) -> None:
-        """Each reply maps to its error class, keeping the code, step and enhanced status."""
-        error = _reply_error(channel="smtp.gmail.com:587", step=step, code=code, reply=reply)
-        assert type(error) is expected
-        assert (error.code, error.step, error.reply) == (code, step, reply)
-        assert (enhanced or str(code)) in str(error)
-        assert error.transient == (400 <= code < 500 and expected is TemporaryReplyError)
-
-    def test_xoauth2_failures_are_authentication_errors(self) -> None:
-        """Any refusal of an XOAUTH2 attempt counts as an authentication failure."""
-        error = _reply_error(
-            channel="c", step="auth", code=555, reply="5.5.2 Syntax error", xoauth2=True
-        )
-        assert isinstance(error, AuthenticationError)
-
-    def test_multiline_reply_reads_as_one_line(self) -> None:
-        """Gmail's two-line 535 becomes one readable sentence with its link."""
-        reply = (
-            "5.7.8 Username and Password not accepted. For more information, go to\n"
-            "5.7.8  https://support.google.com/mail/?p=BadCredentials abc - gsmtp"
-        )
-        error = _reply_error(channel="c", step="auth", code=535, reply=reply)
-        assert (
-            "(535 5.7.8) Username and Password not accepted. For more information, go to "
-            "https://support.google.com/mail/?p=BadCredentials abc - gsmtp"
-        ) in str(error)
