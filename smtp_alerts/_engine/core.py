@@ -1,19 +1,10 @@
 """The engine: intake in the caller's thread, everything else on its own loop.
 
 An :class:`Engine` is shared by the logging handler, the check and job hooks
-and the crash hooks. Callers only ever touch the intake: a deque and a dict,
-both safe to use from many threads under the GIL, with no lock on the way of a
-repeat. Everything after that (counting, windows, quotas, rendering,
-delivery) belongs to one daemon thread per engine running one asyncio loop.
-
-The caller's cost is kept to the minimum DESIGN.md section 2 asks for:
-
-- a repeat of a known problem costs one tuple, one dict lookup and one deque
-  append (no formatting, no traceback, no lock, no system call);
-- a new problem is captured once (message and traceback formatted while its
-  arguments and frames are as they were) and wakes the loop;
-- when the intake is full the record is counted as dropped, and the next
-  digest says how many: nothing is lost silently.
+and the crash hooks. Callers only ever touch its intake
+(:mod:`smtp_alerts._engine.intake`). Everything after that (counting,
+windows, quotas, rendering, delivery) belongs to one daemon thread per engine
+running one asyncio loop.
 """
 
 from __future__ import annotations
@@ -31,8 +22,7 @@ import sys
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -45,19 +35,11 @@ from .._delivery.rounds import Delivery, MemorySpool, SpoolLike
 from .._delivery.spool import SPOOL_FILENAME, Attempt, Spool, sqlite_gate
 from .._util.clock import SYSTEM_CLOCK, Clock
 from .._util.humanize import format_time
-from ..models import Alert, Digest, Fingerprint, OutgoingMessage
+from ..models import Alert, Digest, OutgoingMessage
 from ..settings import Settings
 from ..transports.xoauth2 import TokenProvider
 from .aggregator import Aggregator
-from .capture import (
-    capture_record,
-    exception_type_name,
-    format_exception,
-    innermost_frame,
-    mask_variable_parts,
-    record_fingerprint,
-    record_key,
-)
+from .intake import Intake
 from .limits import EmailQuota
 from .loop import EngineLoop, WorkerPool
 from .render import MIN_MAX_BYTES, RenderContext, render
@@ -72,24 +54,13 @@ if TYPE_CHECKING:
     from ..checks import Check, CheckPolicy, CheckRunner
     from ..transports import Transport
 
-__all__ = ["IGNORED_LOGGERS", "Engine", "EngineStats", "get_engine"]
+__all__ = ["Engine", "EngineStats", "get_engine"]
 
 log = logging.getLogger("smtp_alerts.engine")
 
-#: Loggers whose records never become alerts: ours and those of what we run on,
-#: so a failing delivery cannot alert about itself in a loop.
-IGNORED_LOGGERS = ("smtp_alerts", "aiosmtplib", "apprise", "asyncio", "urllib3", "mail.log")
-
-_IGNORED: Fingerprint = ("<ignored>",)
-
 #: How often a busy engine takes what producers queued, in seconds.
 DRAIN_INTERVAL = 0.02
-#: Entries of the caller-side table of known problems (record keys and
-#: fingerprints) before it is emptied; repeats of a forgotten problem are
-#: captured again, never lost.
-KNOWN_LIMIT = 40_000
 
-_Repeat = tuple[Fingerprint, float]
 T = TypeVar("T")
 
 
@@ -128,7 +99,7 @@ MetaHook = Callable[[MetaAlert], object]
 """Called with every meta-alert; may return an awaitable (an ``async def`` hook)."""
 
 
-class Engine:
+class Engine(Intake):
     """Collects alerts, batches them into digests and delivers them in the background.
 
     The engine starts its thread on the first alert, so a program that never
@@ -157,35 +128,21 @@ class Engine:
         spool: bool = True,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
-        self._clock = clock
+        super().__init__(capacity=self.settings.queue_size, clock=clock)
         self._transport = transport
         self._use_spool = spool
         self._token_provider = token_provider
         self._render_context = RenderContext.from_settings(self.settings, hostname=hostname)
-        self._capacity = self.settings.queue_size
-        # Past this many queued records a producer wakes the loop early, so the
-        # intake drains long before it is full even between two polls.
-        self._high_water = max(1, self._capacity // 8)
         self._meta_hooks: list[MetaHook] = []
-        self._reset()
+        self._reset_loop_side()
         _ENGINES.add(self)
         if spool and _spool_has_entries(self.settings.spool_path):
             self.start()  # an earlier process left digests: send them without waiting
 
-    def _reset(self) -> None:
-        """(Re)create all per-process state: at construction and in a forked child."""
+    def _reset_loop_side(self) -> None:
+        """(Re)create what the loop owns: at construction and in a forked child."""
         settings = self.settings
-        self._lock = threading.Lock()
-        self._queue: deque[_Repeat | Alert] = deque()
-        self._known: dict[Hashable, Fingerprint] = {}
-        self._wake_pending = False
-        self._busy = False  # records arrived recently: the loop polls, producers need not wake it
-        self._dropped = 0
-        self._accepting = True
         self._closing = False
-        self._thread: threading.Thread | None = None
-        self._loop: EngineLoop | None = None
-        self._wake_event: asyncio.Event | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
         self._run_task: asyncio.Task[None] | None = None
         self._dispatch_event: asyncio.Event | None = None
@@ -217,138 +174,6 @@ class Engine:
     def __repr__(self) -> str:
         state = "closed" if not self._accepting else "running" if self._thread else "idle"
         return f"<Engine {self.settings.host}:{self.settings.port} {state}>"
-
-    # -- intake: any thread ---------------------------------------------------------
-
-    def submit_record(self, record: logging.LogRecord) -> bool:
-        """Take a log record; never blocks, never raises for a well-formed record.
-
-        Returns:
-            False when the record was dropped (intake full, engine closed) or
-            ignored (a library logger); True otherwise.
-        """
-        raw_key = record_key(record)
-        fingerprint = self._known.get(raw_key)
-        if fingerprint is not None:
-            if fingerprint is _IGNORED:
-                return False
-            return self._put_repeat(fingerprint, record.created)
-        return self._submit_new_record(record, raw_key)
-
-    def alert(
-        self,
-        message: str,
-        *,
-        level: int = logging.ERROR,
-        name: str = "alert",
-        key: str | None = None,
-        details: str | None = None,
-        exc: BaseException | None = None,
-        group: str = "default",
-        source: str = "alert",
-    ) -> bool:
-        """Raise an alert directly; never blocks.
-
-        Args:
-            message: what happened, in a sentence.
-            level: a :mod:`logging` level; CRITICAL skips the group wait.
-            name: who raises it (shown where a logger name would be).
-            key: what makes two alerts the same problem; the message with its
-                numbers masked when omitted.
-            details: longer text shown like a traceback.
-            exc: an exception whose traceback to include.
-            group: the notification group.
-            source: ``alert``, ``check``, ``job`` or ``crash``.
-
-        Returns:
-            False when the alert was dropped (intake full or engine closed).
-        """
-        template = key if key is not None else mask_variable_parts(message)
-        exc_type = exception_type_name(type(exc)) if exc is not None else None
-        inner = innermost_frame(exc.__traceback__) if exc is not None else None
-        fingerprint: Fingerprint = (source, name, level, template, exc_type, inner)
-        now = self._clock()
-        if fingerprint in self._known:
-            return self._put_repeat(fingerprint, now)
-        text = details
-        if exc is not None:
-            formatted = format_exception(type(exc), exc, exc.__traceback__)
-            text = f"{details}\n\n{formatted}" if details else formatted
-        alert = Alert(
-            fingerprint=fingerprint,
-            level=level,
-            logger=name,
-            message=message,
-            created=now,
-            source=source,
-            exc_type=exc_type,
-            traceback=text,
-            group=group,
-        )
-        return self._put_new(alert, ())
-
-    def _submit_new_record(self, record: logging.LogRecord, raw_key: Hashable) -> bool:
-        if record.name.startswith(IGNORED_LOGGERS) and (
-            record.name in IGNORED_LOGGERS or record.name.partition(".")[0] in IGNORED_LOGGERS
-        ):
-            self._known[raw_key] = _IGNORED
-            return False
-        if threading.current_thread() is self._thread:
-            return False  # the engine's own thread: never alert about ourselves
-        fingerprint, inferred = record_fingerprint(record)
-        if fingerprint in self._known:
-            if not inferred:
-                self._known[raw_key] = fingerprint
-            return self._put_repeat(fingerprint, record.created)
-        group = getattr(record, "alert_group", "default")
-        alert = capture_record(record, fingerprint, group=str(group))
-        return self._put_new(alert, () if inferred else (raw_key,))
-
-    def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
-        queue = self._queue
-        queued = len(queue)
-        if queued >= self._capacity:
-            return self._drop()
-        queue.append((fingerprint, created))
-        # Append first, then look at the flag: an idle loop lowers the flag and
-        # then looks at the queue again, so either it sees this item or we see
-        # the flag down and wake it. A busy loop polls on its own (waking it per
-        # record would cost a system call and a thread switch each time).
-        if not self._wake_pending or queued == self._high_water:
-            self._wake_pending = True
-            self._wake()
-        return True
-
-    def _put_new(self, alert: Alert, raw_keys: tuple[Hashable, ...]) -> bool:
-        if self._thread is None:
-            self._start()
-        if not self._accepting:
-            return self._drop()
-        queue = self._queue
-        if len(queue) >= self._capacity:
-            return self._drop()
-        queue.append(alert)
-        # Known only once the capture is queued, so no repeat can overtake it.
-        known = self._known
-        if len(known) > KNOWN_LIMIT:
-            known.clear()  # bounded memory; what is dropped from it is only re-captured
-        known[alert.fingerprint] = alert.fingerprint
-        for raw_key in raw_keys:
-            known[raw_key] = alert.fingerprint
-        self._wake_pending = True
-        self._wake()
-        return True
-
-    def _drop(self) -> bool:
-        with self._lock:
-            self._dropped += 1
-        return False
-
-    def _wake(self) -> None:
-        loop, event = self._loop, self._wake_event
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed under us
-                loop.call_soon_threadsafe(event.set)
 
     # -- lifecycle: any thread ------------------------------------------------------
 
@@ -860,23 +685,16 @@ class Engine:
 
     def _drain(self) -> int:
         """Take in what producers queued; returns how many items."""
+        count = self._take_queued()
+        if not count:
+            self._take_dropped(0)
+            return 0
         queue, aggregator = self._queue, self._aggregator
-        if not queue:
-            # Idle: lower the flag, then look again (see _put_repeat).
-            self._busy = self._wake_pending = False
-            if not queue:
-                self._take_dropped(0)
-                return 0
-        # Busy: keep the flag up so producers do not wake us; poll instead.
-        self._busy = self._wake_pending = True
         # Repeats carry the canonical fingerprint object from the known table,
         # so its id is a cheap key (a tuple's hash is computed anew every time).
         repeats: dict[int, list[Any]] = {}
-        taken = 0
-        # Only what is there now: a flood must not keep the loop here forever.
-        for _ in range(len(queue)):
+        for _ in range(count):
             item = queue.popleft()
-            taken += 1
             if isinstance(item, Alert):
                 aggregator.add(item)
                 continue
@@ -887,19 +705,18 @@ class Engine:
                 counted[1] += 1
                 counted[2] = item[1]
         lost = 0
-        for fingerprint, count, last in repeats.values():
-            if not aggregator.count(fingerprint, last, count):
-                lost += count  # its sample was evicted: shown as dropped, not lost
-        self._accepted += taken - lost
-        self._suppressed += sum(count for _, count, _ in repeats.values()) - lost
+        for fingerprint, repeated, last in repeats.values():
+            if not aggregator.count(fingerprint, last, repeated):
+                lost += repeated  # its sample was evicted: shown as dropped, not lost
+        self._accepted += count - lost
+        self._suppressed += sum(repeated for _, repeated, _ in repeats.values()) - lost
         self._take_dropped(lost)
         if aggregator.pop_evicted():
             self._known.clear()  # re-capture the evicted on their next occurrence
-        return taken
+        return count
 
     def _take_dropped(self, lost: int) -> None:
-        with self._lock:
-            dropped, self._dropped = self._dropped + lost, 0
+        dropped = self._pop_dropped() + lost
         if dropped:
             self._dropped_total += dropped
             self._aggregator.note_dropped(dropped)
@@ -1147,7 +964,8 @@ def _after_fork_in_child() -> None:
     global _default_lock  # noqa: PLW0603 - a lock held at fork time stays held in the child
     _default_lock = threading.Lock()
     for engine in list(_ENGINES):
-        engine._reset()  # noqa: SLF001
+        engine._reset_intake()  # noqa: SLF001
+        engine._reset_loop_side()  # noqa: SLF001
 
 
 def _close_all_at_exit() -> None:
