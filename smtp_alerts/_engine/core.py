@@ -13,36 +13,29 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
-import inspect
 import logging
 import os
-import secrets
-import sqlite3
-import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._delivery.auth_watch import AuthEvent, AuthRecovered, AuthWatch
-from .._delivery.chain import ChannelStats, FallbackChain, Outcome
-from .._delivery.channels import build_channels
-from .._delivery.meta_alert import MetaAlert, meta_alert, meta_digest
-from .._delivery.rounds import Delivery, MemorySpool, SpoolLike
-from .._delivery.spool import SPOOL_FILENAME, Attempt, Spool, sqlite_gate
+from .._delivery.chain import ChannelStats
+from .._delivery.rounds import Delivery
+from .._delivery.spool import Spool
 from .._util.clock import SYSTEM_CLOCK, Clock
-from .._util.humanize import format_time
-from ..models import Alert, Digest, OutgoingMessage
+from ..models import Alert, OutgoingMessage
 from ..settings import Settings
-from ..transports.xoauth2 import TokenProvider
 from .aggregator import Aggregator
 from .intake import Intake
 from .limits import EmailQuota
+from .logins import LoginWatcher, MetaHook
 from .loop import EngineLoop, WorkerPool
-from .render import MIN_MAX_BYTES, RenderContext, render
+from .outbox import Rerender, build_delivery, spool_has_entries
+from .render import RenderContext, render
+from .stderr import warn
 
 if TYPE_CHECKING:
     # The front-ends behind report(), watch(), job() and heartbeat(): their
@@ -53,8 +46,9 @@ if TYPE_CHECKING:
     from .._sources.jobs import Job
     from ..checks import Check, CheckPolicy, CheckRunner
     from ..transports import Transport
+    from ..transports.xoauth2 import TokenProvider
 
-__all__ = ["Engine", "EngineStats", "get_engine"]
+__all__ = ["Engine", "EngineStats", "MetaHook", "get_engine"]
 
 log = logging.getLogger("smtp_alerts.engine")
 
@@ -95,10 +89,6 @@ class EngineStats:
     resting_logins: tuple[str, ...] = ()
 
 
-MetaHook = Callable[[MetaAlert], object]
-"""Called with every meta-alert; may return an awaitable (an ``async def`` hook)."""
-
-
 class Engine(Intake):
     """Collects alerts, batches them into digests and delivers them in the background.
 
@@ -133,10 +123,11 @@ class Engine(Intake):
         self._use_spool = spool
         self._token_provider = token_provider
         self._render_context = RenderContext.from_settings(self.settings, hostname=hostname)
+        self._rerender = Rerender(self._render_context, clock)
         self._meta_hooks: list[MetaHook] = []
         self._reset_loop_side()
         _ENGINES.add(self)
-        if spool and _spool_has_entries(self.settings.spool_path):
+        if spool and spool_has_entries(self.settings.spool_path):
             self.start()  # an earlier process left digests: send them without waiting
 
     def _reset_loop_side(self) -> None:
@@ -158,13 +149,9 @@ class Engine(Intake):
             per_hour=settings.max_per_hour, per_day=settings.max_per_day, clock=self._clock
         )
         self._delivery: Delivery | None = None
-        self._auth_watch = AuthWatch(
-            threshold=settings.auth_failure_threshold,
-            window=settings.auth_failure_window,
-            clock=self._clock,
+        self._logins = LoginWatcher(
+            settings, clock=self._clock, context=self._render_context, hooks=self._meta_hooks
         )
-        self._meta_threads: dict[str, tuple[float, str]] = {}  # credential -> (since, subject)
-        self._meta_alerts = 0
         self._accepted = 0
         self._suppressed = 0
         self._dropped_total = 0
@@ -196,7 +183,7 @@ class Engine(Intake):
                 # down: an engine whose first alert comes that late cannot send it.
                 self._accepting = False
                 self._thread = None
-                _warn(f"smtp-alerts: cannot start ({exc}); the alert is dropped")
+                warn(f"smtp-alerts: cannot start ({exc}); the alert is dropped")
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything accepted so far now, ignoring the windows.
@@ -251,7 +238,7 @@ class Engine(Intake):
         self._wake()
         thread.join(timeout)
         if thread.is_alive():
-            _warn(
+            warn(
                 f"smtp-alerts: stopped waiting for delivery after {timeout:g} s (SHUTDOWN_TIMEOUT)"
             )
             return False
@@ -451,13 +438,11 @@ class Engine(Intake):
             sent=delivery.sent if delivery else 0,
             failures=_failures(delivery),
             undelivered=delivery.pending if delivery else 0,
-            channels=_channel_stats(delivery),
+            channels=delivery.chain.stats() if delivery is not None else {},
             open_incidents=self._aggregator.stats.open_incidents,
             suppressed=self._suppressed,
-            meta_alerts=self._meta_alerts,
-            resting_logins=tuple(
-                c for c in self._auth_watch.states() if self._auth_watch.is_tripped(c)
-            ),
+            meta_alerts=self._logins.raised,
+            resting_logins=self._logins.resting(),
         )
 
     # -- the engine's own thread ----------------------------------------------------
@@ -470,7 +455,7 @@ class Engine(Intake):
             loop.run_until_complete(self._run())
         except Exception as exc:
             log.exception("the smtp-alerts engine stopped")
-            _warn(f"smtp-alerts: the engine stopped and will send nothing more: {exc!r}")
+            warn(f"smtp-alerts: the engine stopped and will send nothing more: {exc!r}")
             self._last_ok = False
         finally:
             with self._lock:
@@ -508,6 +493,19 @@ class Engine(Intake):
                     await asyncio.wait_for(self._delivery.chain.aclose(), 1.0)
                 self._delivery.close()
 
+    def _build_delivery(self) -> Delivery:
+        """The chain and the spool; runs on a worker thread (see _run)."""
+        return build_delivery(
+            self.settings,
+            transport=self._transport,
+            token_provider=self._token_provider,
+            clock=self._clock,
+            started=self._started_at,
+            gate=self._logins.watch,
+            rerender=self._rerender,
+            use_spool=self._use_spool,
+        )
+
     async def _get_delivery(self) -> Delivery:
         if self._delivery is None:
             assert self._ready is not None  # set by _run  # noqa: S101
@@ -515,113 +513,6 @@ class Engine(Intake):
             # Whatever an earlier process left goes out now, marked as delayed.
             await self._delivery.retry(force=True)
         return self._delivery
-
-    def _build_delivery(self) -> Delivery:
-        """The chain and the spool; runs on a worker thread (see _run)."""
-        transports = (
-            [self._transport]
-            if self._transport is not None
-            else build_channels(
-                self.settings, token_provider=self._token_provider, on_problem=_warn
-            )
-        )
-        chain = FallbackChain(
-            transports,
-            clock=self._clock,
-            deadline=self.settings.timeout,
-            shrink=self._shrink,
-            on_attempt=self._record_attempt,
-            gate=self._auth_watch,
-        )
-        return Delivery(
-            chain,
-            spool=self._open_spool(),
-            clock=self._clock,
-            started=self._started_at,
-            mark_delayed=self._mark_delayed,
-        )
-
-    def _open_spool(self) -> SpoolLike:
-        if not self._use_spool:
-            return MemorySpool(clock=self._clock)
-        path = self.settings.spool_path
-        try:
-            return Spool(path, clock=self._clock, summarize=self._summarize)
-        except (OSError, sqlite3.Error) as exc:
-            _warn(
-                f"smtp-alerts: cannot use the spool at {path} ({exc}); undelivered alerts "
-                "are kept in memory only. Set SMTP_ALERTS_SPOOL_DIR to a writable folder."
-            )
-            return MemorySpool(clock=self._clock)
-
-    def _record_attempt(self, outcome: Outcome) -> None:
-        error = outcome.error
-        attempt = Attempt(
-            at=outcome.at,
-            message_id=outcome.message.message_id,
-            title=outcome.message.title,
-            channel=outcome.channel,
-            step=error.step if error is not None else "done",
-            code=error.code if error is not None else None,
-            reply=(error.reply or error.message) if error is not None else "",
-            duration=outcome.duration,
-            ok=error is None,
-        )
-        delivery = self._delivery
-        if delivery is not None:
-            try:
-                delivery.spool.record_attempt(attempt)
-            except Exception:
-                log.debug("could not record the attempt", exc_info=True)
-        if error is None:
-            log.info(
-                "%s took %s in %.0f ms",
-                outcome.channel,
-                attempt.message_id,
-                attempt.duration * 1000,
-            )
-
-    def _shrink(self, message: OutgoingMessage) -> OutgoingMessage | None:
-        """A smaller rendering after a 552, or None when it cannot get smaller."""
-        digest = message.digest
-        smallest = MIN_MAX_BYTES
-        if digest is None or len(message.email.as_bytes()) <= smallest:
-            return None
-        return render(digest, replace(self._render_context, max_bytes=smallest))
-
-    def _mark_delayed(self, message: OutgoingMessage, created: float) -> OutgoingMessage:
-        """The message re-rendered with a notice that it is late, under the same Message-ID."""
-        digest = message.digest
-        if digest is None:
-            return message
-        when = format_time(created)
-        notice = (
-            f"Delayed: this digest was formed at {when} and could not be sent before the "
-            "process that formed it stopped; it was kept on disk and is sent now."
-        )
-        return render(replace(digest, notices=(notice, *digest.notices)), self._render_context)
-
-    def _summarize(self, messages: list[OutgoingMessage]) -> OutgoingMessage:
-        """One digest standing for many that overflowed the spool, problems merged."""
-        digests = [m.digest for m in messages if m.digest is not None]
-        problems = [problem for digest in digests for problem in digest.problems]
-        titles = ", ".join(m.title for m in messages[:10])
-        more = f" and {len(messages) - 10} more" if len(messages) > 10 else ""
-        notice = (
-            f"The spool was full: {len(messages)} undelivered digests were merged into this "
-            f"one ({titles}{more})."
-        )
-        merged = Digest(
-            group="spool",
-            incident_id=f"merged-{secrets.token_hex(6)}",
-            sequence=1,
-            problems=tuple(problems[:200]),
-            created=min((d.created for d in digests), default=self._clock()),
-            reason="merged",
-            dropped=sum(d.dropped for d in digests),
-            notices=(notice,),
-        )
-        return render(merged, self._render_context)
 
     async def _drain_forever(self, wake: asyncio.Event, dispatch: asyncio.Event) -> None:
         """Take in what producers queued: on a wake, and every DRAIN_INTERVAL while busy."""
@@ -646,18 +537,7 @@ class Engine(Intake):
                 requests, self._flush_requests = self._flush_requests, []
                 closing = self._closing
             self._drain()
-            force = closing or bool(requests)
-            try:
-                ok = await self._dispatch(force=force)
-                if self._delivery is not None:
-                    ok = await self._watch_logins(self._delivery) and ok
-            except Exception as exc:
-                # One bad round must not end the engine: what was formed is in
-                # the spool, the rest is still counted; say so and go on.
-                log.exception("a delivery round failed")
-                _warn(f"smtp-alerts: a delivery round failed and will be retried: {exc!r}")
-                ok = False
-                await asyncio.sleep(1.0)  # no hot loop if it fails every time
+            ok = await self._round(force=closing or bool(requests))
             self._last_ok = ok
             for request in requests:
                 if not request.done():
@@ -669,6 +549,21 @@ class Engine(Intake):
                 self._report_undelivered()
                 return
 
+    async def _round(self, *, force: bool) -> bool:
+        """One delivery round: digests that are due, retries, then the logins' turn."""
+        try:
+            ok = await self._dispatch(force=force)
+            if self._delivery is not None:
+                ok = await self._logins.run(self._delivery) and ok
+        except Exception as exc:
+            # One bad round must not end the engine: what was formed is in
+            # the spool, the rest is still counted; say so and go on.
+            log.exception("a delivery round failed")
+            warn(f"smtp-alerts: a delivery round failed and will be retried: {exc!r}")
+            await asyncio.sleep(1.0)  # no hot loop if it fails every time
+            return False
+        return ok
+
     def _seconds_to_next(self) -> float | None:
         candidates = []
         due = self._aggregator.next_due()
@@ -676,7 +571,7 @@ class Engine(Intake):
             candidates.append(max(due, self._quota.available_at()))
         if self._delivery is not None and self._delivery.next_retry_at is not None:
             candidates.append(self._delivery.next_retry_at)
-        probe_at = self._auth_watch.next_probe_at()
+        probe_at = self._logins.watch.next_probe_at()
         if self._delivery is not None and probe_at is not None:
             candidates.append(probe_at)
         if not candidates:
@@ -732,13 +627,27 @@ class Engine(Intake):
             # (the spool may hold an earlier run's work).
             return True
         delivery = await self._get_delivery()
+        messages, held_back = self._form_digests(groups, due)
+        # Earlier failures first, and never a second try within one round. The
+        # spool is only touched when a retry is due: a busy loop polls often.
+        sent_before = delivery.sent
+        retry_at = delivery.next_retry_at
+        retried = True
+        if force or (retry_at is not None and retry_at <= self._clock()):
+            retried = await delivery.retry(force=force)
+        ok = await delivery.deliver(messages) if messages else True
+        if messages or delivery.sent != sent_before or force:
+            self._save_counters(delivery)
+        return ok and retried and not held_back
+
+    def _form_digests(self, groups: list[str], due: set[str]) -> tuple[list[OutgoingMessage], bool]:
+        """The digests of ``groups`` rendered, within the quotas; and whether one was held back."""
+        aggregator = self._aggregator
         messages: list[OutgoingMessage] = []
-        held_back = False
         for group in groups:
             grant = self._quota.try_acquire()
             if grant is None:
-                held_back = True
-                break
+                return messages, True
             notices = []
             if grant.delayed_since is not None:
                 notices.append(self._quota.delayed_notice(grant))
@@ -754,102 +663,7 @@ class Engine(Intake):
             if digest.sequence == 1:
                 aggregator.set_thread_subject(digest.incident_id, message.title)
             messages.append(message)
-        # Earlier failures first, and never a second try within one round. The
-        # spool is only touched when a retry is due: a busy loop polls often.
-        sent_before = delivery.sent
-        retry_at = delivery.next_retry_at
-        retried = True
-        if force or (retry_at is not None and retry_at <= self._clock()):
-            retried = await delivery.retry(force=force)
-        ok = await delivery.deliver(messages) if messages else True
-        if messages or delivery.sent != sent_before or force:
-            self._save_counters(delivery)
-        return ok and retried and not held_back
-
-    # -- the auth watcher's side: probes, meta-alerts, hooks -----------------------
-
-    async def _watch_logins(self, delivery: Delivery) -> bool:
-        """Probe the resting logins that are due; announce what the watcher saw.
-
-        Returns:
-            False when a meta-alert or a spooled digest is still undelivered.
-        """
-        watch = self._auth_watch
-        for credential in watch.due_probes():
-            # A bare login, no message at risk; PASSWORD_FILE is read again for it.
-            error = await delivery.chain.probe_login(credential)
-            if error is not None:
-                log.warning("the login %s is still refused: %s", credential, error)
-        ok = True
-        for event in watch.pop_events():
-            ok = await self._announce(event, delivery) and ok
-        return ok
-
-    async def _announce(self, event: AuthEvent, delivery: Delivery) -> bool:
-        """Send the meta-alert for ``event`` everywhere it can go; run the hooks."""
-        credential = event.credential
-        chain = delivery.chain
-        recovered = isinstance(event, AuthRecovered)
-        if isinstance(event, AuthRecovered):
-            since, thread_subject = self._meta_threads.pop(credential, (event.tripped_at, None))
-            waiting = delivery.pending
-            now_text = (
-                f"The {waiting} digest(s) kept while it was refused are sent now."
-                if waiting
-                else "No alerts were waiting."
-            )
-        else:
-            since, thread_subject = event.at, None
-            others = [c.name for c in chain.channels if c.transport.credential != credential]
-            now_text = (
-                f"Alerts meanwhile go through {', '.join(others)}."
-                if others
-                else "No other channel is configured, so alerts meanwhile are kept in the "
-                f"spool ({self._spool_where(delivery)}) and sent once the login works. "
-                "SMTP_ALERTS_FALLBACK_URLS or a backup server would carry them meanwhile."
-            )
-        meta = meta_alert(event, delivery_now=now_text)
-        message = render(
-            meta_digest(meta, since=since, thread_subject=thread_subject), self._render_context
-        )
-        if not recovered:
-            self._meta_threads[credential] = (since, message.title)
-        self._meta_alerts += 1
-        _warn(meta.text if not recovered else meta.subject)
-        # Everyone watching any channel must see it: every channel, not the first
-        # that takes it; a failure avoids the channels that use the refused login.
-        results = await chain.broadcast(message, avoid=None if recovered else credential)
-        await chain.aclose()
-        ok = True
-        if not any(error is None for error in results.values()):
-            # Nowhere to go now: keep it; it goes out with the first channel that works.
-            delivery.spool.add(message, claimed=False)
-            ok = False
-        await self._run_hooks(meta)
-        if recovered:
-            ok = await delivery.retry(force=True) and ok
-        return ok
-
-    def _spool_where(self, delivery: Delivery) -> str:
-        if isinstance(delivery.spool, Spool):
-            return str(self.settings.spool_path)
-        return "in memory"
-
-    async def _run_hooks(self, meta: MetaAlert) -> None:
-        loop = asyncio.get_running_loop()
-        timeout = self.settings.timeout
-        for hook in list(self._meta_hooks):
-            try:
-                if inspect.iscoroutinefunction(hook):
-                    await asyncio.wait_for(hook(meta), timeout)
-                    continue
-                # A sync hook may block (it might send a text message): not on our loop.
-                result = await asyncio.wait_for(loop.run_in_executor(None, hook, meta), timeout)
-                if inspect.isawaitable(result):
-                    await asyncio.wait_for(result, timeout)
-            except Exception as exc:  # noqa: BLE001 - a user's hook must not stop us
-                log.warning("the on_meta_alert hook %r failed: %r", hook, exc)
-                _warn(f"smtp-alerts: the on_meta_alert hook {hook!r} failed: {exc!r}")
+        return messages, False
 
     def _save_counters(self, delivery: Delivery) -> None:
         """Keep the counters in the spool for ``smtp-alerts spool list``."""
@@ -899,7 +713,7 @@ class Engine(Intake):
         if events:
             lines.append(f"  {events:,} events not yet in any email (email quota or deadline)")
         if lines:
-            _warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
+            warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
 
 
 def _finish(loop: EngineLoop) -> None:
@@ -920,13 +734,6 @@ def _finish(loop: EngineLoop) -> None:
         log.debug("winding down the engine loop failed", exc_info=True)
     finally:
         loop.close()
-
-
-def _warn(text: str) -> None:
-    # stderr, not logging: at exit, logging may already be shut down, and our
-    # own loggers never reach the alert handler anyway.
-    with contextlib.suppress(Exception):
-        print(text, file=sys.stderr, flush=True)
 
 
 # -- process-wide: the default engine, forks and exit --------------------------------
@@ -994,22 +801,3 @@ def _failures(delivery: Delivery | None) -> dict[str, int]:
             for name, count in stats.failures.items():
                 totals[name] = totals.get(name, 0) + count
     return totals
-
-
-def _channel_stats(delivery: Delivery | None) -> dict[str, ChannelStats]:
-    return delivery.chain.stats() if delivery is not None else {}
-
-
-def _spool_has_entries(directory: Path) -> bool:
-    """Whether a spool left digests behind; cheap, read-only, never raises."""
-    path = directory / SPOOL_FILENAME
-    if not path.is_file():
-        return False
-    try:
-        with (
-            sqlite_gate(),
-            contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn,
-        ):
-            return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0])
-    except sqlite3.Error:
-        return True  # let the engine open it properly and say what is wrong
