@@ -18,9 +18,9 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._delivery.chain import ChannelStats
 from .._delivery.rounds import Delivery
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ..checks import Check, CheckPolicy, CheckRunner
     from ..transports import Transport
     from ..transports.xoauth2 import TokenProvider
+    from .sink import AlertSink, EngineExtension
 
 __all__ = ["Engine", "EngineStats", "MetaHook", "get_engine"]
 
@@ -56,6 +57,7 @@ log = logging.getLogger("smtp_alerts.engine")
 DRAIN_INTERVAL = 0.02
 
 T = TypeVar("T")
+E = TypeVar("E", bound="EngineExtension")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,9 @@ class Engine(Intake):
         self._render_context = RenderContext.from_settings(self.settings, hostname=hostname)
         self._rerender = Rerender(self._render_context, clock)
         self._meta_hooks: list[MetaHook] = []
+        # Kept across a fork: a child's heartbeat monitor keeps its registrations.
+        self._extensions: dict[Callable[[AlertSink], EngineExtension], EngineExtension] = {}
+        self._extensions_lock = threading.RLock()
         self._reset_loop_side()
         _ENGINES.add(self)
         if spool and spool_has_entries(self.settings.spool_path):
@@ -157,6 +162,7 @@ class Engine(Intake):
         self._dropped_total = 0
         self._digests = 0
         self._last_ok = True
+        self._extensions_closed = False
 
     def __repr__(self) -> str:
         state = "closed" if not self._accepting else "running" if self._thread else "idle"
@@ -215,6 +221,10 @@ class Engine(Intake):
     def close(self, timeout: float | None = None) -> bool:
         """Deliver what is pending and stop; safe to call twice and from any thread.
 
+        Then the engine's extensions are closed (see
+        :class:`~smtp_alerts._engine.sink.EngineExtension`), also when the
+        wait ran out.
+
         Args:
             timeout: the most seconds to wait; ``SHUTDOWN_TIMEOUT`` when omitted.
 
@@ -230,19 +240,23 @@ class Engine(Intake):
         # Repeats go through the known table; emptying it routes them to the
         # closed check, so nothing is queued after the last drain.
         self._known.clear()
-        if thread is None:
-            return True
-        if threading.current_thread() is self._thread:
-            return False
-        self._arm_deadline(timeout)
-        self._wake()
-        thread.join(timeout)
-        if thread.is_alive():
-            warn(
-                f"smtp-alerts: stopped waiting for delivery after {timeout:g} s (SHUTDOWN_TIMEOUT)"
-            )
-            return False
-        return self._last_ok
+        try:
+            if thread is None:
+                return True
+            if threading.current_thread() is thread:
+                return False
+            self._arm_deadline(timeout)
+            self._wake()
+            thread.join(timeout)
+            if thread.is_alive():
+                warn(
+                    f"smtp-alerts: stopped waiting for delivery after {timeout:g} s "
+                    "(SHUTDOWN_TIMEOUT)"
+                )
+                return False
+            return self._last_ok
+        finally:
+            self._close_extensions()
 
     def _arm_deadline(self, timeout: float) -> None:
         """Have the loop itself stop at the deadline, not only the caller stop waiting."""
@@ -265,6 +279,19 @@ class Engine(Intake):
             with contextlib.suppress(RuntimeError):  # the loop closed under us
                 loop.call_soon_threadsafe(arm)
 
+    def after_fork(self) -> None:
+        """Start afresh in a forked child; the process's fork hook calls it.
+
+        The parent's thread and loop do not exist in the child: the intake
+        and the loop side are made anew (the child's first alert starts its
+        own thread), then every extension forgets the parent's locks and tasks.
+        """
+        self._reset_intake()
+        self._reset_loop_side()
+        self._extensions_lock = threading.RLock()
+        for extension in list(self._extensions.values()):
+            _quietly(extension.after_fork, "resetting %r in a forked child failed", extension)
+
     def run_coroutine(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run ``coroutine`` on the engine's loop (starting the engine if needed).
 
@@ -284,6 +311,30 @@ class Engine(Intake):
             coroutine.close()
             raise RuntimeError("the smtp-alerts engine is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, loop)
+
+    def extension(self, factory: Callable[[AlertSink], E]) -> E:
+        """The engine's one ``factory(engine)``, made on first use (see ``AlertSink``).
+
+        Args:
+            factory: makes the extension from the engine; also its key.
+
+        Returns:
+            The extension: closed with the engine, reset in a forked child.
+        """
+        with self._extensions_lock:
+            extension = self._extensions.get(factory)
+            if extension is None:
+                extension = self._extensions[factory] = factory(self)
+        return cast("E", extension)  # keyed by its factory, so made by it
+
+    def _close_extensions(self) -> None:
+        with self._extensions_lock:
+            if self._extensions_closed:
+                return
+            self._extensions_closed = True
+            extensions = list(self._extensions.values())
+        for extension in reversed(extensions):  # a later one may use an earlier one
+            _quietly(extension.close, "closing %r failed", extension)
 
     def on_meta_alert(self, hook: MetaHook) -> MetaHook:
         """Call ``hook`` with every meta-alert and recovery notice; usable as a decorator.
@@ -771,8 +822,7 @@ def _after_fork_in_child() -> None:
     global _default_lock  # noqa: PLW0603 - a lock held at fork time stays held in the child
     _default_lock = threading.Lock()
     for engine in list(_ENGINES):
-        engine._reset_intake()  # noqa: SLF001
-        engine._reset_loop_side()  # noqa: SLF001
+        engine.after_fork()
 
 
 def _close_all_at_exit() -> None:
@@ -792,6 +842,14 @@ def _close_all_at_exit() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_close_all_at_exit)
+
+
+def _quietly(call: Callable[[], None], failure: str, extension: EngineExtension) -> None:
+    """Call ``call``, logging what it raises: one extension must not stop the others."""
+    try:
+        call()
+    except Exception:
+        log.exception(failure, extension)
 
 
 def _failures(delivery: Delivery | None) -> dict[str, int]:
