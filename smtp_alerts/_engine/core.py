@@ -10,14 +10,10 @@ running one asyncio loop.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import contextlib
 import logging
-import os
 import threading
-import time
-import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -28,6 +24,7 @@ from .._delivery.spool import Spool
 from .._util.clock import SYSTEM_CLOCK, Clock
 from ..models import Alert, OutgoingMessage
 from ..settings import Settings
+from . import process
 from .aggregator import Aggregator
 from .intake import Intake
 from .limits import EmailQuota
@@ -131,7 +128,7 @@ class Engine(Intake):
         self._extensions: dict[Callable[[AlertSink], EngineExtension], EngineExtension] = {}
         self._extensions_lock = threading.RLock()
         self._reset_loop_side()
-        _ENGINES.add(self)
+        process.register(self)
         if spool and spool_has_entries(self.settings.spool_path):
             self.start()  # an earlier process left digests: send them without waiting
 
@@ -169,6 +166,16 @@ class Engine(Intake):
         return f"<Engine {self.settings.host}:{self.settings.port} {state}>"
 
     # -- lifecycle: any thread ------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """Whether the engine's thread was started (in this process)."""
+        return self._thread is not None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the engine takes no more alerts (it was closed, or its thread ended)."""
+        return not self._accepting
 
     def start(self) -> None:
         """Start the background thread now (otherwise it starts on the first alert)."""
@@ -218,6 +225,15 @@ class Engine(Intake):
         except (concurrent.futures.TimeoutError, TimeoutError):
             return False
 
+    def begin_close(self) -> None:
+        """Stop taking alerts and have the loop deliver what is pending and stop.
+
+        Returns at once; :meth:`close` waits. The exit hook begins closing
+        every engine before it waits for any, so they close side by side.
+        """
+        self._stop_accepting()
+        self._wake()
+
     def close(self, timeout: float | None = None) -> bool:
         """Deliver what is pending and stop; safe to call twice and from any thread.
 
@@ -233,13 +249,7 @@ class Engine(Intake):
         """
         if timeout is None:
             timeout = self.settings.shutdown_timeout
-        with self._lock:
-            self._accepting = False
-            self._closing = True
-            thread = self._thread
-        # Repeats go through the known table; emptying it routes them to the
-        # closed check, so nothing is queued after the last drain.
-        self._known.clear()
+        thread = self._stop_accepting()
         try:
             if thread is None:
                 return True
@@ -257,6 +267,16 @@ class Engine(Intake):
             return self._last_ok
         finally:
             self._close_extensions()
+
+    def _stop_accepting(self) -> threading.Thread | None:
+        with self._lock:
+            self._accepting = False
+            self._closing = True
+            thread = self._thread
+        # Repeats go through the known table; emptying it routes them to the
+        # closed check, so nothing is queued after the last drain.
+        self._known.clear()
+        return thread
 
     def _arm_deadline(self, timeout: float) -> None:
         """Have the loop itself stop at the deadline, not only the caller stop waiting."""
@@ -787,11 +807,9 @@ def _finish(loop: EngineLoop) -> None:
         loop.close()
 
 
-# -- process-wide: the default engine, forks and exit --------------------------------
+# -- the process's default engine ----------------------------------------------------
 
-_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
-_default_engine: Engine | None = None
-_default_lock = threading.Lock()
+_DEFAULT: process.DefaultEngine[Engine] = process.DefaultEngine(Engine)
 
 
 def get_engine() -> Engine:
@@ -803,45 +821,12 @@ def get_engine() -> Engine:
     Raises:
         ConfigurationError: the ``SMTP_ALERTS_*`` settings are missing or wrong.
     """
-    global _default_engine  # noqa: PLW0603 - one default engine per process, like logging's root
-    with _default_lock:
-        if _default_engine is None or not _default_engine._accepting:  # noqa: SLF001
-            _default_engine = Engine()
-        return _default_engine
+    return _DEFAULT.get()
 
 
 def swap_default_engine(engine: Engine | None) -> Engine | None:
     """Make ``engine`` the default engine; return the previous one (for testing helpers)."""
-    global _default_engine
-    with _default_lock:
-        previous, _default_engine = _default_engine, engine
-        return previous
-
-
-def _after_fork_in_child() -> None:
-    global _default_lock  # noqa: PLW0603 - a lock held at fork time stays held in the child
-    _default_lock = threading.Lock()
-    for engine in list(_ENGINES):
-        engine.after_fork()
-
-
-def _close_all_at_exit() -> None:
-    engines = [engine for engine in list(_ENGINES) if engine._thread is not None]  # noqa: SLF001
-    for engine in engines:
-        with engine._lock:  # noqa: SLF001
-            engine._accepting = False  # noqa: SLF001
-            engine._closing = True  # noqa: SLF001
-        engine._wake()  # noqa: SLF001
-    # Close them side by side: the exit waits for the slowest, not for the sum.
-    started = time.monotonic()
-    for engine in engines:
-        remaining = engine.settings.shutdown_timeout - (time.monotonic() - started)
-        engine.close(max(0.0, remaining))
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)
+    return _DEFAULT.swap(engine)
 
 
 def _quietly(call: Callable[[], None], failure: str, extension: EngineExtension) -> None:

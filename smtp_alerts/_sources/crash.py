@@ -50,6 +50,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._engine import process
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -361,20 +363,14 @@ def _deliver_pending() -> None:
     while it held an engine's lock, and waiting for that lock here would
     never end; the helper's wait is bounded instead.
     """
-    from .._engine import core as _engine  # noqa: PLC0415 - loaded already by anything that alerts
-
-    engines = list(_engine._ENGINES)  # noqa: SLF001 - the module's own registry of engines
-    if not any(engine._thread is not None for engine in engines):  # noqa: SLF001
-        return
-    bound = max(engine.settings.shutdown_timeout for engine in engines) + 1.0
-    helper = threading.Thread(
-        target=_engine._close_all_at_exit,  # noqa: SLF001 - the same path as a normal exit
-        name="smtp-alerts-sigterm",
-        daemon=True,
-    )
+    longest = process.longest_shutdown()
+    if longest is None:
+        return  # no engine started: nothing can be pending
+    # The same path as a normal exit.
+    helper = threading.Thread(target=process.close_all, name="smtp-alerts-sigterm", daemon=True)
     with contextlib.suppress(RuntimeError):  # no new thread at interpreter shutdown
         helper.start()
-        helper.join(bound)
+        helper.join(longest + 1.0)
 
 
 def install_crash_hooks(
