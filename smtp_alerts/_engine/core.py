@@ -1,10 +1,17 @@
-"""The engine: intake in the caller's thread, everything else on its own loop.
+"""The engine core: its lifecycle, and its own thread that turns the intake into emails.
 
-An :class:`Engine` is shared by the logging handler, the check and job hooks
-and the crash hooks. Callers only ever touch its intake
-(:mod:`smtp_alerts._engine.intake`). Everything after that (counting,
-windows, quotas, rendering, delivery) belongs to one daemon thread per engine
-running one asyncio loop.
+:class:`EngineCore` is the :class:`~smtp_alerts._engine.intake.Intake` (what
+callers touch, from any thread) plus everything after it, which belongs to
+one daemon thread per engine running one asyncio loop: taking what is
+queued into the aggregator, forming digests when their windows are due,
+within the quotas, and delivering them each round (the spool first, then
+the fallback chain), with the auth watcher's probes and meta-alerts in
+between (:mod:`smtp_alerts._engine.logins`).
+
+The core knows none of its front-ends: jobs, heartbeats and checks use the
+:class:`~smtp_alerts._engine.sink.AlertSink` it offers, and keep their
+per-engine state in its extensions. The public :class:`~smtp_alerts.Engine`
+adds them on top.
 """
 
 from __future__ import annotations
@@ -35,18 +42,11 @@ from .render import RenderContext, render
 from .stderr import warn
 
 if TYPE_CHECKING:
-    # The front-ends behind report(), watch(), job() and heartbeat(): their
-    # modules load only when first used (the engine never needs them otherwise).
-    from collections.abc import Iterable
-
-    from .._sources.heartbeats import Heartbeat
-    from .._sources.jobs import Job
-    from ..checks import Check, CheckPolicy, CheckRunner
     from ..transports import Transport
     from ..transports.xoauth2 import TokenProvider
     from .sink import AlertSink, EngineExtension
 
-__all__ = ["Engine", "EngineStats", "MetaHook", "get_engine"]
+__all__ = ["DRAIN_INTERVAL", "EngineCore", "EngineStats", "MetaHook"]
 
 log = logging.getLogger("smtp_alerts.engine")
 
@@ -88,8 +88,11 @@ class EngineStats:
     resting_logins: tuple[str, ...] = ()
 
 
-class Engine(Intake):
+class EngineCore(Intake):
     """Collects alerts, batches them into digests and delivers them in the background.
+
+    The engine without its front-ends: :class:`smtp_alerts.Engine` adds jobs,
+    heartbeats and checks on top, and is what users and front-ends get.
 
     The engine starts its thread on the first alert, so a program that never
     alerts never runs it, and a process that forks before that (a pre-fork
@@ -163,9 +166,14 @@ class Engine(Intake):
 
     def __repr__(self) -> str:
         state = "closed" if not self._accepting else "running" if self._thread else "idle"
-        return f"<Engine {self.settings.host}:{self.settings.port} {state}>"
+        return f"<{type(self).__name__} {self.settings.host}:{self.settings.port} {state}>"
 
     # -- lifecycle: any thread ------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (for front-ends that keep their own windows)."""
+        return self._clock
 
     @property
     def started(self) -> bool:
@@ -312,6 +320,8 @@ class Engine(Intake):
         for extension in list(self._extensions.values()):
             _quietly(extension.after_fork, "resetting %r in a forked child failed", extension)
 
+    # -- what front-ends use (the AlertSink) ------------------------------------------
+
     def run_coroutine(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run ``coroutine`` on the engine's loop (starting the engine if needed).
 
@@ -369,135 +379,6 @@ class Engine(Intake):
         """
         self._meta_hooks.append(hook)
         return hook
-
-    @property
-    def clock(self) -> Clock:
-        """The engine's clock (for front-ends that keep their own windows)."""
-        return self._clock
-
-    # -- checks (issue 5: smtp_alerts/checks) ---------------------------------------
-
-    def report(
-        self,
-        name: str,
-        ok: bool,  # noqa: FBT001 - report(name, ok) reads as the sentence it is
-        detail: str = "",
-        *,
-        policy: CheckPolicy | None = None,
-    ) -> None:
-        """Report a check's result; never blocks, never raises.
-
-        The engine's check monitor takes it on the engine's loop: it keeps the
-        check's state (UP, PENDING, DOWN, across restarts in ``SPOOL_DIR``) and
-        raises the DOWN, reminder, RECOVERED and flapping alerts
-        (:mod:`smtp_alerts.checks`).
-
-        Args:
-            name: the check's name.
-            ok: whether it passed.
-            detail: what it saw, in a line.
-            policy: the check's retries, recovery, reminders and flapping.
-        """
-        try:
-            from ..checks._monitor import monitor_for  # noqa: PLC0415 - loaded on first use
-
-            monitor_for(self).submit(name, ok, detail, policy)
-        except Exception:  # a report must never break the caller
-            log.debug("the result of check %r was not taken", name, exc_info=True)
-
-    def watch(self, checks: Iterable[Check]) -> CheckRunner:
-        """Start running ``checks`` on the engine's loop; ``stop()`` the runner returned."""
-        from ..checks._runner import CheckRunner  # noqa: PLC0415 - loaded on first use
-
-        runner = CheckRunner(self, checks)
-        runner.start()
-        return runner
-
-    # -- jobs and heartbeats (issue 5: smtp_alerts/_jobs.py, _heartbeats.py) --------
-
-    def job(
-        self,
-        name: str,
-        *,
-        max_duration: float | str | None = None,
-        level: int = logging.ERROR,
-        group: str = "default",
-    ) -> Job:
-        """A monitored job: ``with engine.job("backup"):`` or ``@engine.job("backup")``.
-
-        Works on sync and async functions and as an async context manager. An
-        exception in the body sends an alert with its traceback (and
-        propagates unchanged); a run longer than ``max_duration`` sends an
-        alert while it still runs and when it ends; a successful run is a
-        heartbeat of ``name``.
-
-        Args:
-            name: the job's name, in alerts and as its heartbeat name.
-            max_duration: the longest a run may take (seconds or ``"30m"``); None: no limit.
-            level: the :mod:`logging` level of its alerts.
-            group: the notification group of its alerts.
-
-        Returns:
-            The job (context manager and decorator).
-
-        Raises:
-            ValueError: an empty name or a malformed ``max_duration``.
-        """
-        from .._sources.jobs import Job  # noqa: PLC0415 - loaded only by programs that use jobs
-
-        return Job(self, name, max_duration=max_duration, level=level, group=group)
-
-    def heartbeat(
-        self,
-        name: str,
-        *,
-        period: float | str,
-        grace: float | str | None = None,
-        level: int = logging.ERROR,
-        group: str = "default",
-    ) -> Heartbeat:
-        """Expect ``name`` to beat every ``period``: a dead man's switch.
-
-        When ``name`` has not beaten (:meth:`beat`, or a successful
-        :meth:`job` of that name) within ``period`` plus ``grace``, one alert
-        says when it was last seen; the next beat sends a recovery note. The
-        last beats survive a restart (kept in ``SPOOL_DIR``) and are shared
-        with other processes; a task on the engine's loop does the checking.
-
-        Args:
-            name: the heartbeat's name.
-            period: the expected time between beats (seconds or ``"1d"``).
-            grace: extra time before a beat counts as missed; a tenth of the period by default.
-            level: the :mod:`logging` level of the missed-heartbeat alert.
-            group: its notification group.
-
-        Returns:
-            The registration (with ``beat()`` and ``last_beat``).
-
-        Raises:
-            ValueError: an empty name or a malformed or zero period.
-            RuntimeError: the engine is closed.
-        """
-        from .._sources.heartbeats import heartbeat_monitor  # noqa: PLC0415 - loaded only when used
-
-        return heartbeat_monitor(self).register(
-            name, period=period, grace=grace, level=level, group=group
-        )
-
-    def beat(self, name: str) -> None:
-        """Record a success of ``name`` now (see :meth:`heartbeat`); never blocks.
-
-        The beat is kept in memory; the engine's loop writes it to ``SPOOL_DIR``
-        within a few seconds and when the engine closes, so a beat before a
-        clean shutdown is kept and a crash loses at most the last few seconds.
-
-        Args:
-            name: the heartbeat's name; beats of names not registered in this
-                process are kept too, for a process that watches them.
-        """
-        from .._sources.heartbeats import heartbeat_monitor  # noqa: PLC0415 - loaded only when used
-
-        heartbeat_monitor(self).beat(name)
 
     def stats(self) -> EngineStats:
         """A snapshot of the engine's counters."""
@@ -805,28 +686,6 @@ def _finish(loop: EngineLoop) -> None:
         log.debug("winding down the engine loop failed", exc_info=True)
     finally:
         loop.close()
-
-
-# -- the process's default engine ----------------------------------------------------
-
-_DEFAULT: process.DefaultEngine[Engine] = process.DefaultEngine(Engine)
-
-
-def get_engine() -> Engine:
-    """The process's default engine, built from the environment on first use.
-
-    The handler (with no settings overrides), the check and job hooks and the
-    crash hooks share it.
-
-    Raises:
-        ConfigurationError: the ``SMTP_ALERTS_*`` settings are missing or wrong.
-    """
-    return _DEFAULT.get()
-
-
-def swap_default_engine(engine: Engine | None) -> Engine | None:
-    """Make ``engine`` the default engine; return the previous one (for testing helpers)."""
-    return _DEFAULT.swap(engine)
 
 
 def _quietly(call: Callable[[], None], failure: str, extension: EngineExtension) -> None:

@@ -43,7 +43,7 @@ from ..errors import ConfigurationError
 from ..settings import parse_duration
 
 if TYPE_CHECKING:
-    from .._engine.core import Engine
+    from .._facade import Engine
 
 __all__ = [
     "EXIT_CANNOT_RUN",
@@ -209,7 +209,7 @@ def run_cron(args: argparse.Namespace) -> int:
 
 
 def _engine_or_none() -> Engine | None:
-    from .._engine.core import Engine  # noqa: PLC0415 - settings load only when the command runs
+    from .._facade import Engine  # noqa: PLC0415 - settings load only when the command runs
 
     try:
         return Engine()

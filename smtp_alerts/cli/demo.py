@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
 
-from .._engine.core import Engine
+from .._facade import Engine
 from ..handler import AlertHandler
 from ..models import Digest, OutgoingMessage
 from ..testing import GmailServer, ReceivedMessage
