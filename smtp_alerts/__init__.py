@@ -21,8 +21,8 @@ from ._version import VERSION
 
 if TYPE_CHECKING:
     from ._delivery.meta_alert import MetaAlert
-    from ._engine.core import Engine, EngineStats, get_engine
-    from ._sources.crash import install_crash_hooks
+    from ._engine.core import EngineStats
+    from ._facade import Engine, get_engine, install_crash_hooks
     from .errors import (
         ConfigurationError,
         DeliveryError,
@@ -60,7 +60,7 @@ _LAZY = {
     "ConfigurationError": ".errors",
     "DeliveryError": ".errors",
     "Digest": ".models",
-    "Engine": "._engine.core",
+    "Engine": "._facade",
     "EngineStats": "._engine.core",
     "MetaAlert": "._delivery.meta_alert",
     "OAuthToken": ".transports.xoauth2",
@@ -68,8 +68,8 @@ _LAZY = {
     "Problem": ".models",
     "SMTPAlertsError": ".errors",
     "Settings": ".settings",
-    "get_engine": "._engine.core",
-    "install_crash_hooks": "._sources.crash",
+    "get_engine": "._facade",
+    "install_crash_hooks": "._facade",
 }
 
 

@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any
 
-from ._engine.core import Engine, get_engine
+from ._facade import Engine, get_engine
 from .settings import Settings
 
 __all__ = ["AlertHandler"]

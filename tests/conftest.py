@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from smtp_alerts._delivery import chain
-from smtp_alerts._engine import core as _engine
+from smtp_alerts._facade import swap_default_engine
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +35,7 @@ def _restore_logging() -> Iterator[None]:
             root.removeHandler(handler)
             handler.close()
     root.setLevel(level)
-    engine = _engine.swap_default_engine(None)
+    engine = swap_default_engine(None)
     if engine is not None:
         engine.close(timeout=5)
 

@@ -1,96 +1,60 @@
-"""The engine: intake in the caller's thread, everything else on its own loop.
+"""The engine core: its lifecycle, and its own thread that turns the intake into emails.
 
-An :class:`Engine` is shared by the logging handler, the check and job hooks
-and the crash hooks. Callers only ever touch the intake: a deque and a dict,
-both safe to use from many threads under the GIL, with no lock on the way of a
-repeat. Everything after that (counting, windows, quotas, rendering,
-delivery) belongs to one daemon thread per engine running one asyncio loop.
+:class:`EngineCore` is the :class:`~smtp_alerts._engine.intake.Intake` (what
+callers touch, from any thread) plus everything after it, which belongs to
+one daemon thread per engine running one asyncio loop: taking what is
+queued into the aggregator, forming digests when their windows are due,
+within the quotas, and delivering them each round (the spool first, then
+the fallback chain), with the auth watcher's probes and meta-alerts in
+between (:mod:`smtp_alerts._engine.logins`).
 
-The caller's cost is kept to the minimum DESIGN.md section 2 asks for:
-
-- a repeat of a known problem costs one tuple, one dict lookup and one deque
-  append (no formatting, no traceback, no lock, no system call);
-- a new problem is captured once (message and traceback formatted while its
-  arguments and frames are as they were) and wakes the loop;
-- when the intake is full the record is counted as dropped, and the next
-  digest says how many: nothing is lost silently.
+The core knows none of its front-ends: jobs, heartbeats and checks use the
+:class:`~smtp_alerts._engine.sink.AlertSink` it offers, and keep their
+per-engine state in its extensions. The public :class:`~smtp_alerts.Engine`
+adds them on top.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import contextlib
-import inspect
 import logging
-import os
-import secrets
-import sqlite3
-import sys
 import threading
-import time
-import weakref
-from collections import deque
-from collections.abc import Callable, Coroutine, Hashable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from .._delivery.auth_watch import AuthEvent, AuthRecovered, AuthWatch
-from .._delivery.chain import ChannelStats, FallbackChain, Outcome
-from .._delivery.channels import build_channels
-from .._delivery.meta_alert import MetaAlert, meta_alert, meta_digest
-from .._delivery.rounds import Delivery, MemorySpool, SpoolLike
-from .._delivery.spool import SPOOL_FILENAME, Attempt, Spool, sqlite_gate
+from .._delivery.chain import ChannelStats
+from .._delivery.rounds import Delivery
+from .._delivery.spool import Spool
 from .._util.clock import SYSTEM_CLOCK, Clock
-from .._util.humanize import format_time
-from ..models import Alert, Digest, Fingerprint, OutgoingMessage
+from ..models import Alert, OutgoingMessage
 from ..settings import Settings
-from ..transports.xoauth2 import TokenProvider
+from . import process
 from .aggregator import Aggregator
-from .capture import (
-    capture_record,
-    exception_type_name,
-    format_exception,
-    innermost_frame,
-    mask_variable_parts,
-    record_fingerprint,
-    record_key,
-)
+from .intake import Intake
 from .limits import EmailQuota
+from .logins import LoginWatcher, MetaHook
 from .loop import EngineLoop, WorkerPool
-from .render import MIN_MAX_BYTES, RenderContext, render
+from .outbox import Rerender, build_delivery, spool_has_entries
+from .render import RenderContext, render
+from .stderr import warn
 
 if TYPE_CHECKING:
-    # The front-ends behind report(), watch(), job() and heartbeat(): their
-    # modules load only when first used (the engine never needs them otherwise).
-    from collections.abc import Iterable
-
-    from .._sources.heartbeats import Heartbeat
-    from .._sources.jobs import Job
-    from ..checks import Check, CheckPolicy, CheckRunner
     from ..transports import Transport
+    from ..transports.xoauth2 import TokenProvider
+    from .sink import AlertSink, EngineExtension
 
-__all__ = ["IGNORED_LOGGERS", "Engine", "EngineStats", "get_engine"]
+__all__ = ["DRAIN_INTERVAL", "EngineCore", "EngineStats", "MetaHook"]
 
 log = logging.getLogger("smtp_alerts.engine")
 
-#: Loggers whose records never become alerts: ours and those of what we run on,
-#: so a failing delivery cannot alert about itself in a loop.
-IGNORED_LOGGERS = ("smtp_alerts", "aiosmtplib", "apprise", "asyncio", "urllib3", "mail.log")
-
-_IGNORED: Fingerprint = ("<ignored>",)
-
 #: How often a busy engine takes what producers queued, in seconds.
 DRAIN_INTERVAL = 0.02
-#: Entries of the caller-side table of known problems (record keys and
-#: fingerprints) before it is emptied; repeats of a forgotten problem are
-#: captured again, never lost.
-KNOWN_LIMIT = 40_000
 
-_Repeat = tuple[Fingerprint, float]
 T = TypeVar("T")
+E = TypeVar("E", bound="EngineExtension")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +88,11 @@ class EngineStats:
     resting_logins: tuple[str, ...] = ()
 
 
-MetaHook = Callable[[MetaAlert], object]
-"""Called with every meta-alert; may return an awaitable (an ``async def`` hook)."""
-
-
-class Engine:
+class EngineCore(Intake):
     """Collects alerts, batches them into digests and delivers them in the background.
+
+    The engine without its front-ends: :class:`smtp_alerts.Engine` adds jobs,
+    heartbeats and checks on top, and is what users and front-ends get.
 
     The engine starts its thread on the first alert, so a program that never
     alerts never runs it, and a process that forks before that (a pre-fork
@@ -157,35 +120,25 @@ class Engine:
         spool: bool = True,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
-        self._clock = clock
+        super().__init__(capacity=self.settings.queue_size, clock=clock)
         self._transport = transport
         self._use_spool = spool
         self._token_provider = token_provider
         self._render_context = RenderContext.from_settings(self.settings, hostname=hostname)
-        self._capacity = self.settings.queue_size
-        # Past this many queued records a producer wakes the loop early, so the
-        # intake drains long before it is full even between two polls.
-        self._high_water = max(1, self._capacity // 8)
+        self._rerender = Rerender(self._render_context, clock)
         self._meta_hooks: list[MetaHook] = []
-        self._reset()
-        _ENGINES.add(self)
-        if spool and _spool_has_entries(self.settings.spool_path):
+        # Kept across a fork: a child's heartbeat monitor keeps its registrations.
+        self._extensions: dict[Callable[[AlertSink], EngineExtension], EngineExtension] = {}
+        self._extensions_lock = threading.RLock()
+        self._reset_loop_side()
+        process.register(self)
+        if spool and spool_has_entries(self.settings.spool_path):
             self.start()  # an earlier process left digests: send them without waiting
 
-    def _reset(self) -> None:
-        """(Re)create all per-process state: at construction and in a forked child."""
+    def _reset_loop_side(self) -> None:
+        """(Re)create what the loop owns: at construction and in a forked child."""
         settings = self.settings
-        self._lock = threading.Lock()
-        self._queue: deque[_Repeat | Alert] = deque()
-        self._known: dict[Hashable, Fingerprint] = {}
-        self._wake_pending = False
-        self._busy = False  # records arrived recently: the loop polls, producers need not wake it
-        self._dropped = 0
-        self._accepting = True
         self._closing = False
-        self._thread: threading.Thread | None = None
-        self._loop: EngineLoop | None = None
-        self._wake_event: asyncio.Event | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
         self._run_task: asyncio.Task[None] | None = None
         self._dispatch_event: asyncio.Event | None = None
@@ -201,156 +154,36 @@ class Engine:
             per_hour=settings.max_per_hour, per_day=settings.max_per_day, clock=self._clock
         )
         self._delivery: Delivery | None = None
-        self._auth_watch = AuthWatch(
-            threshold=settings.auth_failure_threshold,
-            window=settings.auth_failure_window,
-            clock=self._clock,
+        self._logins = LoginWatcher(
+            settings, clock=self._clock, context=self._render_context, hooks=self._meta_hooks
         )
-        self._meta_threads: dict[str, tuple[float, str]] = {}  # credential -> (since, subject)
-        self._meta_alerts = 0
         self._accepted = 0
         self._suppressed = 0
         self._dropped_total = 0
         self._digests = 0
         self._last_ok = True
+        self._extensions_closed = False
 
     def __repr__(self) -> str:
         state = "closed" if not self._accepting else "running" if self._thread else "idle"
-        return f"<Engine {self.settings.host}:{self.settings.port} {state}>"
-
-    # -- intake: any thread ---------------------------------------------------------
-
-    def submit_record(self, record: logging.LogRecord) -> bool:
-        """Take a log record; never blocks, never raises for a well-formed record.
-
-        Returns:
-            False when the record was dropped (intake full, engine closed) or
-            ignored (a library logger); True otherwise.
-        """
-        raw_key = record_key(record)
-        fingerprint = self._known.get(raw_key)
-        if fingerprint is not None:
-            if fingerprint is _IGNORED:
-                return False
-            return self._put_repeat(fingerprint, record.created)
-        return self._submit_new_record(record, raw_key)
-
-    def alert(
-        self,
-        message: str,
-        *,
-        level: int = logging.ERROR,
-        name: str = "alert",
-        key: str | None = None,
-        details: str | None = None,
-        exc: BaseException | None = None,
-        group: str = "default",
-        source: str = "alert",
-    ) -> bool:
-        """Raise an alert directly; never blocks.
-
-        Args:
-            message: what happened, in a sentence.
-            level: a :mod:`logging` level; CRITICAL skips the group wait.
-            name: who raises it (shown where a logger name would be).
-            key: what makes two alerts the same problem; the message with its
-                numbers masked when omitted.
-            details: longer text shown like a traceback.
-            exc: an exception whose traceback to include.
-            group: the notification group.
-            source: ``alert``, ``check``, ``job`` or ``crash``.
-
-        Returns:
-            False when the alert was dropped (intake full or engine closed).
-        """
-        template = key if key is not None else mask_variable_parts(message)
-        exc_type = exception_type_name(type(exc)) if exc is not None else None
-        inner = innermost_frame(exc.__traceback__) if exc is not None else None
-        fingerprint: Fingerprint = (source, name, level, template, exc_type, inner)
-        now = self._clock()
-        if fingerprint in self._known:
-            return self._put_repeat(fingerprint, now)
-        text = details
-        if exc is not None:
-            formatted = format_exception(type(exc), exc, exc.__traceback__)
-            text = f"{details}\n\n{formatted}" if details else formatted
-        alert = Alert(
-            fingerprint=fingerprint,
-            level=level,
-            logger=name,
-            message=message,
-            created=now,
-            source=source,
-            exc_type=exc_type,
-            traceback=text,
-            group=group,
-        )
-        return self._put_new(alert, ())
-
-    def _submit_new_record(self, record: logging.LogRecord, raw_key: Hashable) -> bool:
-        if record.name.startswith(IGNORED_LOGGERS) and (
-            record.name in IGNORED_LOGGERS or record.name.partition(".")[0] in IGNORED_LOGGERS
-        ):
-            self._known[raw_key] = _IGNORED
-            return False
-        if threading.current_thread() is self._thread:
-            return False  # the engine's own thread: never alert about ourselves
-        fingerprint, inferred = record_fingerprint(record)
-        if fingerprint in self._known:
-            if not inferred:
-                self._known[raw_key] = fingerprint
-            return self._put_repeat(fingerprint, record.created)
-        group = getattr(record, "alert_group", "default")
-        alert = capture_record(record, fingerprint, group=str(group))
-        return self._put_new(alert, () if inferred else (raw_key,))
-
-    def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
-        queue = self._queue
-        queued = len(queue)
-        if queued >= self._capacity:
-            return self._drop()
-        queue.append((fingerprint, created))
-        # Append first, then look at the flag: an idle loop lowers the flag and
-        # then looks at the queue again, so either it sees this item or we see
-        # the flag down and wake it. A busy loop polls on its own (waking it per
-        # record would cost a system call and a thread switch each time).
-        if not self._wake_pending or queued == self._high_water:
-            self._wake_pending = True
-            self._wake()
-        return True
-
-    def _put_new(self, alert: Alert, raw_keys: tuple[Hashable, ...]) -> bool:
-        if self._thread is None:
-            self._start()
-        if not self._accepting:
-            return self._drop()
-        queue = self._queue
-        if len(queue) >= self._capacity:
-            return self._drop()
-        queue.append(alert)
-        # Known only once the capture is queued, so no repeat can overtake it.
-        known = self._known
-        if len(known) > KNOWN_LIMIT:
-            known.clear()  # bounded memory; what is dropped from it is only re-captured
-        known[alert.fingerprint] = alert.fingerprint
-        for raw_key in raw_keys:
-            known[raw_key] = alert.fingerprint
-        self._wake_pending = True
-        self._wake()
-        return True
-
-    def _drop(self) -> bool:
-        with self._lock:
-            self._dropped += 1
-        return False
-
-    def _wake(self) -> None:
-        loop, event = self._loop, self._wake_event
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed under us
-                loop.call_soon_threadsafe(event.set)
+        return f"<{type(self).__name__} {self.settings.host}:{self.settings.port} {state}>"
 
     # -- lifecycle: any thread ------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (for front-ends that keep their own windows)."""
+        return self._clock
+
+    @property
+    def started(self) -> bool:
+        """Whether the engine's thread was started (in this process)."""
+        return self._thread is not None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the engine takes no more alerts (it was closed, or its thread ended)."""
+        return not self._accepting
 
     def start(self) -> None:
         """Start the background thread now (otherwise it starts on the first alert)."""
@@ -371,7 +204,7 @@ class Engine:
                 # down: an engine whose first alert comes that late cannot send it.
                 self._accepting = False
                 self._thread = None
-                _warn(f"smtp-alerts: cannot start ({exc}); the alert is dropped")
+                warn(f"smtp-alerts: cannot start ({exc}); the alert is dropped")
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything accepted so far now, ignoring the windows.
@@ -400,8 +233,21 @@ class Engine:
         except (concurrent.futures.TimeoutError, TimeoutError):
             return False
 
+    def begin_close(self) -> None:
+        """Stop taking alerts and have the loop deliver what is pending and stop.
+
+        Returns at once; :meth:`close` waits. The exit hook begins closing
+        every engine before it waits for any, so they close side by side.
+        """
+        self._stop_accepting()
+        self._wake()
+
     def close(self, timeout: float | None = None) -> bool:
         """Deliver what is pending and stop; safe to call twice and from any thread.
+
+        Then the engine's extensions are closed (see
+        :class:`~smtp_alerts._engine.sink.EngineExtension`), also when the
+        wait ran out.
 
         Args:
             timeout: the most seconds to wait; ``SHUTDOWN_TIMEOUT`` when omitted.
@@ -411,6 +257,26 @@ class Engine:
         """
         if timeout is None:
             timeout = self.settings.shutdown_timeout
+        thread = self._stop_accepting()
+        try:
+            if thread is None:
+                return True
+            if threading.current_thread() is thread:
+                return False
+            self._arm_deadline(timeout)
+            self._wake()
+            thread.join(timeout)
+            if thread.is_alive():
+                warn(
+                    f"smtp-alerts: stopped waiting for delivery after {timeout:g} s "
+                    "(SHUTDOWN_TIMEOUT)"
+                )
+                return False
+            return self._last_ok
+        finally:
+            self._close_extensions()
+
+    def _stop_accepting(self) -> threading.Thread | None:
         with self._lock:
             self._accepting = False
             self._closing = True
@@ -418,19 +284,7 @@ class Engine:
         # Repeats go through the known table; emptying it routes them to the
         # closed check, so nothing is queued after the last drain.
         self._known.clear()
-        if thread is None:
-            return True
-        if threading.current_thread() is self._thread:
-            return False
-        self._arm_deadline(timeout)
-        self._wake()
-        thread.join(timeout)
-        if thread.is_alive():
-            _warn(
-                f"smtp-alerts: stopped waiting for delivery after {timeout:g} s (SHUTDOWN_TIMEOUT)"
-            )
-            return False
-        return self._last_ok
+        return thread
 
     def _arm_deadline(self, timeout: float) -> None:
         """Have the loop itself stop at the deadline, not only the caller stop waiting."""
@@ -453,6 +307,21 @@ class Engine:
             with contextlib.suppress(RuntimeError):  # the loop closed under us
                 loop.call_soon_threadsafe(arm)
 
+    def after_fork(self) -> None:
+        """Start afresh in a forked child; the process's fork hook calls it.
+
+        The parent's thread and loop do not exist in the child: the intake
+        and the loop side are made anew (the child's first alert starts its
+        own thread), then every extension forgets the parent's locks and tasks.
+        """
+        self._reset_intake()
+        self._reset_loop_side()
+        self._extensions_lock = threading.RLock()
+        for extension in list(self._extensions.values()):
+            _quietly(extension.after_fork, "resetting %r in a forked child failed", extension)
+
+    # -- what front-ends use (the AlertSink) ------------------------------------------
+
     def run_coroutine(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run ``coroutine`` on the engine's loop (starting the engine if needed).
 
@@ -473,6 +342,30 @@ class Engine:
             raise RuntimeError("the smtp-alerts engine is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, loop)
 
+    def extension(self, factory: Callable[[AlertSink], E]) -> E:
+        """The engine's one ``factory(engine)``, made on first use (see ``AlertSink``).
+
+        Args:
+            factory: makes the extension from the engine; also its key.
+
+        Returns:
+            The extension: closed with the engine, reset in a forked child.
+        """
+        with self._extensions_lock:
+            extension = self._extensions.get(factory)
+            if extension is None:
+                extension = self._extensions[factory] = factory(self)
+        return cast("E", extension)  # keyed by its factory, so made by it
+
+    def _close_extensions(self) -> None:
+        with self._extensions_lock:
+            if self._extensions_closed:
+                return
+            self._extensions_closed = True
+            extensions = list(self._extensions.values())
+        for extension in reversed(extensions):  # a later one may use an earlier one
+            _quietly(extension.close, "closing %r failed", extension)
+
     def on_meta_alert(self, hook: MetaHook) -> MetaHook:
         """Call ``hook`` with every meta-alert and recovery notice; usable as a decorator.
 
@@ -487,135 +380,6 @@ class Engine:
         self._meta_hooks.append(hook)
         return hook
 
-    @property
-    def clock(self) -> Clock:
-        """The engine's clock (for front-ends that keep their own windows)."""
-        return self._clock
-
-    # -- checks (issue 5: smtp_alerts/checks) ---------------------------------------
-
-    def report(
-        self,
-        name: str,
-        ok: bool,  # noqa: FBT001 - report(name, ok) reads as the sentence it is
-        detail: str = "",
-        *,
-        policy: CheckPolicy | None = None,
-    ) -> None:
-        """Report a check's result; never blocks, never raises.
-
-        The engine's check monitor takes it on the engine's loop: it keeps the
-        check's state (UP, PENDING, DOWN, across restarts in ``SPOOL_DIR``) and
-        raises the DOWN, reminder, RECOVERED and flapping alerts
-        (:mod:`smtp_alerts.checks`).
-
-        Args:
-            name: the check's name.
-            ok: whether it passed.
-            detail: what it saw, in a line.
-            policy: the check's retries, recovery, reminders and flapping.
-        """
-        try:
-            from ..checks._monitor import monitor_for  # noqa: PLC0415 - loaded on first use
-
-            monitor_for(self).submit(name, ok, detail, policy)
-        except Exception:  # a report must never break the caller
-            log.debug("the result of check %r was not taken", name, exc_info=True)
-
-    def watch(self, checks: Iterable[Check]) -> CheckRunner:
-        """Start running ``checks`` on the engine's loop; ``stop()`` the runner returned."""
-        from ..checks._runner import CheckRunner  # noqa: PLC0415 - loaded on first use
-
-        runner = CheckRunner(self, checks)
-        runner.start()
-        return runner
-
-    # -- jobs and heartbeats (issue 5: smtp_alerts/_jobs.py, _heartbeats.py) --------
-
-    def job(
-        self,
-        name: str,
-        *,
-        max_duration: float | str | None = None,
-        level: int = logging.ERROR,
-        group: str = "default",
-    ) -> Job:
-        """A monitored job: ``with engine.job("backup"):`` or ``@engine.job("backup")``.
-
-        Works on sync and async functions and as an async context manager. An
-        exception in the body sends an alert with its traceback (and
-        propagates unchanged); a run longer than ``max_duration`` sends an
-        alert while it still runs and when it ends; a successful run is a
-        heartbeat of ``name``.
-
-        Args:
-            name: the job's name, in alerts and as its heartbeat name.
-            max_duration: the longest a run may take (seconds or ``"30m"``); None: no limit.
-            level: the :mod:`logging` level of its alerts.
-            group: the notification group of its alerts.
-
-        Returns:
-            The job (context manager and decorator).
-
-        Raises:
-            ValueError: an empty name or a malformed ``max_duration``.
-        """
-        from .._sources.jobs import Job  # noqa: PLC0415 - loaded only by programs that use jobs
-
-        return Job(self, name, max_duration=max_duration, level=level, group=group)
-
-    def heartbeat(
-        self,
-        name: str,
-        *,
-        period: float | str,
-        grace: float | str | None = None,
-        level: int = logging.ERROR,
-        group: str = "default",
-    ) -> Heartbeat:
-        """Expect ``name`` to beat every ``period``: a dead man's switch.
-
-        When ``name`` has not beaten (:meth:`beat`, or a successful
-        :meth:`job` of that name) within ``period`` plus ``grace``, one alert
-        says when it was last seen; the next beat sends a recovery note. The
-        last beats survive a restart (kept in ``SPOOL_DIR``) and are shared
-        with other processes; a task on the engine's loop does the checking.
-
-        Args:
-            name: the heartbeat's name.
-            period: the expected time between beats (seconds or ``"1d"``).
-            grace: extra time before a beat counts as missed; a tenth of the period by default.
-            level: the :mod:`logging` level of the missed-heartbeat alert.
-            group: its notification group.
-
-        Returns:
-            The registration (with ``beat()`` and ``last_beat``).
-
-        Raises:
-            ValueError: an empty name or a malformed or zero period.
-            RuntimeError: the engine is closed.
-        """
-        from .._sources.heartbeats import heartbeat_monitor  # noqa: PLC0415 - loaded only when used
-
-        return heartbeat_monitor(self).register(
-            name, period=period, grace=grace, level=level, group=group
-        )
-
-    def beat(self, name: str) -> None:
-        """Record a success of ``name`` now (see :meth:`heartbeat`); never blocks.
-
-        The beat is kept in memory; the engine's loop writes it to ``SPOOL_DIR``
-        within a few seconds and when the engine closes, so a beat before a
-        clean shutdown is kept and a crash loses at most the last few seconds.
-
-        Args:
-            name: the heartbeat's name; beats of names not registered in this
-                process are kept too, for a process that watches them.
-        """
-        from .._sources.heartbeats import heartbeat_monitor  # noqa: PLC0415 - loaded only when used
-
-        heartbeat_monitor(self).beat(name)
-
     def stats(self) -> EngineStats:
         """A snapshot of the engine's counters."""
         delivery = self._delivery
@@ -626,13 +390,11 @@ class Engine:
             sent=delivery.sent if delivery else 0,
             failures=_failures(delivery),
             undelivered=delivery.pending if delivery else 0,
-            channels=_channel_stats(delivery),
+            channels=delivery.chain.stats() if delivery is not None else {},
             open_incidents=self._aggregator.stats.open_incidents,
             suppressed=self._suppressed,
-            meta_alerts=self._meta_alerts,
-            resting_logins=tuple(
-                c for c in self._auth_watch.states() if self._auth_watch.is_tripped(c)
-            ),
+            meta_alerts=self._logins.raised,
+            resting_logins=self._logins.resting(),
         )
 
     # -- the engine's own thread ----------------------------------------------------
@@ -645,7 +407,7 @@ class Engine:
             loop.run_until_complete(self._run())
         except Exception as exc:
             log.exception("the smtp-alerts engine stopped")
-            _warn(f"smtp-alerts: the engine stopped and will send nothing more: {exc!r}")
+            warn(f"smtp-alerts: the engine stopped and will send nothing more: {exc!r}")
             self._last_ok = False
         finally:
             with self._lock:
@@ -683,6 +445,19 @@ class Engine:
                     await asyncio.wait_for(self._delivery.chain.aclose(), 1.0)
                 self._delivery.close()
 
+    def _build_delivery(self) -> Delivery:
+        """The chain and the spool; runs on a worker thread (see _run)."""
+        return build_delivery(
+            self.settings,
+            transport=self._transport,
+            token_provider=self._token_provider,
+            clock=self._clock,
+            started=self._started_at,
+            gate=self._logins.watch,
+            rerender=self._rerender,
+            use_spool=self._use_spool,
+        )
+
     async def _get_delivery(self) -> Delivery:
         if self._delivery is None:
             assert self._ready is not None  # set by _run  # noqa: S101
@@ -690,113 +465,6 @@ class Engine:
             # Whatever an earlier process left goes out now, marked as delayed.
             await self._delivery.retry(force=True)
         return self._delivery
-
-    def _build_delivery(self) -> Delivery:
-        """The chain and the spool; runs on a worker thread (see _run)."""
-        transports = (
-            [self._transport]
-            if self._transport is not None
-            else build_channels(
-                self.settings, token_provider=self._token_provider, on_problem=_warn
-            )
-        )
-        chain = FallbackChain(
-            transports,
-            clock=self._clock,
-            deadline=self.settings.timeout,
-            shrink=self._shrink,
-            on_attempt=self._record_attempt,
-            gate=self._auth_watch,
-        )
-        return Delivery(
-            chain,
-            spool=self._open_spool(),
-            clock=self._clock,
-            started=self._started_at,
-            mark_delayed=self._mark_delayed,
-        )
-
-    def _open_spool(self) -> SpoolLike:
-        if not self._use_spool:
-            return MemorySpool(clock=self._clock)
-        path = self.settings.spool_path
-        try:
-            return Spool(path, clock=self._clock, summarize=self._summarize)
-        except (OSError, sqlite3.Error) as exc:
-            _warn(
-                f"smtp-alerts: cannot use the spool at {path} ({exc}); undelivered alerts "
-                "are kept in memory only. Set SMTP_ALERTS_SPOOL_DIR to a writable folder."
-            )
-            return MemorySpool(clock=self._clock)
-
-    def _record_attempt(self, outcome: Outcome) -> None:
-        error = outcome.error
-        attempt = Attempt(
-            at=outcome.at,
-            message_id=outcome.message.message_id,
-            title=outcome.message.title,
-            channel=outcome.channel,
-            step=error.step if error is not None else "done",
-            code=error.code if error is not None else None,
-            reply=(error.reply or error.message) if error is not None else "",
-            duration=outcome.duration,
-            ok=error is None,
-        )
-        delivery = self._delivery
-        if delivery is not None:
-            try:
-                delivery.spool.record_attempt(attempt)
-            except Exception:
-                log.debug("could not record the attempt", exc_info=True)
-        if error is None:
-            log.info(
-                "%s took %s in %.0f ms",
-                outcome.channel,
-                attempt.message_id,
-                attempt.duration * 1000,
-            )
-
-    def _shrink(self, message: OutgoingMessage) -> OutgoingMessage | None:
-        """A smaller rendering after a 552, or None when it cannot get smaller."""
-        digest = message.digest
-        smallest = MIN_MAX_BYTES
-        if digest is None or len(message.email.as_bytes()) <= smallest:
-            return None
-        return render(digest, replace(self._render_context, max_bytes=smallest))
-
-    def _mark_delayed(self, message: OutgoingMessage, created: float) -> OutgoingMessage:
-        """The message re-rendered with a notice that it is late, under the same Message-ID."""
-        digest = message.digest
-        if digest is None:
-            return message
-        when = format_time(created)
-        notice = (
-            f"Delayed: this digest was formed at {when} and could not be sent before the "
-            "process that formed it stopped; it was kept on disk and is sent now."
-        )
-        return render(replace(digest, notices=(notice, *digest.notices)), self._render_context)
-
-    def _summarize(self, messages: list[OutgoingMessage]) -> OutgoingMessage:
-        """One digest standing for many that overflowed the spool, problems merged."""
-        digests = [m.digest for m in messages if m.digest is not None]
-        problems = [problem for digest in digests for problem in digest.problems]
-        titles = ", ".join(m.title for m in messages[:10])
-        more = f" and {len(messages) - 10} more" if len(messages) > 10 else ""
-        notice = (
-            f"The spool was full: {len(messages)} undelivered digests were merged into this "
-            f"one ({titles}{more})."
-        )
-        merged = Digest(
-            group="spool",
-            incident_id=f"merged-{secrets.token_hex(6)}",
-            sequence=1,
-            problems=tuple(problems[:200]),
-            created=min((d.created for d in digests), default=self._clock()),
-            reason="merged",
-            dropped=sum(d.dropped for d in digests),
-            notices=(notice,),
-        )
-        return render(merged, self._render_context)
 
     async def _drain_forever(self, wake: asyncio.Event, dispatch: asyncio.Event) -> None:
         """Take in what producers queued: on a wake, and every DRAIN_INTERVAL while busy."""
@@ -821,18 +489,7 @@ class Engine:
                 requests, self._flush_requests = self._flush_requests, []
                 closing = self._closing
             self._drain()
-            force = closing or bool(requests)
-            try:
-                ok = await self._dispatch(force=force)
-                if self._delivery is not None:
-                    ok = await self._watch_logins(self._delivery) and ok
-            except Exception as exc:
-                # One bad round must not end the engine: what was formed is in
-                # the spool, the rest is still counted; say so and go on.
-                log.exception("a delivery round failed")
-                _warn(f"smtp-alerts: a delivery round failed and will be retried: {exc!r}")
-                ok = False
-                await asyncio.sleep(1.0)  # no hot loop if it fails every time
+            ok = await self._round(force=closing or bool(requests))
             self._last_ok = ok
             for request in requests:
                 if not request.done():
@@ -844,6 +501,21 @@ class Engine:
                 self._report_undelivered()
                 return
 
+    async def _round(self, *, force: bool) -> bool:
+        """One delivery round: digests that are due, retries, then the logins' turn."""
+        try:
+            ok = await self._dispatch(force=force)
+            if self._delivery is not None:
+                ok = await self._logins.run(self._delivery) and ok
+        except Exception as exc:
+            # One bad round must not end the engine: what was formed is in
+            # the spool, the rest is still counted; say so and go on.
+            log.exception("a delivery round failed")
+            warn(f"smtp-alerts: a delivery round failed and will be retried: {exc!r}")
+            await asyncio.sleep(1.0)  # no hot loop if it fails every time
+            return False
+        return ok
+
     def _seconds_to_next(self) -> float | None:
         candidates = []
         due = self._aggregator.next_due()
@@ -851,7 +523,7 @@ class Engine:
             candidates.append(max(due, self._quota.available_at()))
         if self._delivery is not None and self._delivery.next_retry_at is not None:
             candidates.append(self._delivery.next_retry_at)
-        probe_at = self._auth_watch.next_probe_at()
+        probe_at = self._logins.watch.next_probe_at()
         if self._delivery is not None and probe_at is not None:
             candidates.append(probe_at)
         if not candidates:
@@ -860,23 +532,16 @@ class Engine:
 
     def _drain(self) -> int:
         """Take in what producers queued; returns how many items."""
+        count = self._take_queued()
+        if not count:
+            self._take_dropped(0)
+            return 0
         queue, aggregator = self._queue, self._aggregator
-        if not queue:
-            # Idle: lower the flag, then look again (see _put_repeat).
-            self._busy = self._wake_pending = False
-            if not queue:
-                self._take_dropped(0)
-                return 0
-        # Busy: keep the flag up so producers do not wake us; poll instead.
-        self._busy = self._wake_pending = True
         # Repeats carry the canonical fingerprint object from the known table,
         # so its id is a cheap key (a tuple's hash is computed anew every time).
         repeats: dict[int, list[Any]] = {}
-        taken = 0
-        # Only what is there now: a flood must not keep the loop here forever.
-        for _ in range(len(queue)):
+        for _ in range(count):
             item = queue.popleft()
-            taken += 1
             if isinstance(item, Alert):
                 aggregator.add(item)
                 continue
@@ -887,19 +552,18 @@ class Engine:
                 counted[1] += 1
                 counted[2] = item[1]
         lost = 0
-        for fingerprint, count, last in repeats.values():
-            if not aggregator.count(fingerprint, last, count):
-                lost += count  # its sample was evicted: shown as dropped, not lost
-        self._accepted += taken - lost
-        self._suppressed += sum(count for _, count, _ in repeats.values()) - lost
+        for fingerprint, repeated, last in repeats.values():
+            if not aggregator.count(fingerprint, last, repeated):
+                lost += repeated  # its sample was evicted: shown as dropped, not lost
+        self._accepted += count - lost
+        self._suppressed += sum(repeated for _, repeated, _ in repeats.values()) - lost
         self._take_dropped(lost)
         if aggregator.pop_evicted():
             self._known.clear()  # re-capture the evicted on their next occurrence
-        return taken
+        return count
 
     def _take_dropped(self, lost: int) -> None:
-        with self._lock:
-            dropped, self._dropped = self._dropped + lost, 0
+        dropped = self._pop_dropped() + lost
         if dropped:
             self._dropped_total += dropped
             self._aggregator.note_dropped(dropped)
@@ -915,13 +579,27 @@ class Engine:
             # (the spool may hold an earlier run's work).
             return True
         delivery = await self._get_delivery()
+        messages, held_back = self._form_digests(groups, due)
+        # Earlier failures first, and never a second try within one round. The
+        # spool is only touched when a retry is due: a busy loop polls often.
+        sent_before = delivery.sent
+        retry_at = delivery.next_retry_at
+        retried = True
+        if force or (retry_at is not None and retry_at <= self._clock()):
+            retried = await delivery.retry(force=force)
+        ok = await delivery.deliver(messages) if messages else True
+        if messages or delivery.sent != sent_before or force:
+            self._save_counters(delivery)
+        return ok and retried and not held_back
+
+    def _form_digests(self, groups: list[str], due: set[str]) -> tuple[list[OutgoingMessage], bool]:
+        """The digests of ``groups`` rendered, within the quotas; and whether one was held back."""
+        aggregator = self._aggregator
         messages: list[OutgoingMessage] = []
-        held_back = False
         for group in groups:
             grant = self._quota.try_acquire()
             if grant is None:
-                held_back = True
-                break
+                return messages, True
             notices = []
             if grant.delayed_since is not None:
                 notices.append(self._quota.delayed_notice(grant))
@@ -937,102 +615,7 @@ class Engine:
             if digest.sequence == 1:
                 aggregator.set_thread_subject(digest.incident_id, message.title)
             messages.append(message)
-        # Earlier failures first, and never a second try within one round. The
-        # spool is only touched when a retry is due: a busy loop polls often.
-        sent_before = delivery.sent
-        retry_at = delivery.next_retry_at
-        retried = True
-        if force or (retry_at is not None and retry_at <= self._clock()):
-            retried = await delivery.retry(force=force)
-        ok = await delivery.deliver(messages) if messages else True
-        if messages or delivery.sent != sent_before or force:
-            self._save_counters(delivery)
-        return ok and retried and not held_back
-
-    # -- the auth watcher's side: probes, meta-alerts, hooks -----------------------
-
-    async def _watch_logins(self, delivery: Delivery) -> bool:
-        """Probe the resting logins that are due; announce what the watcher saw.
-
-        Returns:
-            False when a meta-alert or a spooled digest is still undelivered.
-        """
-        watch = self._auth_watch
-        for credential in watch.due_probes():
-            # A bare login, no message at risk; PASSWORD_FILE is read again for it.
-            error = await delivery.chain.probe_login(credential)
-            if error is not None:
-                log.warning("the login %s is still refused: %s", credential, error)
-        ok = True
-        for event in watch.pop_events():
-            ok = await self._announce(event, delivery) and ok
-        return ok
-
-    async def _announce(self, event: AuthEvent, delivery: Delivery) -> bool:
-        """Send the meta-alert for ``event`` everywhere it can go; run the hooks."""
-        credential = event.credential
-        chain = delivery.chain
-        recovered = isinstance(event, AuthRecovered)
-        if isinstance(event, AuthRecovered):
-            since, thread_subject = self._meta_threads.pop(credential, (event.tripped_at, None))
-            waiting = delivery.pending
-            now_text = (
-                f"The {waiting} digest(s) kept while it was refused are sent now."
-                if waiting
-                else "No alerts were waiting."
-            )
-        else:
-            since, thread_subject = event.at, None
-            others = [c.name for c in chain.channels if c.transport.credential != credential]
-            now_text = (
-                f"Alerts meanwhile go through {', '.join(others)}."
-                if others
-                else "No other channel is configured, so alerts meanwhile are kept in the "
-                f"spool ({self._spool_where(delivery)}) and sent once the login works. "
-                "SMTP_ALERTS_FALLBACK_URLS or a backup server would carry them meanwhile."
-            )
-        meta = meta_alert(event, delivery_now=now_text)
-        message = render(
-            meta_digest(meta, since=since, thread_subject=thread_subject), self._render_context
-        )
-        if not recovered:
-            self._meta_threads[credential] = (since, message.title)
-        self._meta_alerts += 1
-        _warn(meta.text if not recovered else meta.subject)
-        # Everyone watching any channel must see it: every channel, not the first
-        # that takes it; a failure avoids the channels that use the refused login.
-        results = await chain.broadcast(message, avoid=None if recovered else credential)
-        await chain.aclose()
-        ok = True
-        if not any(error is None for error in results.values()):
-            # Nowhere to go now: keep it; it goes out with the first channel that works.
-            delivery.spool.add(message, claimed=False)
-            ok = False
-        await self._run_hooks(meta)
-        if recovered:
-            ok = await delivery.retry(force=True) and ok
-        return ok
-
-    def _spool_where(self, delivery: Delivery) -> str:
-        if isinstance(delivery.spool, Spool):
-            return str(self.settings.spool_path)
-        return "in memory"
-
-    async def _run_hooks(self, meta: MetaAlert) -> None:
-        loop = asyncio.get_running_loop()
-        timeout = self.settings.timeout
-        for hook in list(self._meta_hooks):
-            try:
-                if inspect.iscoroutinefunction(hook):
-                    await asyncio.wait_for(hook(meta), timeout)
-                    continue
-                # A sync hook may block (it might send a text message): not on our loop.
-                result = await asyncio.wait_for(loop.run_in_executor(None, hook, meta), timeout)
-                if inspect.isawaitable(result):
-                    await asyncio.wait_for(result, timeout)
-            except Exception as exc:  # noqa: BLE001 - a user's hook must not stop us
-                log.warning("the on_meta_alert hook %r failed: %r", hook, exc)
-                _warn(f"smtp-alerts: the on_meta_alert hook {hook!r} failed: {exc!r}")
+        return messages, False
 
     def _save_counters(self, delivery: Delivery) -> None:
         """Keep the counters in the spool for ``smtp-alerts spool list``."""
@@ -1082,7 +665,7 @@ class Engine:
         if events:
             lines.append(f"  {events:,} events not yet in any email (email quota or deadline)")
         if lines:
-            _warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
+            warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
 
 
 def _finish(loop: EngineLoop) -> None:
@@ -1105,68 +688,12 @@ def _finish(loop: EngineLoop) -> None:
         loop.close()
 
 
-def _warn(text: str) -> None:
-    # stderr, not logging: at exit, logging may already be shut down, and our
-    # own loggers never reach the alert handler anyway.
-    with contextlib.suppress(Exception):
-        print(text, file=sys.stderr, flush=True)
-
-
-# -- process-wide: the default engine, forks and exit --------------------------------
-
-_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
-_default_engine: Engine | None = None
-_default_lock = threading.Lock()
-
-
-def get_engine() -> Engine:
-    """The process's default engine, built from the environment on first use.
-
-    The handler (with no settings overrides), the check and job hooks and the
-    crash hooks share it.
-
-    Raises:
-        ConfigurationError: the ``SMTP_ALERTS_*`` settings are missing or wrong.
-    """
-    global _default_engine  # noqa: PLW0603 - one default engine per process, like logging's root
-    with _default_lock:
-        if _default_engine is None or not _default_engine._accepting:  # noqa: SLF001
-            _default_engine = Engine()
-        return _default_engine
-
-
-def swap_default_engine(engine: Engine | None) -> Engine | None:
-    """Make ``engine`` the default engine; return the previous one (for testing helpers)."""
-    global _default_engine
-    with _default_lock:
-        previous, _default_engine = _default_engine, engine
-        return previous
-
-
-def _after_fork_in_child() -> None:
-    global _default_lock  # noqa: PLW0603 - a lock held at fork time stays held in the child
-    _default_lock = threading.Lock()
-    for engine in list(_ENGINES):
-        engine._reset()  # noqa: SLF001
-
-
-def _close_all_at_exit() -> None:
-    engines = [engine for engine in list(_ENGINES) if engine._thread is not None]  # noqa: SLF001
-    for engine in engines:
-        with engine._lock:  # noqa: SLF001
-            engine._accepting = False  # noqa: SLF001
-            engine._closing = True  # noqa: SLF001
-        engine._wake()  # noqa: SLF001
-    # Close them side by side: the exit waits for the slowest, not for the sum.
-    started = time.monotonic()
-    for engine in engines:
-        remaining = engine.settings.shutdown_timeout - (time.monotonic() - started)
-        engine.close(max(0.0, remaining))
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)
+def _quietly(call: Callable[[], None], failure: str, extension: EngineExtension) -> None:
+    """Call ``call``, logging what it raises: one extension must not stop the others."""
+    try:
+        call()
+    except Exception:
+        log.exception(failure, extension)
 
 
 def _failures(delivery: Delivery | None) -> dict[str, int]:
@@ -1176,22 +703,3 @@ def _failures(delivery: Delivery | None) -> dict[str, int]:
             for name, count in stats.failures.items():
                 totals[name] = totals.get(name, 0) + count
     return totals
-
-
-def _channel_stats(delivery: Delivery | None) -> dict[str, ChannelStats]:
-    return delivery.chain.stats() if delivery is not None else {}
-
-
-def _spool_has_entries(directory: Path) -> bool:
-    """Whether a spool left digests behind; cheap, read-only, never raises."""
-    path = directory / SPOOL_FILENAME
-    if not path.is_file():
-        return False
-    try:
-        with (
-            sqlite_gate(),
-            contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn,
-        ):
-            return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0])
-    except sqlite3.Error:
-        return True  # let the engine open it properly and say what is wrong

@@ -50,10 +50,12 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._engine import process
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .._engine.core import Engine
+    from .._engine.sink import AlertSink
 
     _ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
     _ThreadingHook = Callable[[threading.ExceptHookArgs], Any]
@@ -84,18 +86,13 @@ def _is_interactive() -> bool:
     return bool(sys.flags.interactive) or hasattr(sys, "ps1")
 
 
-def report_crash(
-    exc: BaseException,
-    *,
-    where: str | None = None,
-    engine: Engine | None = None,
-) -> bool:
+def report_crash(exc: BaseException, *, engine: AlertSink, where: str | None = None) -> bool:
     """Raise the CRITICAL ``crash`` alert for ``exc``; never blocks, never raises.
 
     Args:
         exc: the exception, with its traceback.
+        engine: the engine to report to.
         where: where it happened (``"thread 'worker'"``); the current thread when omitted.
-        engine: the engine; the process's default engine when omitted.
 
     Returns:
         Whether the alert was accepted.
@@ -103,10 +100,6 @@ def report_crash(
     if where is None:
         where = f"thread {threading.current_thread().name!r}"
     try:
-        if engine is None:
-            from .._engine.core import get_engine  # noqa: PLC0415 - crash reporting loads it lazily
-
-            engine = get_engine()
         return engine.alert(
             f"uncaught {type(exc).__name__} in {where}: {exc}",
             level=logging.CRITICAL,
@@ -132,7 +125,7 @@ class CrashHooks:
         sigterm: whether the SIGTERM handler was installed.
     """
 
-    def __init__(self, engine: Engine | None) -> None:
+    def __init__(self, engine: AlertSink | None) -> None:
         self.engine = engine
         self.installed = False
         self.sigterm = False
@@ -231,7 +224,7 @@ class CrashHooks:
         if reported:
             if exc.__traceback__ is None and tb is not None:
                 exc = exc.with_traceback(tb)
-            report_crash(exc, where=_where_thread(), engine=self.engine)
+            self._report(exc, _where_thread())
         try:
             self._previous_excepthook(exc_type, exc, tb)
         finally:
@@ -249,7 +242,7 @@ class CrashHooks:
             and not (thread is not None and thread.name.startswith("smtp-alerts-"))
         ):
             where = f"thread {thread.name!r}" if thread is not None else "a thread"
-            report_crash(exc, where=where, engine=self.engine)
+            self._report(exc, where)
         self._previous_threading_hook(args)
 
     def _loop_exception(
@@ -260,7 +253,7 @@ class CrashHooks:
     ) -> None:
         exc = context.get("exception")
         if self.installed and isinstance(exc, Exception):
-            report_crash(exc, where=_where_asyncio(context), engine=self.engine)
+            self._report(exc, _where_asyncio(context))
         _IN_LOOP_HANDLER.active = True
         try:
             if previous is not None:
@@ -277,6 +270,10 @@ class CrashHooks:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         os._exit(128 + signal.SIGTERM)  # only if the signal did not end us (it does)
+
+    def _report(self, exc: BaseException, where: str) -> None:
+        if self.engine is not None:  # always set while installed
+            report_crash(exc, engine=self.engine, where=where)
 
     def _flush(self) -> None:
         engine = self.engine
@@ -312,9 +309,10 @@ class _AsyncioLogHook(logging.Handler):
         if threading.current_thread().name.startswith("smtp-alerts-"):
             return  # our own loop: never alert about ourselves
         exc = record.exc_info[1] if record.exc_info else None
-        if record.levelno >= logging.ERROR and isinstance(exc, Exception):
+        engine = self._hooks.engine
+        if record.levelno >= logging.ERROR and isinstance(exc, Exception) and engine is not None:
             first_line = record.getMessage().partition("\n")[0]
-            report_crash(exc, where=f"asyncio ({first_line})", engine=self._hooks.engine)
+            report_crash(exc, engine=engine, where=f"asyncio ({first_line})")
 
 
 def _other_handlers(logger: logging.Logger, ours: logging.Handler) -> bool:
@@ -361,37 +359,33 @@ def _deliver_pending() -> None:
     while it held an engine's lock, and waiting for that lock here would
     never end; the helper's wait is bounded instead.
     """
-    from .._engine import core as _engine  # noqa: PLC0415 - loaded already by anything that alerts
-
-    engines = list(_engine._ENGINES)  # noqa: SLF001 - the module's own registry of engines
-    if not any(engine._thread is not None for engine in engines):  # noqa: SLF001
-        return
-    bound = max(engine.settings.shutdown_timeout for engine in engines) + 1.0
-    helper = threading.Thread(
-        target=_engine._close_all_at_exit,  # noqa: SLF001 - the same path as a normal exit
-        name="smtp-alerts-sigterm",
-        daemon=True,
-    )
+    longest = process.longest_shutdown()
+    if longest is None:
+        return  # no engine started: nothing can be pending
+    # The same path as a normal exit.
+    helper = threading.Thread(target=process.close_all, name="smtp-alerts-sigterm", daemon=True)
     with contextlib.suppress(RuntimeError):  # no new thread at interpreter shutdown
         helper.start()
-        helper.join(bound)
+        helper.join(longest + 1.0)
 
 
 def install_crash_hooks(
-    engine: Engine | None = None,
+    engine: AlertSink | None,
     *,
+    default_engine: Callable[[], AlertSink],
     force: bool = False,
     sigterm: bool = True,
 ) -> CrashHooks:
     """Email uncaught exceptions (main thread, other threads, asyncio) before the process ends.
 
-    Call it once, early (in an asyncio program, at the top of ``main()`` also
-    chains that loop's handler). A second call returns the hooks already
+    What ``smtp_alerts.install_crash_hooks()`` does, given the default engine
+    by the layer that can make it. A second call returns the hooks already
     installed. See the module docstring for what is hooked and how.
 
     Args:
-        engine: the engine to report to; the process's default engine (from
-            the ``SMTP_ALERTS_*`` environment) when omitted.
+        engine: the engine to report to; ``default_engine()`` when None.
+        default_engine: the process's default engine; called only when the
+            hooks go in (an interactive session loads no settings).
         force: install even in an interactive session.
         sigterm: deliver pending alerts on SIGTERM (only when SIGTERM has its
             default action and this is the main thread).
@@ -409,9 +403,7 @@ def install_crash_hooks(
     if _is_interactive() and not force:
         return CrashHooks(engine)
     if engine is None:
-        from .._engine.core import get_engine  # noqa: PLC0415 - loaded only when hooks are installed
-
-        engine = get_engine()
+        engine = default_engine()
     hooks = CrashHooks(engine)
     with _active_lock:
         if _active is not None and _active.installed:
@@ -422,7 +414,10 @@ def install_crash_hooks(
 
 
 def install_asyncio_handler(
-    loop: asyncio.AbstractEventLoop | None = None, *, engine: Engine | None = None
+    loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    engine: AlertSink | None = None,
+    default_engine: Callable[[], AlertSink],
 ) -> CrashHooks:
     """Chain a loop's exception handler so failed tasks and callbacks become crash alerts.
 
@@ -431,6 +426,7 @@ def install_asyncio_handler(
     Args:
         loop: the loop; the running loop when omitted.
         engine: the engine, when the hooks are not installed yet.
+        default_engine: the process's default engine, when ``engine`` is None.
 
     Returns:
         The crash hooks.
@@ -438,7 +434,7 @@ def install_asyncio_handler(
     Raises:
         RuntimeError: no loop given and none running.
     """
-    hooks = install_crash_hooks(engine)
+    hooks = install_crash_hooks(engine, default_engine=default_engine)
     if hooks.installed:
         hooks.install_asyncio_handler(loop)
     return hooks

@@ -35,9 +35,10 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from .._util.humanize import format_duration, format_time
+from .heartbeats import heartbeat_monitor
 
 if TYPE_CHECKING:
-    from .._engine.core import Engine
+    from .._engine.sink import AlertSink
 
 __all__ = [
     "EXIT_CANNOT_RUN",
@@ -148,7 +149,7 @@ class CommandResult:
 def run_and_alert(
     command: list[str],
     *,
-    engine: Engine | None,
+    engine: AlertSink | None,
     name: str | None = None,
     timeout: float | None = None,
 ) -> CommandResult:
@@ -171,7 +172,7 @@ def run_and_alert(
     if result.ok:
         if name:
             with contextlib.suppress(Exception):  # a heartbeat must never fail the run
-                engine.beat(name)
+                heartbeat_monitor(engine).beat(name)
         return result
     if result.interrupted:  # Ctrl-C: the user stopped it and knows
         return result

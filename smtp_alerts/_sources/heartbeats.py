@@ -26,14 +26,12 @@ engine's loop calls it.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
 import contextlib
 import logging
 import os
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +40,7 @@ from ..settings import parse_duration
 from .heartbeat_state import BeatStore, Recovery, Registration
 
 if TYPE_CHECKING:
-    from .._engine.core import Engine
+    from .._engine.sink import AlertSink
 
 __all__ = [
     "SAVE_INTERVAL",
@@ -121,17 +119,17 @@ class Heartbeat:
 class HeartbeatMonitor:
     """The heartbeats of one engine: registrations, last beats and the missed-beat check.
 
-    One per engine (see :func:`heartbeat_monitor`); safe to use from any thread.
+    One per engine, kept by the engine (see :func:`heartbeat_monitor`), which
+    closes it (:meth:`close`) and resets it in a forked child
+    (:meth:`after_fork`); safe to use from any thread.
 
     Args:
         engine: the engine that sends the alerts; its clock is the time and its
             ``SPOOL_DIR`` holds the state file.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        # Weak: the monitors table is keyed weakly by engine, and a strong
-        # reference from its value would keep every engine alive for ever.
-        self._engine_ref = weakref.ref(engine)
+    def __init__(self, engine: AlertSink) -> None:
+        self._engine = engine
         self._clock = engine.clock
         self._store = BeatStore(engine.settings.spool_path / STATE_FILENAME, warn=_warn)
         self._reset_tasks()
@@ -142,13 +140,6 @@ class HeartbeatMonitor:
         self._tasks: dict[str, tuple[int, concurrent.futures.Future[None]]] = {}
         self._first_sleep: float | None = None  # the watcher's, until it begins
         self._wakes: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
-
-    @property
-    def _engine(self) -> Engine:
-        engine = self._engine_ref()
-        if engine is None:
-            raise RuntimeError("the engine of this heartbeat monitor is gone")
-        return engine
 
     def __repr__(self) -> str:
         return f"<HeartbeatMonitor {sorted(self._store.registered)} at {str(self._store.path)!r}>"
@@ -227,6 +218,21 @@ class HeartbeatMonitor:
         """
         with self._store.io_lock:
             self._send_recoveries(self._store.save())
+
+    def close(self) -> None:
+        """Write the beats not written yet: the engine closes.
+
+        Its loop writes them too as it stops, but the close may stop waiting
+        for a loop still busy delivering (``SHUTDOWN_TIMEOUT``). Later beats
+        are written at once, in the caller's thread.
+        """
+        if self._store.dirty:
+            self._save_quietly()
+
+    def after_fork(self) -> None:
+        """Forget the parent's locks and loop tasks: this is a forked child."""
+        self._store.reset_locks()
+        self._reset_tasks()
 
     def check_due(self, now: float | None = None) -> list[str]:
         """Send the one missed-heartbeat alert of every registered name now overdue.
@@ -400,35 +406,6 @@ def _warn(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-_MONITORS: weakref.WeakKeyDictionary[Engine, HeartbeatMonitor] = weakref.WeakKeyDictionary()
-_MONITORS_LOCK = threading.Lock()
-
-
-def heartbeat_monitor(engine: Engine) -> HeartbeatMonitor:
+def heartbeat_monitor(engine: AlertSink) -> HeartbeatMonitor:
     """The engine's :class:`HeartbeatMonitor`, created on first use (it reads nothing yet)."""
-    with _MONITORS_LOCK:
-        monitor = _MONITORS.get(engine)
-        if monitor is None:
-            monitor = _MONITORS[engine] = HeartbeatMonitor(engine)
-        return monitor
-
-
-def _save_all_at_exit() -> None:
-    # The engines' loops write on close too, but the engine's exit hook may
-    # stop waiting for a loop still busy delivering (SHUTDOWN_TIMEOUT).
-    for monitor in list(_MONITORS.values()):
-        if monitor._store.dirty:  # noqa: SLF001 - this module's own class
-            monitor._save_quietly()  # noqa: SLF001
-
-
-def _after_fork_in_child() -> None:
-    global _MONITORS_LOCK  # noqa: PLW0603 - a lock held at fork time stays held in the child
-    _MONITORS_LOCK = threading.Lock()
-    for monitor in list(_MONITORS.values()):
-        monitor._store.reset_locks()  # noqa: SLF001 - this module's own class
-        monitor._reset_tasks()  # noqa: SLF001
-
-
-atexit.register(_save_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    return engine.extension(HeartbeatMonitor)

@@ -41,7 +41,7 @@ from .._util.humanize import format_duration, format_time
 from .heartbeats import check_name, duration_field, heartbeat_monitor
 
 if TYPE_CHECKING:
-    from .._engine.core import Engine
+    from .._engine.sink import AlertSink
 
 __all__ = ["Job"]
 
@@ -88,7 +88,7 @@ class Job:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: AlertSink,
         name: str,
         *,
         max_duration: float | str | None = None,

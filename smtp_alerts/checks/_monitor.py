@@ -65,7 +65,7 @@ from ._state import (
 from ._text import clip
 
 if TYPE_CHECKING:
-    from .._engine.core import Engine
+    from .._engine.sink import AlertSink
     from .._util.clock import Clock
 
 __all__ = ["DEFAULT_GROUP", "STATE_FILENAME", "TICK_INTERVAL", "CheckMonitor", "monitor_for"]
@@ -103,7 +103,7 @@ class CheckMonitor:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: AlertSink,
         *,
         policy: CheckPolicy | None = None,
         group: str = DEFAULT_GROUP,
@@ -266,6 +266,17 @@ class CheckMonitor:
             ticker, self._ticker = self._ticker, None
         if ticker is not None:
             ticker.cancel()
+
+    def close(self) -> None:
+        """Nothing to write when the engine closes: every change is on disk already.
+
+        The ticker runs on the engine's loop and ends with it.
+        """
+
+    def after_fork(self) -> None:
+        """Forget the parent's lock and ticker: this is a forked child (the engine's fork hook)."""
+        self._lock = threading.RLock()
+        self._ticker = None
 
     async def _tick_forever(self) -> None:
         while True:
@@ -433,24 +444,14 @@ def describe(event: CheckEvent, policy: CheckPolicy) -> tuple[str, str, int]:
 
 # -- one monitor per engine ---------------------------------------------------------------
 
-# Kept on the engine itself: a registry keyed by engine would keep every
-# engine alive through its monitor, which refers back to it.
-_ATTRIBUTE = "_smtp_alerts_check_monitor"
-_MONITORS_LOCK = threading.Lock()
 
-
-def monitor_for(engine: Engine) -> CheckMonitor:
+def monitor_for(engine: AlertSink) -> CheckMonitor:
     """The engine's own monitor (behind ``engine.report`` and runners without one), made once.
 
     Args:
         engine: the engine.
 
     Returns:
-        Its monitor, created on first use; creating it does no I/O.
+        Its monitor, created on first use and kept by the engine; creating it does no I/O.
     """
-    with _MONITORS_LOCK:
-        monitor = getattr(engine, _ATTRIBUTE, None)
-        if not isinstance(monitor, CheckMonitor):
-            monitor = CheckMonitor(engine)
-            setattr(engine, _ATTRIBUTE, monitor)
-        return monitor
+    return engine.extension(CheckMonitor)

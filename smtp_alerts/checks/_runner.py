@@ -32,7 +32,7 @@ from ._monitor import CheckMonitor, monitor_for
 from ._state import CheckStatus
 
 if TYPE_CHECKING:
-    from .._engine.core import Engine
+    from .._engine.sink import AlertSink
 
 __all__ = ["DEFAULT_JITTER", "CheckOutcome", "CheckRunner"]
 
@@ -75,7 +75,7 @@ class CheckRunner:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: AlertSink,
         checks: Iterable[Check],
         *,
         monitor: CheckMonitor | None = None,
@@ -103,7 +103,7 @@ class CheckRunner:
         return f"<CheckRunner {len(self._checks)} checks {state}>"
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> AlertSink:
         """The engine whose loop runs the checks."""
         return self._engine
 

@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from .._delivery.channels import smtp_channel
-from .._engine.core import Engine
+from .._facade import Engine
 from ..handler import AlertHandler
 from ..models import Digest, OutgoingMessage
 from ..testing import GmailServer, ReceivedMessage

@@ -23,7 +23,7 @@ from ..errors import ConfigurationError
 from ..settings import parse_duration
 
 if TYPE_CHECKING:
-    from .._engine.core import Engine
+    from .._facade import Engine
 
 __all__ = ["EXIT_USAGE", "run_cron"]
 
@@ -88,7 +88,7 @@ def _timeout(text: str | None) -> float | None:
 
 
 def _engine_or_none() -> Engine | None:
-    from .._engine.core import Engine  # noqa: PLC0415 - settings load only when the command runs
+    from .._facade import Engine  # noqa: PLC0415 - settings load only when the command runs
 
     try:
         return Engine()

@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 
 from .._delivery.spool import Spool
-from .._engine.core import Engine
+from .._facade import Engine
 from .._util.smtp_reply import one_line
 from ..errors import ConfigurationError
 from ..settings import Settings

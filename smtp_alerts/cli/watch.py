@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from .._facade import get_engine
 from .._util.humanize import format_time
 from ..checks._config import CheckConfigError, load_config
 from ..checks._monitor import monitor_for
@@ -31,7 +32,7 @@ from ..checks._runner import CheckOutcome, CheckRunner
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .._engine.core import Engine
+    from .._engine.sink import AlertSink
     from ..checks._state import CheckEvent, CheckState
 
 __all__ = ["run_watch"]
@@ -55,10 +56,8 @@ def run_watch(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    from .._engine.core import get_engine  # noqa: PLC0415 - settings load only once the file is good
-
     try:
-        engine = get_engine()
+        engine = get_engine()  # reads the settings: only once the checks file is good
     except ConfigurationError as exc:
         print(f"smtp-alerts watch: {exc}", file=sys.stderr)
         return 2
@@ -72,7 +71,7 @@ def run_watch(args: argparse.Namespace) -> int:
     return _forever(CheckRunner(engine, config.checks, monitor=monitor, on_result=_Changes()))
 
 
-def _once(runner: CheckRunner, engine: Engine, raised: list[CheckEvent]) -> int:
+def _once(runner: CheckRunner, engine: AlertSink, raised: list[CheckEvent]) -> int:
     slowest = max(check.timeout for check in runner.checks)
     try:
         outcomes = runner.run_once(timeout=slowest + _RUN_ONCE_SLACK)

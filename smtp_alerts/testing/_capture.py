@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .._engine import core as _engine
-from .._engine.core import Engine
+from .._facade import Engine, swap_default_engine
 from ..handler import AlertHandler
 from ..models import Digest, OutgoingMessage, Problem
 from ..settings import Settings
@@ -82,11 +81,11 @@ def capture_alerts(
     handler = AlertHandler(level, engine=engine)
     target = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
     target.addHandler(handler)
-    previous = _engine.swap_default_engine(engine)
+    previous = swap_default_engine(engine)
     try:
         yield AlertCapture(engine, transport)
     finally:
-        _engine.swap_default_engine(previous)
+        swap_default_engine(previous)
         target.removeHandler(handler)
         handler.close()
         engine.close()

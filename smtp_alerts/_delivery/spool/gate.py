@@ -8,10 +8,9 @@ at the moment of a fork (pre-fork servers fork while the engine runs).
 
 from __future__ import annotations
 
-import os
 import threading
 
-__all__ = ["sqlite_gate"]
+__all__ = ["after_fork_in_child", "after_fork_in_parent", "before_fork", "sqlite_gate"]
 
 _gate = threading.RLock()
 
@@ -25,22 +24,19 @@ def sqlite_gate() -> threading.RLock:
     return _gate
 
 
-def _before_fork() -> None:
+# The process's fork hook (smtp_alerts._engine.process) calls these three, in
+# its one order with the engines' own.
+def before_fork() -> None:
+    """Take the gate: no thread is inside SQLite while the process forks."""
     _gate.acquire()
 
 
-def _after_fork_in_parent() -> None:
+def after_fork_in_parent() -> None:
+    """Give the gate back in the parent."""
     _gate.release()
 
 
-def _after_fork_in_child() -> None:
+def after_fork_in_child() -> None:
+    """A new gate in the child: the one taken before the fork belongs to the parent."""
     global _gate  # noqa: PLW0603 - the child needs a lock no vanished thread holds
     _gate = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
