@@ -7,7 +7,7 @@ Two costs, kept apart on purpose:
   recognise a repeat of a known problem and only count it.
 - :func:`capture_record` runs once per new problem. It formats the message and
   the traceback while the record's arguments and frames are still as they were,
-  and computes the canonical fingerprint of DESIGN.md section 4: logger name,
+  and computes the canonical fingerprint of docs/architecture.md: logger name,
   level, call site, message template, exception type and innermost frame.
 """
 
@@ -118,7 +118,7 @@ def innermost_frame(tb: TracebackType | None) -> tuple[str, int] | None:
 
 
 def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
-    """The canonical fingerprint of a record's problem (DESIGN.md section 4).
+    """The canonical fingerprint of a record's problem (docs/architecture.md).
 
     Cheap enough for the slow path (no message or traceback formatting): logger
     name, level, call site, message template, and for an exception its type and

@@ -5,7 +5,7 @@ many threads under the GIL, with no lock on the way of a repeat. Everything
 after it belongs to the engine's own thread (:mod:`smtp_alerts._engine.core`),
 which takes what is queued.
 
-The caller's cost is kept to the minimum DESIGN.md section 2 asks for:
+The caller's cost is kept to the minimum docs/architecture.md ("Caller's cost") asks for:
 
 - a repeat of a known problem costs one tuple, one dict lookup and one deque
   append (no formatting, no traceback, no lock, no system call);

@@ -2,7 +2,7 @@
 
 Jobs, heartbeats, checks, the crash hooks and the ``watch`` command are typed
 against :class:`AlertSink`, never against an engine class: the engine does not
-import them and they do not import it, so the layers of DESIGN.md section 5
+import them and they do not import it, so the layers of docs/architecture.md
 hold in both directions. :class:`~smtp_alerts.Engine` is an ``AlertSink``, and
 so is anything with these members (a test double, a wrapper).
 

@@ -1,4 +1,4 @@
-"""Fingerprints and capture of log records (DESIGN.md section 4)."""
+"""Fingerprints and capture of log records (docs/architecture.md, "Fingerprint")."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import smtp_alerts
 
 PACKAGE = Path(smtp_alerts.__file__).parent
 
-#: What sits above the engine (DESIGN.md section 5).
+#: What sits above the engine (docs/architecture.md).
 ABOVE_THE_ENGINE = (
     "smtp_alerts._facade",
     "smtp_alerts._sources",
