@@ -98,8 +98,13 @@ class GmailSession(SMTP):
         if self._raw_transport is None:
             self._raw_transport = raw = cast("asyncio.Transport", transport)
             if self._implicit_tls:
-                # Hold the ClientHello until start_tls() owns the socket.
-                raw.pause_reading()
+                # No pause_reading() here: on Python 3.10 the transport starts
+                # reading after connection_made() even when it was paused, and
+                # start_tls()'s own pause_reading() is then a no-op, so the
+                # ClientHello reached the TLS protocol before its
+                # connection_made() and was dropped: the handshake hung. The
+                # task's first step runs before the loop next polls the socket,
+                # and start_tls() pauses reading there, before its first await.
                 self._tls_task = self.loop.create_task(self._accept_tls(raw))
                 return
         super().connection_made(transport)
@@ -127,7 +132,15 @@ class GmailSession(SMTP):
         self._shared.live.discard(self)
         if self.session is None:  # lost before the session began (TLS handshake)
             return
+        transport = self.transport
         super().connection_lost(error)
+        # aiosmtpd closes its transport only when its command loop sees the
+        # loss, which a client gone before the greeting (greet=False, a greeting
+        # or reply delay) never reaches. Python 3.10's TLS transport is still
+        # "open" after the connection is lost (3.11 marks it closed) and warns
+        # "unclosed transport" when collected. Closing twice is harmless.
+        if transport is not None:
+            transport.close()
 
     def abort(self) -> None:
         """Cut the connection at once, without a TLS goodbye."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
 import json
 import logging
 import re
@@ -12,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -255,6 +258,33 @@ class TestGmailServer:
             client.quit()
             assert "STARTTLS" not in features.decode()
             assert len(server.wait_for_messages(1, timeout=2)) == 1
+
+    def test_implicit_tls_handshake_with_the_client_hello_on_arrival(self) -> None:
+        """Every handshake completes though the ClientHello comes with the connection.
+
+        smtplib sends it at once; on Python 3.10 it used to reach the server's TLS
+        protocol before that was set up, which dropped it, and the handshake hung.
+        """
+        with GmailServer(mode="tls") as server:
+            for _ in range(20):
+                _client(server, timeout=1.0).quit()
+            assert server.connections == 20
+
+    def test_client_gone_before_the_greeting_leaves_no_tls_transport_open(self) -> None:
+        """A TLS client that leaves while the greeting is held leaves no transport unclosed."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            with GmailServer(mode="tls", greet=False) as server, contextlib.ExitStack() as stack:
+                for _ in range(3):
+                    raw = socket.create_connection((server.host, server.port), timeout=1)
+                    tls = _trusting(server).wrap_socket(raw, server_hostname=server.host)
+                    stack.enter_context(tls)
+                deadline = time.monotonic() + 5
+                while server.fired["greet"] < 3 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert server.fired["greet"] == 3
+            gc.collect()  # an unclosed transport warns as it is collected
+        assert not [str(w.message) for w in caught if w.category is ResourceWarning]
 
     def test_plain_mode_offers_auth_without_tls(self) -> None:
         """In plain mode there is no STARTTLS and AUTH works in clear text."""
