@@ -13,7 +13,11 @@ version (``"v"``) and every reader checks it.
   keeps the bytes in a BLOB instead of inflating them by a third in base64.
 
 Round trips are exact: the digest compares equal (dataclass equality), the
-email's bytes are the same, and so are the other fields.
+email's bytes are the same, and so are the other fields. Conversion never
+raises for what a digest may hold: a fingerprint part of a type JSON cannot
+keep apart (an ``IntEnum``, a list) is stored as its base value or as a
+string that names it, so that problem's identity changes but the digest is
+kept; lone surrogates survive (``json.dumps`` escapes them).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any, NamedTuple
 
+from smtp_alerts._util.printable import printable_repr
 from smtp_alerts.models import EMAIL_POLICY, Alert, Digest, Fingerprint, OutgoingMessage, Problem
 
 __all__ = [
@@ -58,16 +63,26 @@ class MessageRow(NamedTuple):
 
 
 def _encode_fingerprint(value: object) -> object:
-    # Exact types only: a subclass (an IntEnum, a str subclass) would come back as its
-    # base type, equal but with another repr, hence another fingerprint_id.
-    if type(value) is tuple:
+    # Exact types come back exactly. A subclass (an IntEnum, a str subclass) comes
+    # back as its base type, equal but with another repr, hence another
+    # fingerprint_id; anything else as a string naming it. Capture makes neither,
+    # but a digest must never be lost over its fingerprint.
+    if isinstance(value, tuple):
         return [_encode_fingerprint(item) for item in value]
     if type(value) in _SCALARS:
         return value
-    raise TypeError(
-        f"a fingerprint may hold only str, int, float, bool, None and tuples of them, "
-        f"not {type(value).__qualname__}: {value!r}"
-    )
+    return _base_scalar(value)
+
+
+def _base_scalar(value: object) -> object:
+    # The base type's own conversion: no method of the subclass runs.
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    return f"<{type(value).__qualname__}: {printable_repr(value)}>"
 
 
 def _decode_fingerprint(value: object) -> Any:
@@ -103,6 +118,7 @@ def _alert_to_dict(alert: Alert) -> dict[str, Any]:
         "exc_type": alert.exc_type,
         "traceback": alert.traceback,
         "group": alert.group,
+        "context": [list(item) for item in alert.context],
     }
 
 
@@ -121,6 +137,8 @@ def _alert_from_dict(data: Mapping[str, Any]) -> Alert:
         exc_type=data["exc_type"],
         traceback=data["traceback"],
         group=data["group"],
+        # Absent from rows written before contexts existed.
+        context=tuple((str(key), str(value)) for key, value in data.get("context", ())),
     )
 
 
@@ -155,9 +173,6 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
     Returns:
         A ``dict`` of JSON types only, with ``"v"`` set to :data:`FORMAT_VERSION`.
 
-    Raises:
-        TypeError: a fingerprint holds something other than str, int, float, bool,
-            None or tuples of them (it could not come back equal).
     """
     return {
         "v": FORMAT_VERSION,
@@ -215,9 +230,6 @@ def message_to_row(message: OutgoingMessage) -> MessageRow:
     Returns:
         The row: :attr:`MessageRow.email` comes from ``message.email.as_bytes()``
         (the message's own policy, hence CRLF line ends as on the wire).
-
-    Raises:
-        TypeError: the digest's fingerprints cannot be converted losslessly.
     """
     meta: dict[str, Any] = {
         "v": FORMAT_VERSION,
