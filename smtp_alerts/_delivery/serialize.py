@@ -12,8 +12,10 @@ version (``"v"``) and every reader checks it.
   own policy) apart from a JSON-able ``dict`` of everything else, so a database
   keeps the bytes in a BLOB instead of inflating them by a third in base64.
 
-Round trips are exact: the digest compares equal (dataclass equality), the
-email's bytes are the same, and so are the other fields. Conversion never
+Round trips are exact (the digest compares equal, the email's bytes are the
+same, and so are the other fields) for every digest within
+:data:`DIGEST_TEXT_MAX_CHARS` of log text; a larger one keeps its counts and
+the text of its first problems, and says where text was cut. Conversion never
 raises for what a digest may hold: a fingerprint part of a type JSON cannot
 keep apart (an ``IntEnum``, a list) is stored as its base value or as a
 string that names it, so that problem's identity changes but the digest is
@@ -27,10 +29,11 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any, NamedTuple
 
-from smtp_alerts._util.printable import printable_repr
+from smtp_alerts._util.printable import clip_head, clip_tail, printable_repr
 from smtp_alerts.models import EMAIL_POLICY, Alert, Digest, Fingerprint, OutgoingMessage, Problem
 
 __all__ = [
+    "DIGEST_TEXT_MAX_CHARS",
     "FORMAT_VERSION",
     "MessageRow",
     "digest_from_dict",
@@ -41,6 +44,16 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """The version written in every ``dict`` this module produces, under ``"v"``."""
+
+DIGEST_TEXT_MAX_CHARS = 1_000_000
+"""Most log text (messages, tracebacks, contexts) one stored digest keeps in full.
+
+Capture bounds each problem (about 20 KB); this bounds a digest of thousands
+of problems. The problems come most severe first, as the email lists them, so
+the fifty rows an email shows keep their text; past the budget a problem keeps
+a short message and no traceback (each cut says so), and every count."""
+
+_OVER_BUDGET_MESSAGE_CHARS = 200
 
 _SCALARS = (str, int, float, bool, type(None))
 """The exact types a fingerprint may hold besides tuples: JSON keeps each one apart."""
@@ -106,20 +119,29 @@ def _check_version(data: Mapping[str, Any], what: str) -> None:
         )
 
 
-def _alert_to_dict(alert: Alert) -> dict[str, Any]:
+def _alert_to_dict(alert: Alert, *, full_text: bool = True) -> dict[str, Any]:
+    message, traceback = alert.message, alert.traceback
+    if not full_text:
+        message = clip_head(message, _OVER_BUDGET_MESSAGE_CHARS)
+        traceback = clip_tail(traceback, 0) if traceback else traceback
     return {
         "fingerprint": _encode_fingerprint(alert.fingerprint),
         "level": alert.level,
         "logger": alert.logger,
-        "message": alert.message,
+        "message": message,
         "created": alert.created,
         "source": alert.source,
         "location": alert.location,
         "exc_type": alert.exc_type,
-        "traceback": alert.traceback,
+        "traceback": traceback,
         "group": alert.group,
         "context": [list(item) for item in alert.context],
     }
+
+
+def _text_size(alert: Alert) -> int:
+    context = sum(len(key) + len(value) for key, value in alert.context)
+    return len(alert.message) + len(alert.traceback or "") + context
 
 
 def _alert_from_dict(data: Mapping[str, Any]) -> Alert:
@@ -142,9 +164,9 @@ def _alert_from_dict(data: Mapping[str, Any]) -> Alert:
     )
 
 
-def _problem_to_dict(problem: Problem) -> dict[str, Any]:
+def _problem_to_dict(problem: Problem, *, full_text: bool = True) -> dict[str, Any]:
     return {
-        "alert": _alert_to_dict(problem.alert),
+        "alert": _alert_to_dict(problem.alert, full_text=full_text),
         "count": problem.count,
         "total": problem.total,
         "first_seen": problem.first_seen,
@@ -164,6 +186,15 @@ def _problem_from_dict(data: Mapping[str, Any]) -> Problem:
     )
 
 
+def _problems_to_list(problems: tuple[Problem, ...]) -> list[dict[str, Any]]:
+    """The problems, in full while the digest's text budget lasts (DIGEST_TEXT_MAX_CHARS)."""
+    out, used = [], 0
+    for problem in problems:
+        used += _text_size(problem.alert)
+        out.append(_problem_to_dict(problem, full_text=used <= DIGEST_TEXT_MAX_CHARS))
+    return out
+
+
 def digest_to_dict(digest: Digest) -> dict[str, Any]:
     """Convert a digest to JSON-able data.
 
@@ -179,7 +210,7 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
         "group": digest.group,
         "incident_id": digest.incident_id,
         "sequence": digest.sequence,
-        "problems": [_problem_to_dict(problem) for problem in digest.problems],
+        "problems": _problems_to_list(digest.problems),
         "created": digest.created,
         "reason": digest.reason,
         "dropped": digest.dropped,

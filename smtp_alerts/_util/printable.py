@@ -97,7 +97,8 @@ def clip_tail(text: str, limit: int) -> str:
     """The last ``limit`` characters of ``text`` (a traceback's end), saying how many were cut."""
     if len(text) <= limit:
         return text
-    return f"[clipped {len(text) - limit:,} characters]\n{text[-limit:]}"
+    kept = text[-limit:] if limit > 0 else ""  # text[-0:] would be all of it
+    return f"[clipped {len(text) - len(kept):,} characters]\n{kept}"
 
 
 def split_clip_note(text: str, *, tail: bool = False) -> tuple[str, int]:

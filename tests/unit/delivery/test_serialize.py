@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from smtp_alerts._delivery.serialize import (
+    DIGEST_TEXT_MAX_CHARS,
     FORMAT_VERSION,
     digest_from_dict,
     digest_to_dict,
@@ -140,6 +141,29 @@ class TestDigest:
         fingerprint = digest_from_dict(data).problems[0].alert.fingerprint
         assert fingerprint == ("x", 45, "t", 1.5)
         assert [type(part) for part in fingerprint] == [str, int, str, float]
+
+    def test_a_huge_digest_is_bounded_and_keeps_every_count(self) -> None:
+        """Past DIGEST_TEXT_MAX_CHARS of text, problems keep short messages and every count."""
+        base = make_digest().problems[0]
+        problems = tuple(
+            dataclasses.replace(
+                base,
+                count=n + 1,
+                alert=dataclasses.replace(
+                    base.alert, fingerprint=("p", n), message="m" * 4_000, traceback="t" * 16_000
+                ),
+            )
+            for n in range(500)  # 10 MB of text
+        )
+        digest = dataclasses.replace(make_digest(), problems=problems)
+        text = json.dumps(digest_to_dict(digest))
+        assert len(text) < 2 * DIGEST_TEXT_MAX_CHARS
+        copy = digest_from_dict(json.loads(text))
+        assert [p.count for p in copy.problems] == [p.count for p in problems]
+        assert copy.problems[0] == problems[0]  # the first ones in full
+        last = copy.problems[-1].alert
+        assert last.message.endswith("[clipped 3,800 characters]")
+        assert last.traceback == "[clipped 16,000 characters]\n"
 
     def test_context_round_trips_and_old_rows_read(self) -> None:
         """An alert's context survives; a row written before contexts reads as empty."""

@@ -60,6 +60,7 @@ class TestClip:
         assert clip_head("abcdef", 3) == "abc\n[clipped 3 characters]"
         assert clip_tail("abcdef", 3) == "[clipped 3 characters]\ndef"
         assert clip_head("abc", 3) == "abc"
+        assert clip_tail("abcdef", 0) == "[clipped 6 characters]\n"
 
     @pytest.mark.parametrize("tail", [False, True])
     def test_note_splits_back(self, tail: bool) -> None:
