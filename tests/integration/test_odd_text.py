@@ -13,10 +13,6 @@ from __future__ import annotations
 import enum
 import html
 import logging
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +21,7 @@ import pytest
 from smtp_alerts import AlertHandler, Engine
 from smtp_alerts._sources.crash import report_crash
 from smtp_alerts.testing import GmailServer, ReceivedMessage
+from tests.helpers import run_script
 
 
 class MyLevel(enum.IntEnum):
@@ -233,21 +230,6 @@ class TestKeysAndContext:
         assert "host</b>: db-1" in html_of(received)
         assert "t0k3n" not in received.raw.decode("utf-8", "replace")
         engine.close()
-
-
-def run_script(
-    tmp_path: Path, source: str, server: GmailServer, *, timeout: float = 60, **env: str
-) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "app.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(script)],
-        env={**os.environ, **server.environ(**env)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_records_after_close_are_reported(tmp_path: Path, gmail_server: GmailServer) -> None:
