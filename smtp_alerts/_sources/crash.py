@@ -315,7 +315,10 @@ class _AsyncioLogHook(logging.Handler):
         exc = record.exc_info[1] if record.exc_info else None
         engine = self._hooks.engine
         if record.levelno >= logging.ERROR and isinstance(exc, Exception) and engine is not None:
-            first_line = record.getMessage().partition("\n")[0]
+            try:
+                first_line = printable(record.getMessage(), 200).partition("\n")[0]
+            except Exception:  # noqa: BLE001 - odd text must not cost the crash report
+                first_line = printable(record.msg, 200).partition("\n")[0]
             report_crash(exc, engine=engine, where=f"asyncio ({first_line})")
 
 
