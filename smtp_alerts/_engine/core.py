@@ -200,9 +200,10 @@ class EngineCore(Intake):
             try:
                 self._loop = EngineLoop(WorkerPool())
                 self._wake_event = asyncio.Event()
-                self._wake_event.set()  # take at once what was queued while we started
                 self._thread = thread
                 thread.start()
+                if self._queue:
+                    self._wake()  # what a signal handler queued while we started
             except RuntimeError as exc:
                 # Python 3.12+ starts no thread once the interpreter is shutting
                 # down: an engine whose first alert comes that late cannot send it.
