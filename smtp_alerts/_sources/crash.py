@@ -30,7 +30,10 @@ process without running ``atexit``, so alerts still waiting for their group
 window would be lost. When SIGTERM has its default action and this runs in
 the main thread, a handler is installed that delivers pending alerts (bounded
 by ``SHUTDOWN_TIMEOUT``), restores the default action and sends SIGTERM again,
-so the process ends exactly as it would have.
+so the process ends exactly as it would have. Python runs that handler in the
+main thread only, between two bytecodes; a watcher thread makes sure a main
+thread blocked in a call (``time.sleep``, a ``join``) gets to run it (see
+:class:`_SigtermWatch`).
 
 Nothing is installed in an interactive session (``python -i``, the REPL),
 where an exception is not a crash, unless ``force=True``.
@@ -45,6 +48,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -76,6 +80,11 @@ log = logging.getLogger("smtp_alerts.crash")
 _IN_LOOP_HANDLER = threading.local()
 _active: CrashHooks | None = None
 _active_lock = threading.Lock()
+# How often, and how many times, the main thread is woken up to run the SIGTERM
+# handler (see _SigtermWatch); a main thread that 10 s of wake-ups do not reach
+# is stuck where no signal reaches Python.
+_NUDGE_INTERVAL = 0.1
+_NUDGES = 100
 
 
 def _program() -> str:
@@ -133,6 +142,8 @@ class CrashHooks:
         self.engine = engine
         self.installed = False
         self.sigterm = False
+        self._terminating = False  # the SIGTERM handler has started
+        self._sigterm_watch: _SigtermWatch | None = None
         self._previous_excepthook: _ExceptHook = sys.__excepthook__
         self._previous_threading_hook: _ThreadingHook = threading.__excepthook__
         self._log_hook: _AsyncioLogHook | None = None
@@ -211,6 +222,9 @@ class CrashHooks:
             with contextlib.suppress(ValueError):  # not the main thread: leave it
                 if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if self._sigterm_watch is not None:
+                self._sigterm_watch.stop()
+                self._sigterm_watch = None
             self.sigterm = False
         with _active_lock:
             if _active is self:
@@ -268,6 +282,9 @@ class CrashHooks:
             _IN_LOOP_HANDLER.active = False
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 - signal API
+        if self._terminating:
+            return  # a wake-up from _SigtermWatch that came late: we are on it
+        self._terminating = True
         if self.installed:
             _deliver_pending()
         # End as the default action would, so the exit status says "killed by SIGTERM".
@@ -356,7 +373,101 @@ def _install_sigterm(hooks: CrashHooks) -> bool:
         signal.signal(signal.SIGTERM, hooks._on_sigterm)  # noqa: SLF001 - our own class
     except (ValueError, OSError):
         return False
+    hooks._sigterm_watch = _SigtermWatch.start(hooks)  # noqa: SLF001 - our own class
     return True
+
+
+class _SigtermWatch:
+    """Wakes the main thread until the SIGTERM handler runs.
+
+    Python runs a signal's handler in the main thread, between two bytecodes.
+    A SIGTERM that the main thread takes after Python last looked for signals
+    and just before it enters a blocking call (likelier while busy threads
+    keep it waiting for the GIL), or that another thread takes, is recorded
+    but interrupts nothing: the handler would wait for that call to return,
+    for minutes or for ever, and the process would ignore SIGTERM meanwhile.
+    Python's wakeup fd tells this thread of every signal, whichever thread
+    took it; while our handler has not started, it sends SIGTERM to the main
+    thread again, which interrupts the blocking call, and Python runs the
+    handler.
+
+    A wakeup fd that someone already uses (asyncio's ``add_signal_handler``)
+    is left to them: without a watcher the handler runs as before.
+    """
+
+    def __init__(self, hooks: CrashHooks, read_fd: int, write_fd: int) -> None:
+        self._hooks = hooks
+        self._read_fd = read_fd
+        self._write_fd = write_fd
+        self._thread = threading.Thread(
+            target=self._watch, name="smtp-alerts-sigterm-watch", daemon=True
+        )
+
+    @classmethod
+    def start(cls, hooks: CrashHooks) -> _SigtermWatch | None:
+        """Watch through the wakeup fd (main thread only); None where it cannot."""
+        if not hasattr(signal, "pthread_kill"):
+            return None  # Windows
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)  # the C-level handler must never block
+        try:
+            previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            os.close(read_fd)
+            os.close(write_fd)
+            return None
+        watch = cls(hooks, read_fd, write_fd)
+        if previous != -1:
+            # Someone's loop wakes through it: give it back, and pass on what
+            # arrived for it meanwhile.
+            signal.set_wakeup_fd(previous)
+            os.set_blocking(read_fd, False)
+            with contextlib.suppress(OSError):
+                os.write(previous, os.read(read_fd, 512))
+            watch._close()
+            return None
+        try:
+            watch._thread.start()
+        except RuntimeError:  # no new thread at interpreter shutdown
+            signal.set_wakeup_fd(-1)
+            watch._close()
+            return None
+        return watch
+
+    def stop(self) -> None:
+        """Give the wakeup fd up, which ends the thread; from the main thread only."""
+        try:
+            current = signal.set_wakeup_fd(-1)
+        except ValueError:
+            return  # not the main thread: the watcher stays, and wakes nobody once uninstalled
+        if current != self._write_fd:
+            signal.set_wakeup_fd(current)  # someone took it since: theirs
+        os.close(self._write_fd)  # the thread reads the end and closes its side
+
+    def _close(self) -> None:
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+    def _watch(self) -> None:
+        try:
+            while data := os.read(self._read_fd, 64):
+                if signal.SIGTERM in data:
+                    self._nudge()
+        except OSError:
+            pass
+        finally:
+            os.close(self._read_fd)
+
+    def _nudge(self) -> None:
+        hooks = self._hooks
+        main = threading.main_thread().ident
+        for _ in range(_NUDGES):
+            time.sleep(_NUDGE_INTERVAL)  # the handler has usually started by then
+            if main is None or hooks._terminating or not hooks.installed:  # noqa: SLF001
+                return
+            if signal.getsignal(signal.SIGTERM) != hooks._on_sigterm:  # noqa: SLF001
+                return  # the program put its own handler since
+            signal.pthread_kill(main, signal.SIGTERM)
 
 
 def _deliver_pending() -> None:

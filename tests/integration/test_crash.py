@@ -140,6 +140,51 @@ class TestDeliveredBeforeExit:
             (received,) = server.messages
         assert "disk 91% full on /var" in received.subject
 
+    def test_sigterm_reaches_a_main_thread_already_blocked(self, tmp_path: Path) -> None:
+        """SIGTERM ends the process even when Python runs its handler only after a long sleep.
+
+        Taken by another thread, SIGTERM interrupts nothing in the main thread,
+        so Python would run the handler once time.sleep(60) returned: the state
+        a SIGTERM that lands just as the main thread starts to sleep leaves.
+        """
+        script = tmp_path / "service.py"
+        script.write_text(
+            textwrap.dedent("""
+                import signal
+                import threading
+                import time
+                import smtp_alerts
+                smtp_alerts.install_crash_hooks()
+                smtp_alerts.get_engine().alert("disk 91% full on /var")
+
+                def take_sigterm():
+                    time.sleep(0.5)  # the main thread sleeps by then
+                    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+                threading.Thread(target=take_sigterm).start()
+                print("ready", flush=True)
+                time.sleep(60)
+            """),
+            encoding="utf-8",
+        )
+        with GmailServer() as server:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+                [sys.executable, str(script)],
+                env={**os.environ, **server.environ(GROUP_WAIT="1h")},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                _, stderr = process.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                raise
+            assert process.returncode == -signal.SIGTERM, stderr
+            (received,) = server.messages
+        assert "disk 91% full on /var" in received.subject
+
 
 @pytest.fixture
 def captured() -> Iterator[AlertCapture]:
@@ -284,6 +329,29 @@ class TestInstalling:
             assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+    @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="no SIGTERM watcher")
+    def test_sigterm_watcher_takes_only_a_free_wakeup_fd(self, captured: AlertCapture) -> None:
+        """The SIGTERM watcher uses Python's wakeup fd only while it is free, then frees it."""
+        saved = signal.set_wakeup_fd(-1)
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        try:
+            with install_crash_hooks(captured.engine, force=True) as hooks:
+                assert hooks.sigterm
+                ours = signal.set_wakeup_fd(-1)
+                signal.set_wakeup_fd(ours, warn_on_full_buffer=False)
+                assert ours != -1
+            assert signal.set_wakeup_fd(-1) == -1  # given back
+            signal.set_wakeup_fd(write_fd)  # an event loop's, say
+            with install_crash_hooks(captured.engine, force=True) as hooks:
+                assert hooks.sigterm  # the handler all the same
+                assert signal.set_wakeup_fd(write_fd) == write_fd  # left alone
+            assert signal.set_wakeup_fd(saved) == write_fd
+        finally:
+            signal.set_wakeup_fd(saved)
+            os.close(read_fd)
+            os.close(write_fd)
 
     def test_hooks_repr(self, captured: AlertCapture) -> None:
         """The hooks say whether they are installed."""
