@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._delivery.chain import ChannelStats
+from .._delivery.channels import prepare_channels
 from .._delivery.rounds import Delivery
 from .._delivery.spool import Spool
 from .._util.clock import SYSTEM_CLOCK, Clock
@@ -194,6 +195,8 @@ class EngineCore(Intake):
             if self._thread is not None or not self._accepting:
                 return
             thread = threading.Thread(target=self._main, name="smtp-alerts-engine", daemon=True)
+            if self._transport is None:
+                prepare_channels(self.settings)  # in this thread: shutdown may begin any time
             try:
                 self._loop = EngineLoop(WorkerPool())
                 self._wake_event = asyncio.Event()

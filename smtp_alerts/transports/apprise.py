@@ -50,6 +50,7 @@ warning keeps the broken service visible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import re
@@ -69,11 +70,11 @@ from ..errors import (
 from ._base import Transport
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from ..models import OutgoingMessage
 
-__all__ = ["DEFAULT_TIMEOUT", "AppriseTransport"]
+__all__ = ["DEFAULT_TIMEOUT", "AppriseTransport", "prepare"]
 
 DEFAULT_TIMEOUT = 30.0
 """The deadline of one :meth:`AppriseTransport.send`, in seconds."""
@@ -199,6 +200,27 @@ class AppriseTransport(Transport):
     def channels(self) -> tuple[str, ...]:
         """The name of each URL's channel, in order (scheme and host only)."""
         return tuple(target.channel for target in self._targets)
+
+    def start_loading(self, on_problem: Callable[[str], None]) -> None:
+        """Load apprise on a thread of its own now, so that the first send finds it ready.
+
+        Never raises: a URL apprise cannot use, or an apprise that cannot load,
+        is told to ``on_problem`` (and a send reports it as this channel's
+        failure). When no thread can start (the interpreter is shutting down),
+        the first send loads apprise instead.
+
+        Args:
+            on_problem: told, from the loading thread, what cannot be used.
+        """
+
+        def load() -> None:
+            try:
+                self.load()
+            except Exception as exc:  # noqa: BLE001 - one failed channel, never the engine
+                on_problem(_mask(f"{type(exc).__name__}: {exc}", self._secrets))
+
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=load, name="smtp-alerts-apprise", daemon=True).start()
 
     def load(self) -> None:
         """Import apprise and check every URL with it now, instead of on the first send.
@@ -444,6 +466,18 @@ class AppriseTransport(Transport):
         raise primary.kind(
             text, channel=channel, step="notify", code=primary.code, reply=primary.cause
         )
+
+
+def prepare() -> None:
+    """Make apprise loadable during interpreter shutdown; call before it can begin.
+
+    Some of apprise's plugins import ``concurrent.futures.thread``, which
+    registers a shutdown hook as it loads, and that raises once the
+    interpreter's shutdown has begun. A short script logs one error and exits
+    while apprise is still loading, so the engine imports it here, from the
+    caller's thread, as it starts (a cheap standard-library import).
+    """
+    import concurrent.futures.thread  # noqa: F401, PLC0415 - imported for its side effect only
 
 
 def _notify_type(message: OutgoingMessage) -> str:
