@@ -121,6 +121,8 @@ class EngineCore(Intake):
         spool: bool = True,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
+        if token_provider is not None:
+            self.settings.check_token_provider()  # no token in clear text: refuse now
         super().__init__(capacity=self.settings.queue_size, clock=clock)
         self._transport = transport
         self._use_spool = spool

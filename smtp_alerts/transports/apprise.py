@@ -195,6 +195,7 @@ class AppriseTransport(Transport):
         self.name = name or _transport_name(self._targets)
         self._loaded: _Loaded | None = None
         self._load_lock = threading.Lock()
+        _REDACTOR.add(self._secrets)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -280,6 +281,8 @@ class AppriseTransport(Transport):
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"apprise\b")
             import apprise  # noqa: PLC0415 - lazy on purpose: heavy, and only for fallbacks
 
+            _REDACTOR.install()  # before apprise logs the URLs it loads
+
             asset = apprise.AppriseAsset(
                 # One service after the other in this thread: apprise's thread
                 # pool would refuse work during interpreter shutdown.
@@ -305,6 +308,7 @@ class AppriseTransport(Transport):
                 unusable.append(
                     (target, f"URL #{target.position} ({target.scheme}://...): {reason}")
                 )
+        _REDACTOR.install()  # on the loggers of the plugins just loaded
         return _Loaded(apprise, asset, tuple(usable), tuple(unusable))
 
     def _notify(self, title: str, body: str, notify_type: str) -> _Report:
@@ -317,6 +321,7 @@ class AppriseTransport(Transport):
             )
             return _Report("FAILURE", (), (_Failure(self.name, DeliveryError, cause),))
         apprise = loaded.module
+        _REDACTOR.install()  # on loggers created since the load too
         unusable = tuple(
             _Failure(target.channel, DeliveryError, f"not a URL apprise can use: {problem}")
             for target, problem in loaded.unusable
@@ -466,6 +471,55 @@ class AppriseTransport(Transport):
         raise primary.kind(
             text, channel=channel, step="notify", code=primary.code, reply=primary.cause
         )
+
+
+class _Redactor(logging.Filter):
+    """Masks our URLs' secrets in what apprise and the HTTP libraries log.
+
+    apprise logs each URL it loads and posts to at DEBUG, and urllib3 logs
+    every request line: Slack's and Discord's tokens live in the path, so a
+    program logging at DEBUG would write them into its own logs. A logger's
+    filter sees only the records made on that very logger, so the filter is
+    put on each logger of those libraries that exists.
+    """
+
+    _PREFIXES = ("apprise", "urllib3", "requests")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask ``secrets`` from now on."""
+        with self._lock:
+            self._secrets = self._secrets | frozenset(secrets)
+
+    def install(self) -> None:
+        """Put this filter on every logger of apprise and the HTTP libraries (idempotent)."""
+        names = [
+            name
+            for name in list(logging.Logger.manager.loggerDict)
+            if name.split(".", 1)[0] in self._PREFIXES
+        ]
+        for name in {*self._PREFIXES, *names}:
+            logger = logging.getLogger(name)
+            if self not in logger.filters:
+                logger.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mask the record's text in place; never drops it, never raises."""
+        secrets = self._secrets
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the logging module's to report
+            return True
+        if any(secret in text for secret in secrets):
+            record.msg, record.args = _mask(text, secrets), None
+        return True
+
+
+_REDACTOR = _Redactor()
 
 
 def prepare() -> None:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
 import textwrap
+from email.message import EmailMessage
 from pathlib import Path
 
-from smtp_alerts.testing import GmailServer, WebhookListener
+import pytest
+
+from smtp_alerts.models import OutgoingMessage
+from smtp_alerts.testing import Faults, GmailServer, WebhookListener
+from smtp_alerts.testing import _replies as replies
+from smtp_alerts.transports.apprise import AppriseTransport
+
+MESSAGE = OutgoingMessage("<m@x>", EmailMessage(), "a@x.org", ("b@x.org",), "title", "summary")
 
 SCRIPT = """
 import logging, smtp_alerts
@@ -46,3 +56,66 @@ class TestShortScriptWithFallbacks:
             (received,) = server.messages
             assert "nightly backup failed" in received.message.as_string()
             assert hook.requests == []  # SMTP took it: the fallback had no turn
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and CLI
+        [sys.executable, "-m", "smtp_alerts.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestSecretsStayOutOfLogs:
+    def test_apprise_and_urllib3_debug_logs_mask_url_tokens(self) -> None:
+        """With the root logger at DEBUG, no record shows a token from a FALLBACK_URLS path."""
+        records: list[str] = []
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append(f"{record.name}: {self.format(record)}")
+
+        root = logging.getLogger()
+        root.addHandler(Keep())
+        root.setLevel(logging.DEBUG)
+        with WebhookListener() as hook:
+            url = hook.apprise_url(path="/hooks/T0KEN-SeCrEt-123456/")
+            transport = AppriseTransport([url], timeout=5)
+            asyncio.run(transport.send(MESSAGE))
+            assert len(hook.requests) == 1
+        assert any(line.startswith("urllib3") for line in records)  # they did log
+        assert any(line.startswith("apprise") for line in records)
+        assert not [line for line in records if "T0KEN-SeCrEt-123456" in line]
+
+
+ESCAPES = ("\x1b", "\x9b", "\x07")
+
+
+def no_escapes(*texts: str) -> bool:
+    return not any(escape in text for text in texts for escape in ESCAPES)
+
+
+class TestServerTextIsSafeToPrint:
+    def test_escape_sequences_in_replies_reach_no_terminal(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """ESC sequences in a reply: stderr, spool list/history, send-test, doctor show none."""
+        monkeypatch.setitem(
+            replies.AUTH_REPLIES,
+            "535",
+            "535-5.7.8 Username \x1b]0;owned\x07and \x1b[2J\x1b[31mPassword\x9b0m not accepted.\r\n"
+            "535 5.7.8  https://support.google.com/mail/?p=BadCredentials {id} - gsmtp",
+        )
+        with GmailServer(faults=Faults(auth_reply="535")) as server:
+            env = script_env(server, tmp_path, ALTERNATE_PORT="0")
+            logged = run_script(SCRIPT, env)
+            assert "not accepted" in logged.stderr
+            shown = [logged.stderr]
+            for args in (["spool", "list"], ["spool", "history"], ["send-test"], ["doctor"]):
+                result = cli(*args, env=env)
+                shown += [result.stdout, result.stderr]
+            assert any("Password not accepted" in text for text in shown[1:])
+            assert no_escapes(*shown), [t for t in shown if not no_escapes(t)]
