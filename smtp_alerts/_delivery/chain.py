@@ -3,8 +3,8 @@
 The chain is itself a :class:`~smtp_alerts.transports.Transport`. For each
 message it walks its channels in order (Gmail on 587, Gmail on 465, a backup
 SMTP server, apprise URLs), skips a channel whose breaker is open, retries a
-transient failure with exponential backoff and jitter inside the attempt's
-deadline, and otherwise acts on the classification table of
+transient failure (a "slow down" 421/454 included) with exponential backoff
+and jitter inside the attempt's deadline, and otherwise acts on the classification table of
 :mod:`smtp_alerts._delivery.policy`. When no channel takes the message it raises
 :class:`NoChannelTookError`, listing every channel's reason; the caller keeps
 the message in the spool.
@@ -312,6 +312,10 @@ class FallbackChain(Transport):
                         log.info("%s: message too big; retrying a smaller rendering", channel.name)
                         message, shrunk = smaller, True
                         continue
+                if decision.action is Action.BACK_OFF:
+                    # Its tries were not counted one by one (see _try): the
+                    # login's watcher sees one refusal per message, as before.
+                    self._settle(channel, error, counted=True)
                 if decision.action is Action.AUTH and self._gate is not None:
                     pass  # the gate rests the credential (on every channel using it)
                 else:
@@ -356,9 +360,7 @@ class FallbackChain(Transport):
             channel.stats.failures[type(error).__name__] += 1
             raise error from exc
         finally:
-            credential = channel.transport.credential
-            if credential is not None and self._gate is not None:
-                self._gate.settled(credential, channel.name, error)
+            self._settle(channel, error, counted=error is None or not _backs_off(error))
             if self._on_attempt is not None:
                 self._on_attempt(
                     Outcome(
@@ -369,6 +371,16 @@ class FallbackChain(Transport):
                         at=self._clock(),
                     )
                 )
+
+    def _settle(self, channel: Channel, error: DeliveryError | None, *, counted: bool) -> None:
+        """Tell the gate how a try through ``channel`` went; ``counted=False`` only frees it."""
+        credential = channel.transport.credential
+        if credential is None or self._gate is None:
+            return
+        if counted:
+            self._gate.settled(credential, channel.name, error)
+        else:
+            self._gate.release(credential)
 
 
 def _note_refusal(channel: Channel, error: DeliveryError | None, refused: dict[str, str]) -> None:
@@ -382,5 +394,14 @@ def _hhmm(when: float) -> str:
     return datetime.fromtimestamp(when, timezone.utc).strftime("%H:%M UTC")
 
 
+def _backs_off(error: DeliveryError) -> bool:
+    return classify(error).action is Action.BACK_OFF
+
+
 def _retry_here(exc: BaseException) -> bool:
-    return isinstance(exc, DeliveryError) and classify(exc).action is Action.RETRY
+    # A "slow down" (421/454 4.7.0) is retried after a short backoff too:
+    # Gmail means "too many connections now", not "come back in an hour".
+    return isinstance(exc, DeliveryError) and classify(exc).action in (
+        Action.RETRY,
+        Action.BACK_OFF,
+    )

@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
+from smtp_alerts import AlertHandler, Engine
 from smtp_alerts.models import OutgoingMessage
 from smtp_alerts.testing import Faults, GmailServer, WebhookListener
 from smtp_alerts.testing import _replies as replies
@@ -119,3 +121,32 @@ class TestServerTextIsSafeToPrint:
                 shown += [result.stdout, result.stderr]
             assert any("Password not accepted" in text for text in shown[1:])
             assert no_escapes(*shown), [t for t in shown if not no_escapes(t)]
+
+
+class TestSlowDownReplies:
+    @pytest.mark.parametrize(
+        ("fault", "faults"),
+        [
+            ("greeting_reply", Faults(greeting_reply="421", fail_times=2)),
+            ("auth_reply", Faults(auth_reply="454", fail_times=2)),
+        ],
+    )
+    def test_421_twice_then_220_is_delivered_once_within_the_deadline(
+        self, fault: str, faults: Faults, tmp_path: Path, log: logging.Logger
+    ) -> None:
+        """Gmail's "too many connections" is retried shortly, not rested on for 5 minutes."""
+        with GmailServer(faults=faults) as server:
+            settings = server.settings(group_wait="1h", timeout="10s", spool_dir=tmp_path)
+            engine = Engine(settings)
+            log.addHandler(AlertHandler(engine=engine))
+            log.error("nightly backup failed")
+            started = time.monotonic()
+            assert engine.flush(timeout=10)
+            assert time.monotonic() - started < 10
+            assert server.fired[fault] == 2
+            (received,) = server.messages
+            assert "nightly backup failed" in received.message.as_string()
+            (channel,) = engine.stats().channels.values()
+            assert channel.breaker is not None
+            assert channel.breaker.state == "closed"
+            assert engine.close(timeout=5)
