@@ -12,6 +12,7 @@ the message in the spool.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -30,7 +31,7 @@ from tenacity import (
 )
 
 from .._util.clock import SYSTEM_CLOCK, Clock
-from ..errors import AuthenticationError, DeliveryError
+from ..errors import AuthenticationError, DeliveryError, DeliveryTimeoutError
 from ..models import OutgoingMessage
 from ..transports._base import Transport
 from .policy import Action, BreakerState, CircuitBreaker, classify
@@ -52,6 +53,8 @@ TRIES_PER_CHANNEL = 3
 RETRY_INITIAL = 0.5
 #: The longest pause between two tries on the same channel.
 RETRY_MAX = 5.0
+#: A channel with less time than this left before exit is not started.
+_LEAST_TURN = 0.05
 
 
 class NoChannelTookError(DeliveryError):
@@ -168,6 +171,11 @@ class FallbackChain(Transport):
         self._on_attempt = on_attempt
         self._retry_initial = retry_initial
         self._gate = gate
+        #: When set and returning a time (``time.monotonic()``), every send ends
+        #: by then, and each channel still to be tried gets an equal share of
+        #: what is left: at exit, a blackholed primary must not use up
+        #: ``SHUTDOWN_TIMEOUT`` before the fallbacks get their turn.
+        self.finish_by: Callable[[], float | None] = lambda: None
 
     async def send(self, message: OutgoingMessage, /) -> None:
         """Deliver through the first channel that takes the message.
@@ -177,12 +185,13 @@ class FallbackChain(Transport):
         """
         failures: list[DeliveryError] = []
         refused: dict[str, str] = {}  # credential -> the channel that just had it refused
-        for channel in self.channels:
-            skipped = self._skip_reason(channel, refused)
+        for position, channel in enumerate(self.channels):
+            until = self._share(position)
+            skipped = _no_time_left(channel, until) or self._skip_reason(channel, refused)
             if skipped is not None:
                 failures.append(skipped)
                 continue
-            error = await self._through(channel, message)
+            error = await self._through(channel, message, until)
             if error is None:
                 return
             failures.append(error)
@@ -211,7 +220,7 @@ class FallbackChain(Transport):
                 continue
             if self._skip_reason(channel, refused) is not None:
                 continue
-            error = await self._through(channel, message)
+            error = await self._through(channel, message, None)
             results[channel.name] = error
             _note_refusal(channel, error, refused)
         return results
@@ -298,12 +307,28 @@ class FallbackChain(Transport):
             channel.stats.breaker = channel.breaker.snapshot()
         return {channel.name: channel.stats for channel in self.channels}
 
-    async def _through(self, channel: Channel, message: OutgoingMessage) -> DeliveryError | None:
-        """Send through one channel, retrying what the table says to retry; the last error."""
+    def _share(self, position: int) -> float | None:
+        """When the channel at ``position`` must be done, or None when only its deadline counts."""
+        finish_by = self.finish_by()
+        if finish_by is None:
+            return None
+        left = finish_by - time.monotonic()
+        return time.monotonic() + left / (len(self.channels) - position)
+
+    async def _through(
+        self, channel: Channel, message: OutgoingMessage, until: float | None
+    ) -> DeliveryError | None:
+        """Send through one channel, retrying what the table says to retry; the last error.
+
+        Args:
+            channel: the channel.
+            message: the message.
+            until: when this channel's turn ends (``time.monotonic()``), or None.
+        """
         shrunk = False
         while True:  # at most twice: once more after a smaller rendering
             try:
-                await self._with_retries(channel, message)
+                await self._with_retries(channel, message, until)
             except DeliveryError as error:
                 decision = classify(error)
                 if decision.action is Action.SHRINK and not shrunk and self._shrink is not None:
@@ -332,10 +357,15 @@ class FallbackChain(Transport):
             channel.stats.sent += 1
             return None
 
-    async def _with_retries(self, channel: Channel, message: OutgoingMessage) -> None:
+    async def _with_retries(
+        self, channel: Channel, message: OutgoingMessage, until: float | None
+    ) -> None:
         initial = RETRY_INITIAL if self._retry_initial is None else self._retry_initial
+        deadline = (
+            self._deadline if until is None else min(self._deadline, until - time.monotonic())
+        )
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(TRIES_PER_CHANNEL) | stop_after_delay(self._deadline),
+            stop=stop_after_attempt(TRIES_PER_CHANNEL) | stop_after_delay(deadline),
             # Exponential backoff plus jitter, spelt in the API tenacity 8 and 9 share.
             wait=wait_exponential(multiplier=initial, max=RETRY_MAX) + wait_random(0, initial),
             retry=retry_if_exception(_retry_here),
@@ -343,13 +373,13 @@ class FallbackChain(Transport):
         )
         async for attempt in retrying:
             with attempt:
-                await self._try(channel, message)
+                await self._try(channel, message, until)
 
-    async def _try(self, channel: Channel, message: OutgoingMessage) -> None:
+    async def _try(self, channel: Channel, message: OutgoingMessage, until: float | None) -> None:
         started = time.perf_counter()
         error: DeliveryError | None = None
         try:
-            await channel.transport.send(message)
+            await _send_until(channel, message, until)
         except DeliveryError as exc:
             error = exc
             channel.stats.failures[type(exc).__name__] += 1
@@ -381,6 +411,46 @@ class FallbackChain(Transport):
             self._gate.settled(credential, channel.name, error)
         else:
             self._gate.release(credential)
+
+
+async def _send_until(channel: Channel, message: OutgoingMessage, until: float | None) -> None:
+    """``channel``'s send, cut short at ``until`` (its share of the time left before exit)."""
+    if until is None:
+        await channel.transport.send(message)
+        return
+    left = until - time.monotonic()
+    error = DeliveryTimeoutError(
+        f"not done within its {max(left, 0.0):.1f}s share of the time left before exit "
+        "(SHUTDOWN_TIMEOUT)",
+        channel=channel.name,
+        step="deadline",
+    )
+    if left <= 0:
+        raise error
+    task = asyncio.ensure_future(channel.transport.send(message))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=left)
+    except asyncio.CancelledError:
+        task.cancel()  # asyncio.wait leaves it running; the engine is stopping
+        raise
+    if not done:
+        # Not awaited: a cancellation of our own (the engine's exit deadline)
+        # must not be swallowed while the send unwinds; its outcome is dropped.
+        task.add_done_callback(lambda late: late.cancelled() or late.exception())
+        task.cancel()
+        raise error
+    task.result()
+
+
+def _no_time_left(channel: Channel, until: float | None) -> DeliveryError | None:
+    """The reason ``channel`` is not tried when its share of the time before exit is gone."""
+    if until is None or until - time.monotonic() > _LEAST_TURN:
+        return None
+    return DeliveryTimeoutError(
+        "not tried: no time left before exit (SHUTDOWN_TIMEOUT)",
+        channel=channel.name,
+        step="deadline",
+    )
 
 
 def _note_refusal(channel: Channel, error: DeliveryError | None, refused: dict[str, str]) -> None:

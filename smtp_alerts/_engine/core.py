@@ -20,7 +20,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -142,6 +144,7 @@ class EngineCore(Intake):
         """(Re)create what the loop owns: at construction and in a forked child."""
         settings = self.settings
         self._closing = False
+        self._finish_by: float | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
         self._run_task: asyncio.Task[None] | None = None
         self._dispatch_event: asyncio.Event | None = None
@@ -263,6 +266,7 @@ class EngineCore(Intake):
         if timeout is None:
             timeout = self.settings.shutdown_timeout
         thread = self._stop_accepting()
+        self._finish_by = min(self._finish_by or math.inf, time.monotonic() + timeout)
         try:
             if thread is None:
                 return True
@@ -286,6 +290,8 @@ class EngineCore(Intake):
             self._accepting = False
             self._closing = True
             thread = self._thread
+            if self._finish_by is None:  # the channels share what is left of it
+                self._finish_by = time.monotonic() + self.settings.shutdown_timeout
         # Repeats go through the known table; emptying it routes them to the
         # closed check, so nothing is queued after the last drain.
         self._known.clear()
@@ -467,6 +473,7 @@ class EngineCore(Intake):
         if self._delivery is None:
             assert self._ready is not None  # set by _run  # noqa: S101
             self._delivery = await self._ready
+            self._delivery.chain.finish_by = lambda: self._finish_by
             # Whatever an earlier process left goes out now, marked as delayed.
             await self._delivery.retry(force=True)
         return self._delivery

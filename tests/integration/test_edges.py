@@ -150,3 +150,48 @@ class TestSlowDownReplies:
             assert channel.breaker is not None
             assert channel.breaker.state == "closed"
             assert engine.close(timeout=5)
+
+
+class TestEveryChannelGetsItsTurnAtExit:
+    def test_blackholed_primary_leaves_time_for_the_backup(self, tmp_path: Path) -> None:
+        """TIMEOUT 30 s > SHUTDOWN_TIMEOUT 10 s: the backup still delivers before exit."""
+        with GmailServer(faults=Faults(greet=False)) as primary, GmailServer() as backup:
+            bundle = tmp_path / "cas.pem"
+            bundle.write_text(primary.ca_file.read_text() + backup.ca_file.read_text())
+            env = script_env(
+                primary,
+                tmp_path / "spool",
+                TIMEOUT="30s",
+                SHUTDOWN_TIMEOUT="10s",
+                CA_FILE=str(bundle),
+                BACKUP_HOST=backup.host,
+                BACKUP_PORT=str(backup.port),
+                BACKUP_USERNAME=backup.username,
+                BACKUP_PASSWORD=backup.password,
+            )
+            started = time.monotonic()
+            result = run_script(SCRIPT, env)
+            elapsed = time.monotonic() - started
+            assert result.returncode == 0, result.stderr
+            (received,) = backup.messages
+            assert "nightly backup failed" in received.message.as_string()
+            assert primary.messages == []
+            assert elapsed < 10 + 2  # SHUTDOWN_TIMEOUT, plus the interpreter's start
+            assert "not delivered" not in result.stderr
+
+    def test_blackholed_primary_leaves_time_for_the_webhook(self, tmp_path: Path) -> None:
+        """The same with an apprise URL as the only fallback."""
+        with GmailServer(faults=Faults(greet=False)) as primary, WebhookListener() as hook:
+            env = script_env(
+                primary,
+                tmp_path,
+                TIMEOUT="30s",
+                SHUTDOWN_TIMEOUT="6s",
+                FALLBACK_URLS=hook.apprise_url(),
+            )
+            started = time.monotonic()
+            result = run_script(SCRIPT, env)
+            assert result.returncode == 0, result.stderr
+            assert time.monotonic() - started < 6 + 2
+            (request,) = hook.requests
+            assert "nightly backup failed" in request.text
