@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from smtp_alerts import AlertHandler, Engine
+from smtp_alerts._delivery.spool import SPOOL_FILENAME, Spool
 from smtp_alerts.models import OutgoingMessage
-from smtp_alerts.testing import Faults, GmailServer, WebhookListener
+from smtp_alerts.testing import Faults, GmailServer, ManualClock, WebhookListener
 from smtp_alerts.testing import _replies as replies
 from smtp_alerts.transports.apprise import AppriseTransport
 
@@ -195,3 +197,59 @@ class TestEveryChannelGetsItsTurnAtExit:
             assert time.monotonic() - started < 6 + 2
             (request,) = hook.requests
             assert "nightly backup failed" in request.text
+
+
+class TestLostOrCorruptStore:
+    def test_directory_deleted_mid_run_is_recreated_and_delivered(
+        self, tmp_path: Path, log: logging.Logger, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """rm -rf of SPOOL_DIR while running: what it held and what came after is kept and sent."""
+        directory = tmp_path / "spool"
+        clock = ManualClock()
+        with GmailServer(faults=Faults(refuse_connections=True)) as server:
+            settings = server.settings(group_wait="1h", spool_dir=directory, timeout="1s")
+            engine = Engine(settings, clock=clock)
+            log.addHandler(AlertHandler(engine=engine))
+            log.error("first failure")
+            assert not engine.flush(timeout=10)
+            shutil.rmtree(directory)
+            log.error("second failure, after the spool was deleted")
+            assert not engine.flush(timeout=10)
+            with Spool(directory) as on_disk:  # really on disk, as stderr says
+                assert len(on_disk) == 2
+            assert "re-created" in capsys.readouterr().err
+
+            server.faults.refuse_connections = False
+            clock.advance(3600)  # past the rest the refusals put on the channel
+            assert engine.flush(timeout=10)
+            texts = [received.message.as_string() for received in server.messages]
+            assert any("first failure" in text for text in texts)
+            assert any("second failure" in text for text in texts)
+            assert engine.close(timeout=5)
+
+    def test_corrupt_file_is_set_aside_and_the_alert_still_sent(self, tmp_path: Path) -> None:
+        """Garbage in spool.sqlite3: a script still delivers, and says what it did in one line."""
+        tmp_path.joinpath(SPOOL_FILENAME).write_bytes(b"garbage, not SQLite\n" * 1000)
+        with GmailServer() as server:
+            result = run_script(SCRIPT, script_env(server, tmp_path))
+            assert result.returncode == 0, result.stderr
+            (received,) = server.messages
+            assert "nightly backup failed" in received.message.as_string()
+        (aside,) = tmp_path.glob(f"{SPOOL_FILENAME}.corrupt-*")
+        assert aside.name in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+        with Spool(tmp_path) as fresh:
+            assert fresh.recovered is None
+
+    @pytest.mark.parametrize("action", ["list", "history", "purge", "flush"])
+    def test_cli_says_one_line_about_a_corrupt_store(self, action: str, tmp_path: Path) -> None:
+        """No traceback, no false success: one line and a non-zero exit."""
+        tmp_path.joinpath(SPOOL_FILENAME).write_bytes(b"garbage, not SQLite\n" * 1000)
+        with GmailServer() as server:
+            result = cli("spool", action, env=script_env(server, tmp_path))
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        (line,) = result.stderr.splitlines()
+        assert "corrupt" in line
+        assert "delivered" not in result.stdout
+        assert list(tmp_path.glob(f"{SPOOL_FILENAME}.corrupt-*"))
