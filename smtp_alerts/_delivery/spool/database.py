@@ -162,6 +162,11 @@ class Database:
             self._conn = self._open()
             self._close_quietly(lost)
             return
+        if not _holds_entries(lost):
+            # Nothing to keep (a test's temporary folder removed before the
+            # process ends): no new folder as litter. Checked again after each
+            # use, so a digest written meanwhile brings the file back.
+            return
         try:
             self.path.parent.mkdir(mode=_DIRECTORY_MODE, parents=True, exist_ok=True)
             kept = _copy_into(lost, self.path)
@@ -259,6 +264,7 @@ class Database:
             except sqlite3.DatabaseError as exc:
                 self._recover_if_corrupt(exc)
                 raise
+            self._check_file()  # what was just written into a deleted file is put back
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -305,6 +311,15 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_dev, status.st_ino
+
+
+def _holds_entries(conn: sqlite3.Connection) -> bool:
+    """Whether the database open on ``conn`` holds any digest (True when unreadable)."""
+    try:
+        with sqlite_gate():
+            return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0])
+    except sqlite3.Error:
+        return True
 
 
 def _copy_into(lost: sqlite3.Connection, path: Path) -> int:

@@ -69,3 +69,17 @@ class TestDeletedWhileOpen:
             with Spool(tmp_path) as second:
                 second.add(message(2))
             assert [entry.title for entry in first.entries()] == ["t2"]
+
+    def test_an_empty_deleted_spool_comes_back_only_with_a_digest(self, tmp_path: Path) -> None:
+        """Nothing pending: no folder re-created as litter; the next digest brings it back."""
+        directory = tmp_path / "spool"
+        told: list[str] = []
+        with Spool(directory, on_problem=told.append) as spool:
+            shutil.rmtree(directory)
+            spool.release()
+            assert not directory.exists()
+            spool.add(message(1))
+            assert directory.joinpath(SPOOL_FILENAME).is_file()
+        with Spool(directory) as again:
+            assert [entry.title for entry in again.entries()] == ["t1"]
+        assert len(told) == 1
