@@ -516,10 +516,15 @@ class _Redactor(logging.Filter):
             return True
         if any(secret in text for secret in secrets):
             record.msg, record.args = _mask(text, secrets), None
+        if record.exc_info and not record.exc_text:
+            # urllib3's exceptions quote the URL: format the traceback now, masked
+            # (formatters use exc_text when it is set).
+            record.exc_text = _mask(_FORMATTER.formatException(record.exc_info), secrets)
         return True
 
 
 _REDACTOR = _Redactor()
+_FORMATTER = logging.Formatter()
 
 
 def prepare() -> None:

@@ -94,6 +94,26 @@ class TestSecretsStayOutOfLogs:
         assert any(line.startswith("apprise") for line in records)
         assert not [line for line in records if "T0KEN-SeCrEt-123456" in line]
 
+    def test_tracebacks_logged_by_those_libraries_are_masked_too(self) -> None:
+        """urllib3's exceptions quote the URL; a record with exc_info shows it masked."""
+        secret = "T0KEN-SeCrEt-654321"
+        AppriseTransport([f"json://127.0.0.1:9/hooks/{secret}/"], timeout=5)
+        records: list[str] = []
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append(self.format(record))
+
+        logging.getLogger().addHandler(Keep())
+        AppriseTransport(["json://127.0.0.1:9/x/"], timeout=5).load()  # installs the filter
+        try:
+            raise ConnectionError(f"Max retries exceeded with url: /hooks/{secret}/")
+        except ConnectionError:
+            logging.getLogger("urllib3.connectionpool").warning("failed", exc_info=True)
+        (line,) = records
+        assert "Max retries exceeded" in line
+        assert secret not in line
+
 
 ESCAPES = ("\x1b", "\x9b", "\x07")
 
