@@ -55,6 +55,8 @@ RETRY_INITIAL = 0.5
 RETRY_MAX = 5.0
 #: A channel with less time than this left before exit is not started.
 _LEAST_TURN = 0.05
+#: Kept back from the time left before exit: to record what was not delivered.
+_EXIT_MARGIN = 0.25
 
 
 class NoChannelTookError(DeliveryError):
@@ -312,8 +314,9 @@ class FallbackChain(Transport):
         finish_by = self.finish_by()
         if finish_by is None:
             return None
-        left = finish_by - time.monotonic()
-        return time.monotonic() + left / (len(self.channels) - position)
+        now = time.monotonic()
+        left = finish_by - now - _EXIT_MARGIN
+        return now + left / (len(self.channels) - position)
 
     async def _through(
         self, channel: Channel, message: OutgoingMessage, until: float | None
