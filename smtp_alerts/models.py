@@ -36,6 +36,9 @@ and parses with it, so a stored message comes back byte for byte."""
 Fingerprint = tuple[Hashable, ...]
 """The identity of a problem: equal for every occurrence of the same problem."""
 
+Context = tuple[tuple[str, str], ...]
+"""A problem's context as shown in the email: ``(key, value)`` lines, secrets masked."""
+
 
 def fingerprint_id(fingerprint: Fingerprint) -> str:
     """A short, stable hex id for a fingerprint, equal across processes and hosts."""
@@ -57,6 +60,8 @@ class Alert:
         exc_type: the exception's qualified type name, when there was one.
         traceback: the formatted traceback, when there was one.
         group: the notification group; each group has its own windows.
+        context: what the caller attached (``context=`` or ``alert_context``),
+            as safe ``(key, value)`` lines with secrets masked.
     """
 
     fingerprint: Fingerprint
@@ -69,6 +74,7 @@ class Alert:
     exc_type: str | None = None
     traceback: str | None = None
     group: str = "default"
+    context: Context = ()
 
     @property
     def level_name(self) -> str:

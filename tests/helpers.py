@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from smtp_alerts.models import OutgoingMessage
+from smtp_alerts.testing import GmailServer
 
 SENDER = "alerts@example.com"
 
@@ -50,3 +54,19 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True  # no /proc: trust kill(0)
     return state != "Z"
+
+
+def run_script(
+    tmp_path: Path, source: str, server: GmailServer, *, timeout: float = 60, **overrides: str
+) -> subprocess.CompletedProcess[str]:
+    """Write ``source`` to a file and run it as a program configured for ``server``."""
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(source), encoding="utf-8")
+    return subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(script)],
+        env={**os.environ, **server.environ(**overrides)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

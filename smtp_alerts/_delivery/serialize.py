@@ -12,8 +12,14 @@ version (``"v"``) and every reader checks it.
   own policy) apart from a JSON-able ``dict`` of everything else, so a database
   keeps the bytes in a BLOB instead of inflating them by a third in base64.
 
-Round trips are exact: the digest compares equal (dataclass equality), the
-email's bytes are the same, and so are the other fields.
+Round trips are exact (the digest compares equal, the email's bytes are the
+same, and so are the other fields) for every digest within
+:data:`DIGEST_TEXT_MAX_CHARS` of log text; a larger one keeps its counts and
+the text of its first problems, and says where text was cut. Conversion never
+raises for what a digest may hold: a fingerprint part of a type JSON cannot
+keep apart (an ``IntEnum``, a list) is stored as its base value or as a
+string that names it, so that problem's identity changes but the digest is
+kept; lone surrogates survive (``json.dumps`` escapes them).
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any, NamedTuple
 
+from smtp_alerts._util.printable import clip_head, clip_tail, printable_repr
 from smtp_alerts.models import EMAIL_POLICY, Alert, Digest, Fingerprint, OutgoingMessage, Problem
 
 __all__ = [
+    "DIGEST_TEXT_MAX_CHARS",
     "FORMAT_VERSION",
     "MessageRow",
     "digest_from_dict",
@@ -36,6 +44,16 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """The version written in every ``dict`` this module produces, under ``"v"``."""
+
+DIGEST_TEXT_MAX_CHARS = 1_000_000
+"""Most log text (messages, tracebacks, contexts) one stored digest keeps in full.
+
+Capture bounds each problem (about 20 KB); this bounds a digest of thousands
+of problems. The problems come most severe first, as the email lists them, so
+the fifty rows an email shows keep their text; past the budget a problem keeps
+a short message and no traceback (each cut says so), and every count."""
+
+_OVER_BUDGET_MESSAGE_CHARS = 200
 
 _SCALARS = (str, int, float, bool, type(None))
 """The exact types a fingerprint may hold besides tuples: JSON keeps each one apart."""
@@ -58,16 +76,26 @@ class MessageRow(NamedTuple):
 
 
 def _encode_fingerprint(value: object) -> object:
-    # Exact types only: a subclass (an IntEnum, a str subclass) would come back as its
-    # base type, equal but with another repr, hence another fingerprint_id.
-    if type(value) is tuple:
+    # Exact types come back exactly. A subclass (an IntEnum, a str subclass) comes
+    # back as its base type, equal but with another repr, hence another
+    # fingerprint_id; anything else as a string naming it. Capture makes neither,
+    # but a digest must never be lost over its fingerprint.
+    if isinstance(value, tuple):
         return [_encode_fingerprint(item) for item in value]
     if type(value) in _SCALARS:
         return value
-    raise TypeError(
-        f"a fingerprint may hold only str, int, float, bool, None and tuples of them, "
-        f"not {type(value).__qualname__}: {value!r}"
-    )
+    return _base_scalar(value)
+
+
+def _base_scalar(value: object) -> object:
+    # The base type's own conversion: no method of the subclass runs.
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    return f"<{type(value).__qualname__}: {printable_repr(value)}>"
 
 
 def _decode_fingerprint(value: object) -> Any:
@@ -91,19 +119,29 @@ def _check_version(data: Mapping[str, Any], what: str) -> None:
         )
 
 
-def _alert_to_dict(alert: Alert) -> dict[str, Any]:
+def _alert_to_dict(alert: Alert, *, full_text: bool = True) -> dict[str, Any]:
+    message, traceback = alert.message, alert.traceback
+    if not full_text:
+        message = clip_head(message, _OVER_BUDGET_MESSAGE_CHARS)
+        traceback = clip_tail(traceback, 0) if traceback else traceback
     return {
         "fingerprint": _encode_fingerprint(alert.fingerprint),
         "level": alert.level,
         "logger": alert.logger,
-        "message": alert.message,
+        "message": message,
         "created": alert.created,
         "source": alert.source,
         "location": alert.location,
         "exc_type": alert.exc_type,
-        "traceback": alert.traceback,
+        "traceback": traceback,
         "group": alert.group,
+        "context": [list(item) for item in alert.context],
     }
+
+
+def _text_size(alert: Alert) -> int:
+    context = sum(len(key) + len(value) for key, value in alert.context)
+    return len(alert.message) + len(alert.traceback or "") + context
 
 
 def _alert_from_dict(data: Mapping[str, Any]) -> Alert:
@@ -121,12 +159,14 @@ def _alert_from_dict(data: Mapping[str, Any]) -> Alert:
         exc_type=data["exc_type"],
         traceback=data["traceback"],
         group=data["group"],
+        # Absent from rows written before contexts existed.
+        context=tuple((str(key), str(value)) for key, value in data.get("context", ())),
     )
 
 
-def _problem_to_dict(problem: Problem) -> dict[str, Any]:
+def _problem_to_dict(problem: Problem, *, full_text: bool = True) -> dict[str, Any]:
     return {
-        "alert": _alert_to_dict(problem.alert),
+        "alert": _alert_to_dict(problem.alert, full_text=full_text),
         "count": problem.count,
         "total": problem.total,
         "first_seen": problem.first_seen,
@@ -146,6 +186,15 @@ def _problem_from_dict(data: Mapping[str, Any]) -> Problem:
     )
 
 
+def _problems_to_list(problems: tuple[Problem, ...]) -> list[dict[str, Any]]:
+    """The problems, in full while the digest's text budget lasts (DIGEST_TEXT_MAX_CHARS)."""
+    out, used = [], 0
+    for problem in problems:
+        used += _text_size(problem.alert)
+        out.append(_problem_to_dict(problem, full_text=used <= DIGEST_TEXT_MAX_CHARS))
+    return out
+
+
 def digest_to_dict(digest: Digest) -> dict[str, Any]:
     """Convert a digest to JSON-able data.
 
@@ -155,16 +204,13 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
     Returns:
         A ``dict`` of JSON types only, with ``"v"`` set to :data:`FORMAT_VERSION`.
 
-    Raises:
-        TypeError: a fingerprint holds something other than str, int, float, bool,
-            None or tuples of them (it could not come back equal).
     """
     return {
         "v": FORMAT_VERSION,
         "group": digest.group,
         "incident_id": digest.incident_id,
         "sequence": digest.sequence,
-        "problems": [_problem_to_dict(problem) for problem in digest.problems],
+        "problems": _problems_to_list(digest.problems),
         "created": digest.created,
         "reason": digest.reason,
         "dropped": digest.dropped,
@@ -215,9 +261,6 @@ def message_to_row(message: OutgoingMessage) -> MessageRow:
     Returns:
         The row: :attr:`MessageRow.email` comes from ``message.email.as_bytes()``
         (the message's own policy, hence CRLF line ends as on the wire).
-
-    Raises:
-        TypeError: the digest's fingerprints cannot be converted losslessly.
     """
     meta: dict[str, Any] = {
         "v": FORMAT_VERSION,

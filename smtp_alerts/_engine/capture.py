@@ -9,6 +9,13 @@ Two costs, kept apart on purpose:
   the traceback while the record's arguments and frames are still as they were,
   and computes the canonical fingerprint of docs/architecture.md: logger name,
   level, call site, message template, exception type and innermost frame.
+  What it keeps is safe text, bounded in size (see :data:`MESSAGE_MAX_CHARS`):
+  odd input (a failing ``__str__``, lone surrogates, an ``IntEnum`` level)
+  degrades the one field it is in and never fails the capture.
+
+A record's ``extra`` may carry ``alert_group`` (its own incident),
+``alert_key`` (replaces the fingerprint) and ``alert_context`` (a mapping
+shown in the email, scrubbed of secrets by :func:`scrub_context`).
 """
 
 from __future__ import annotations
@@ -16,13 +23,22 @@ from __future__ import annotations
 import logging
 import re
 import traceback
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from types import TracebackType
+from typing import SupportsInt, cast
 
-from ..models import Alert, Fingerprint
+from .._util.printable import clip_tail, escape_surrogates, printable, printable_repr
+from ..models import Alert, Context, Fingerprint
 
 __all__ = [
+    "CONTEXT_MAX_ITEMS",
+    "CONTEXT_VALUE_MAX_CHARS",
+    "DEFAULT_GROUP",
+    "MESSAGE_MAX_CHARS",
+    "TRACEBACK_MAX_CHARS",
+    "capture_failed",
     "capture_record",
+    "clip_traceback",
     "exception_type_name",
     "format_exception",
     "innermost_frame",
@@ -30,7 +46,41 @@ __all__ = [
     "message_template",
     "record_fingerprint",
     "record_key",
+    "scrub_context",
 ]
+
+DEFAULT_GROUP = "default"
+"""The group of an alert that names none."""
+
+# What a problem keeps is bounded at capture, before anything is stored: the
+# aggregator holds up to 10,000 samples and the spool keeps them, so a 10 MB
+# message must cost kilobytes, not megabytes. The bounds are twice what the
+# loosest email shows (2,000 message characters, 8,192 of a traceback), so
+# the email never misses text it would have shown, and other channels and a
+# later, looser renderer still have some room.
+MESSAGE_MAX_CHARS = 4_096
+"""Longest message kept per problem; the start is kept, the rest is counted."""
+
+TRACEBACK_MAX_CHARS = 16_384
+"""Longest traceback (or details) kept per problem; the end is kept, where the
+exception and the innermost frames are."""
+
+CONTEXT_MAX_ITEMS = 20
+"""Most context entries kept per problem (nested mappings count each entry)."""
+
+CONTEXT_KEY_MAX_CHARS = 64
+CONTEXT_VALUE_MAX_CHARS = 256
+"""Longest context value kept; a context is a few identifiers, not a payload."""
+
+# Keys whose values are secrets: masked, whatever the value (DESIGN section 3).
+_SECRET_KEY = re.compile(
+    r"passw(or)?d|passphrase|pwd|token|secret|authori[sz]ation|cookie|api[-_]?key|credential|"
+    r"private[-_]?key|session|signature|\bauth\b|dsn",
+    re.IGNORECASE,
+)
+# Values that carry a credential whatever their key says.
+_SECRET_VALUE = re.compile(r"^\s*(bearer|basic|token)\s+\S", re.IGNORECASE)
+MASKED = "[masked]"
 
 # A message logged pre-formatted (an f-string, ``"..." % x`` at the call site)
 # has no template of its own; masking the parts that change between
@@ -54,23 +104,37 @@ def record_key(record: logging.LogRecord) -> Hashable:
     if msg.__class__ is not str:
         msg = _non_str_template(msg)
     exc_info = record.exc_info
+    key: Hashable
     if exc_info and exc_info[0] is not None:
         tb = exc_info[2]
         if tb is None:
-            return (record.name, record.levelno, record.pathname, record.lineno, msg, exc_info[0])
-        while tb.tb_next is not None:
-            tb = tb.tb_next
-        return (
-            record.name,
-            record.levelno,
-            record.pathname,
-            record.lineno,
-            msg,
-            exc_info[0],
-            tb.tb_frame.f_code.co_filename,
-            tb.tb_lineno,
-        )
-    return (record.name, record.levelno, record.pathname, record.lineno, msg)
+            key = (record.name, record.levelno, record.pathname, record.lineno, msg, exc_info[0])
+        else:
+            while tb.tb_next is not None:
+                tb = tb.tb_next
+            key = (
+                record.name,
+                record.levelno,
+                record.pathname,
+                record.lineno,
+                msg,
+                exc_info[0],
+                tb.tb_frame.f_code.co_filename,
+                tb.tb_lineno,
+            )
+    else:
+        key = (record.name, record.levelno, record.pathname, record.lineno, msg)
+    # A group or a key makes another problem of the same call site; records
+    # without them (nearly all) pay two attribute look-ups and no more.
+    group = getattr(record, "alert_group", None)
+    alert_key = getattr(record, "alert_key", None)
+    if group is not None or alert_key is not None:
+        return (key, _hashable(group), _hashable(alert_key))
+    return key
+
+
+def _hashable(value: object) -> Hashable:
+    return value if value is None or value.__class__ is str else printable(value, 200)
 
 
 def _non_str_template(msg: object) -> str:
@@ -129,23 +193,54 @@ def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
         inferred from a pre-formatted message, so the record's own
         :func:`record_key` is not worth remembering.
     """
+    group = record_group(record)
+    alert_key = getattr(record, "alert_key", None)
+    if alert_key is not None:
+        return key_fingerprint(printable(alert_key, 500), group), False
     template, inferred = message_template(record)
-    parts: list[Hashable] = [record.name, record.levelno, record.pathname, record.lineno, template]
+    parts: list[Hashable] = [
+        printable(record.name),
+        _level(record.levelno),
+        printable(record.pathname),
+        _level(record.lineno),
+        escape_surrogates(template),
+    ]
     exc_info = record.exc_info
     if exc_info is not None and exc_info[0] is not None:
         parts += [exception_type_name(exc_info[0]), innermost_frame(exc_info[2])]
+    if group != DEFAULT_GROUP:
+        parts += ["group", group]  # a group is its own incident, so its own problem
     return tuple(parts), inferred
 
 
-def capture_record(
-    record: logging.LogRecord, fingerprint: Fingerprint, *, group: str = "default"
-) -> Alert:
+def key_fingerprint(key: str, group: str) -> Fingerprint:
+    """The fingerprint of an alert with an explicit key: the key (and group) alone."""
+    return ("key", key) if group == DEFAULT_GROUP else ("key", key, "group", group)
+
+
+def record_group(record: logging.LogRecord) -> str:
+    """The group a record names in ``extra={"alert_group": ...}``, or the default one."""
+    group = getattr(record, "alert_group", None)
+    return DEFAULT_GROUP if group is None else printable(group, 200) or DEFAULT_GROUP
+
+
+def _level(value: object) -> int:
+    # An IntEnum level is an int with another repr: the fingerprint (and the
+    # spool, which keeps exact types) wants the plain number.
+    try:
+        return int(cast("SupportsInt", value))
+    except Exception:  # noqa: BLE001 - odd input degrades, never fails
+        return 0
+
+
+def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert:
     """Capture everything a digest shows about a record's problem.
+
+    Every text is safe (see :mod:`smtp_alerts._util.printable`) and clipped.
 
     Args:
         record: the log record of a new problem.
         fingerprint: its canonical fingerprint, from :func:`record_fingerprint`.
-        group: the notification group it belongs to.
 
     Returns:
         The captured :class:`~smtp_alerts.models.Alert`.
@@ -157,35 +252,115 @@ def capture_record(
         exc_type_name = exception_type_name(exc_info[0])
         tb_text = format_exception(exc_info[0], exc_info[1], exc_info[2])
     elif record.exc_text:
-        tb_text = record.exc_text
+        tb_text = printable(record.exc_text)
     if record.stack_info:
-        tb_text = f"{tb_text}\n{record.stack_info}" if tb_text else record.stack_info
+        stack = printable(record.stack_info)
+        tb_text = f"{tb_text}\n{stack}" if tb_text else stack
     return Alert(
         fingerprint=fingerprint,
-        level=record.levelno,
-        logger=record.name,
-        message=_format_message(record),
+        level=_level(record.levelno),
+        logger=printable(record.name, 500),
+        message=format_message(record),
         created=record.created,
         source="log",
-        location=f"{record.pathname}:{record.lineno} in {record.funcName}",
+        location=printable(f"{record.pathname}:{record.lineno} in {record.funcName}", 1_000),
         exc_type=exc_type_name,
-        traceback=tb_text,
-        group=group,
+        traceback=clip_traceback(tb_text),
+        group=record_group(record),
+        context=scrub_context(getattr(record, "alert_context", None)),
     )
 
 
-def _format_message(record: logging.LogRecord) -> str:
+def capture_failed(record: logging.LogRecord, error: BaseException) -> Alert:
+    """The alert for a record whose capture failed anyway: what little is safe to say.
+
+    The last line of defence of "capture never raises": a bug of ours or an
+    input nobody foresaw still makes an alert, under its logger and level.
+    """
+    logger = printable(getattr(record, "name", "?"), 500)
+    return Alert(
+        fingerprint=("capture-failed", logger, _level(getattr(record, "levelno", 0))),
+        level=_level(getattr(record, "levelno", logging.ERROR)),
+        logger=logger,
+        message=f"<a record could not be captured: {printable_repr(error)}>",
+        created=float(getattr(record, "created", 0.0) or 0.0),
+        source="log",
+        group=DEFAULT_GROUP,
+    )
+
+
+def format_message(record: logging.LogRecord) -> str:
+    """The record's message, clipped; a failing format or argument degrades and says so."""
     try:
-        return record.getMessage()
-    except Exception as exc:  # noqa: BLE001 - a bad format string must still alert
-        return f"{record.msg!r} % {record.args!r} (message formatting failed: {exc!r})"
+        message = record.getMessage()
+    except Exception as exc:  # noqa: BLE001 - a bad format string or argument must still alert
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        shown = ", ".join(printable_repr(arg) for arg in args[:20])
+        return printable(
+            f"{printable(record.msg)} (message formatting failed: {printable_repr(exc)}; "
+            f"arguments: {shown})",
+            MESSAGE_MAX_CHARS,
+        )
+    if message.__class__ is not str:  # pragma: no cover - getMessage returns str(msg)
+        message = printable(message)
+    return printable(message, MESSAGE_MAX_CHARS)
+
+
+def clip_traceback(text: str | None) -> str | None:
+    """A traceback or details text, made safe and clipped to its end."""
+    if text is None:
+        return None
+    return escape_surrogates(clip_tail(text, TRACEBACK_MAX_CHARS))
+
+
+def scrub_context(context: object) -> Context:
+    """A context mapping as safe ``(key, value)`` lines, secrets masked.
+
+    Keys that name a secret (password, token, secret, authorization, cookie,
+    api_key...) and values that carry one (``Bearer ...``) are masked; a
+    nested mapping is flattened one level (``request.user``); at most
+    :data:`CONTEXT_MAX_ITEMS` entries, each clipped. Never raises: a mapping
+    that fails to iterate says so in one entry.
+    """
+    if context is None:
+        return ()
+    items: list[tuple[str, str]] = []
+    try:
+        if not isinstance(context, Mapping):
+            return (("context", _context_value("context", context)),)
+        for key, value in context.items():
+            _add_context(items, printable(key, CONTEXT_KEY_MAX_CHARS), value)
+            if len(items) >= CONTEXT_MAX_ITEMS:
+                break
+    except Exception as error:  # noqa: BLE001 - odd input degrades, never fails
+        items.append(("<context>", f"<unreadable: {printable_repr(error)}>"))
+    return tuple(items[:CONTEXT_MAX_ITEMS])
+
+
+def _add_context(items: list[tuple[str, str]], key: str, value: object) -> None:
+    if isinstance(value, Mapping) and not _SECRET_KEY.search(key):
+        for inner_key, inner_value in value.items():
+            full_key = f"{key}.{printable(inner_key, CONTEXT_KEY_MAX_CHARS)}"
+            items.append((full_key, _context_value(full_key, inner_value)))
+            if len(items) >= CONTEXT_MAX_ITEMS:
+                return
+        return
+    items.append((key, _context_value(key, value)))
+
+
+def _context_value(key: str, value: object) -> str:
+    if _SECRET_KEY.search(key):
+        return MASKED
+    text = printable(value, CONTEXT_VALUE_MAX_CHARS)
+    return MASKED if _SECRET_VALUE.match(text) else text
 
 
 def format_exception(
     exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
 ) -> str:
-    """The formatted traceback; never raises, even for an exception with a broken __str__."""
+    """The formatted traceback, safe and clipped; never raises, even for a broken __str__."""
     try:
-        return "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
+        text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
     except Exception as error:  # noqa: BLE001 - a broken __str__ must not lose the alert
-        return f"{exc_type.__name__} (traceback formatting failed: {error!r})"
+        text = f"{exc_type.__name__} (traceback formatting failed: {printable_repr(error)})"
+    return clip_traceback(text) or ""

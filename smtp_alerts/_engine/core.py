@@ -76,6 +76,7 @@ class EngineStats:
         channels: per channel: emails taken, failures by type, breaker state.
         meta_alerts: meta-alerts raised (a login stopped working, or works again).
         resting_logins: logins refused repeatedly and not used until a probe succeeds.
+        late: records and alerts that came after the engine closed (not sent; stderr said so).
     """
 
     accepted: int
@@ -89,6 +90,7 @@ class EngineStats:
     channels: dict[str, ChannelStats] = field(default_factory=dict)
     meta_alerts: int = 0
     resting_logins: tuple[str, ...] = ()
+    late: int = 0
 
 
 class EngineCore(Intake):
@@ -196,23 +198,28 @@ class EngineCore(Intake):
         self._start()
 
     def _start(self) -> None:
-        with self._lock:
-            if self._thread is not None or not self._accepting:
+        with self._lock:  # re-entrant: a signal handler may log while we start
+            if self._thread is not None or self._starting or not self._accepting:
                 return
+            self._starting = True
             thread = threading.Thread(target=self._main, name="smtp-alerts-engine", daemon=True)
-            if self._transport is None:
-                prepare_channels(self.settings)  # in this thread: shutdown may begin any time
             try:
+                if self._transport is None:
+                    prepare_channels(self.settings)  # in this thread: shutdown may begin any time
                 self._loop = EngineLoop(WorkerPool())
                 self._wake_event = asyncio.Event()
                 self._thread = thread
                 thread.start()
+                if self._queue:
+                    self._wake()  # what a signal handler queued while we started
             except RuntimeError as exc:
                 # Python 3.12+ starts no thread once the interpreter is shutting
                 # down: an engine whose first alert comes that late cannot send it.
                 self._accepting = False
                 self._thread = None
                 warn(f"smtp-alerts: cannot start ({exc}); the alert is dropped")
+            finally:
+                self._starting = False
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything accepted so far now, ignoring the windows.
@@ -224,6 +231,7 @@ class EngineCore(Intake):
         Returns:
             Whether everything accepted so far was delivered.
         """
+        self.report_late()
         if self._thread is None:
             return True
         if self._closing:
@@ -267,6 +275,7 @@ class EngineCore(Intake):
             timeout = self.settings.shutdown_timeout
         thread = self._stop_accepting()
         self._finish_by = min(self._finish_by or math.inf, time.monotonic() + timeout)
+        self.report_late()
         try:
             if thread is None:
                 return True
@@ -406,6 +415,7 @@ class EngineCore(Intake):
             suppressed=self._suppressed,
             meta_alerts=self._logins.raised,
             resting_logins=self._logins.resting(),
+            late=self.late_records,
         )
 
     # -- the engine's own thread ----------------------------------------------------

@@ -12,7 +12,13 @@ The caller's cost is kept to the minimum docs/architecture.md ("Caller's cost") 
 - a new problem is captured once (message and traceback formatted while its
   arguments and frames are as they were) and wakes the loop;
 - when the intake is full the record is counted as dropped, and the next
-  digest says how many: nothing is lost silently.
+  digest says how many: nothing is lost silently;
+- a record that comes after the engine closed (an ``atexit`` handler that
+  runs after ours) cannot be sent: it is counted, and stderr says so once
+  per burst, naming how many and the first one's message;
+- nothing here raises for odd input: capture degrades the odd field (see
+  :mod:`smtp_alerts._engine.capture`), and a capture that fails anyway
+  still makes an alert.
 
 This is the hot path (``AlertHandler.handle`` costs about as much as
 ``logging.NullHandler``): the intake is a base class of the engine, not an
@@ -26,20 +32,29 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from typing import SupportsInt, cast
 
 from .._util.clock import Clock
+from .._util.printable import printable, printable_repr
 from ..models import Alert, Fingerprint
 from .capture import (
+    DEFAULT_GROUP,
+    MESSAGE_MAX_CHARS,
+    capture_failed,
     capture_record,
+    clip_traceback,
     exception_type_name,
     format_exception,
     innermost_frame,
+    key_fingerprint,
     mask_variable_parts,
     record_fingerprint,
     record_key,
+    scrub_context,
 )
 from .loop import EngineLoop
+from .stderr import warn
 
 __all__ = ["IGNORED_LOGGERS", "KNOWN_LIMIT", "Intake", "Repeat"]
 
@@ -81,12 +96,19 @@ class Intake:
 
     def _reset_intake(self) -> None:
         """(Re)create the intake's state: at construction and in a forked child."""
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler that logs runs in the thread it
+        # interrupted, maybe while that thread holds this lock (starting the
+        # engine, counting a drop); a plain lock would deadlock it.
+        self._lock = threading.RLock()
+        self._starting = False
         self._queue: deque[Repeat | Alert] = deque()
         self._known: dict[Hashable, Fingerprint] = {}
         self._wake_pending = False
         self._busy = False  # records arrived recently: the loop polls, producers need not wake it
         self._dropped = 0
+        self._late = 0  # records after close, since the last report
+        self._late_total = 0
+        self._late_first: str | None = None
         self._accepting = True
         # The loop side's, read here: producers wake its loop and never alert
         # from its thread.
@@ -124,46 +146,52 @@ class Intake:
         key: str | None = None,
         details: str | None = None,
         exc: BaseException | None = None,
-        group: str = "default",
+        group: str = DEFAULT_GROUP,
         source: str = "alert",
+        context: Mapping[str, object] | None = None,
     ) -> bool:
-        """Raise an alert directly; never blocks.
+        """Raise an alert directly; never blocks, never raises for odd text.
 
         Args:
             message: what happened, in a sentence.
             level: a :mod:`logging` level; CRITICAL skips the group wait.
             name: who raises it (shown where a logger name would be).
-            key: what makes two alerts the same problem; the message with its
-                numbers masked when omitted.
+            key: what makes two alerts the same problem (it replaces the
+                fingerprint); the message with its numbers masked when omitted.
             details: longer text shown like a traceback.
             exc: an exception whose traceback to include.
-            group: the notification group.
+            group: the notification group: its own incident, digests and thread.
             source: ``alert``, ``check``, ``job`` or ``crash``.
+            context: a mapping shown in the email, secrets masked.
 
         Returns:
             False when the alert was dropped (intake full or engine closed).
         """
-        template = key if key is not None else mask_variable_parts(message)
-        exc_type = exception_type_name(type(exc)) if exc is not None else None
-        inner = innermost_frame(exc.__traceback__) if exc is not None else None
-        fingerprint: Fingerprint = (source, name, level, template, exc_type, inner)
+        try:
+            fingerprint, alert_level, text, group_name = _direct_identity(
+                message, level=level, name=name, key=key, exc=exc, group=group, source=source
+            )
+        except Exception as error:  # noqa: BLE001 - odd input degrades, never raises
+            text = f"<the level, key or group could not be read: {printable_repr(error)}>"
+            fingerprint, alert_level = ("alert-failed", source), logging.ERROR
+            group_name = DEFAULT_GROUP
         now = self._clock()
         if fingerprint in self._known:
             return self._put_repeat(fingerprint, now)
-        text = details
-        if exc is not None:
-            formatted = format_exception(type(exc), exc, exc.__traceback__)
-            text = f"{details}\n\n{formatted}" if details else formatted
+        if details is not None:
+            shown = printable(details)
+            text = f"{shown}\n\n{text}" if text else shown
         alert = Alert(
             fingerprint=fingerprint,
-            level=level,
-            logger=name,
-            message=message,
+            level=alert_level,
+            logger=printable(name, 500),
+            message=printable(message, MESSAGE_MAX_CHARS),
             created=now,
             source=source,
-            exc_type=exc_type,
-            traceback=text,
-            group=group,
+            exc_type=exception_type_name(type(exc)) if exc is not None else None,
+            traceback=clip_traceback(text),
+            group=group_name,
+            context=scrub_context(context),
         )
         return self._put_new(alert, ())
 
@@ -175,14 +203,19 @@ class Intake:
             return False
         if threading.current_thread() is self._thread:
             return False  # the engine's own thread: never alert about ourselves
-        fingerprint, inferred = record_fingerprint(record)
-        if fingerprint in self._known:
-            if not inferred:
-                self._known[raw_key] = fingerprint
-            return self._put_repeat(fingerprint, record.created)
-        group = getattr(record, "alert_group", "default")
-        alert = capture_record(record, fingerprint, group=str(group))
-        return self._put_new(alert, () if inferred else (raw_key,))
+        try:
+            fingerprint, inferred = record_fingerprint(record)
+            if fingerprint in self._known:
+                if not inferred:
+                    self._known[raw_key] = fingerprint
+                return self._put_repeat(fingerprint, record.created)
+            alert = capture_record(record, fingerprint)
+        except Exception as error:  # noqa: BLE001 - capture degrades, never raises
+            return self._put_new(capture_failed(record, error), ())
+        # The record key holds the message itself: a huge one is not kept in
+        # the known table (its repeats are fingerprinted again, from a prefix).
+        remember = not inferred and not (type(record.msg) is str and len(record.msg) > 1_000)
+        return self._put_new(alert, (raw_key,) if remember else ())
 
     def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
         queue = self._queue
@@ -204,7 +237,7 @@ class Intake:
         if self._thread is None:
             self._start()
         if not self._accepting:
-            return self._drop()
+            return self._late_alert(alert)
         queue = self._queue
         if len(queue) >= self._capacity:
             return self._drop()
@@ -224,6 +257,41 @@ class Intake:
         with self._lock:
             self._dropped += 1
         return False
+
+    def _late_alert(self, alert: Alert) -> bool:
+        """Count an alert that came after close; the first of a burst is said at once."""
+        with self._lock:
+            self._late += 1
+            self._late_total += 1
+            first = self._late == 1
+            if first:
+                self._late_first = alert.message
+        if first:
+            warn(
+                "smtp-alerts: a record was logged after the engine closed and will not be "
+                f"sent: {_quoted(alert.message)} (later ones are counted and reported at exit)"
+            )
+        return False
+
+    def report_late(self) -> None:
+        """Say on stderr how many records came after close since the last report.
+
+        Called by the engine's flush and close (``logging.shutdown`` calls
+        both at exit), so a burst of late records gets one line with its count.
+        """
+        with self._lock:
+            late, first = self._late, self._late_first
+            self._late, self._late_first = 0, None
+        if late > 1:
+            warn(
+                f"smtp-alerts: {late:,} records were logged after the engine closed and "
+                f"were not sent; the first: {_quoted(first or '')}"
+            )
+
+    @property
+    def late_records(self) -> int:
+        """Records (and direct alerts) that came after the engine closed, all told."""
+        return self._late_total
 
     def _wake(self) -> None:
         loop, event = self._loop, self._wake_event
@@ -254,3 +322,35 @@ class Intake:
         with self._lock:
             dropped, self._dropped = self._dropped, 0
         return dropped
+
+
+def _direct_identity(
+    message: object,
+    *,
+    level: object,
+    name: object,
+    key: object,
+    exc: BaseException | None,
+    group: object,
+    source: str,
+) -> tuple[Fingerprint, int, str | None, str]:
+    """A direct alert's fingerprint, level, traceback text and group, from odd input too."""
+    group_name = DEFAULT_GROUP if group is None else printable(group, 200) or DEFAULT_GROUP
+    alert_level = int(cast("SupportsInt", level))  # an IntEnum becomes its plain number
+    exc_type = exception_type_name(type(exc)) if exc is not None else None
+    if key is not None:
+        fingerprint = key_fingerprint(printable(key, 500), group_name)
+    else:
+        template = mask_variable_parts(printable(message, MESSAGE_MAX_CHARS))
+        inner = innermost_frame(exc.__traceback__) if exc is not None else None
+        fingerprint = (source, printable(name, 500), alert_level, template, exc_type, inner)
+        if group_name != DEFAULT_GROUP:
+            fingerprint += ("group", group_name)
+    text = format_exception(type(exc), exc, exc.__traceback__) if exc is not None else None
+    return fingerprint, alert_level, text, group_name
+
+
+def _quoted(message: str) -> str:
+    """A message's first line, short, for one line on stderr."""
+    first = message.partition("\n")[0]
+    return repr(first[:200] + ("..." if len(first) > 200 else ""))

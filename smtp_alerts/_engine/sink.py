@@ -15,7 +15,7 @@ the front-end needs no registry of its own, no ``atexit`` hook and no fork hook.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ class AlertSink(Protocol):
         exc: BaseException | None = None,
         group: str = "default",
         source: str = "alert",
+        context: Mapping[str, object] | None = None,
     ) -> bool:
         """Raise an alert; never blocks. False when it was dropped (see ``Engine.alert``)."""
 

@@ -51,6 +51,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._engine import process
+from .._util.printable import printable, printable_repr
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,7 +102,7 @@ def report_crash(exc: BaseException, *, engine: AlertSink, where: str | None = N
         where = f"thread {threading.current_thread().name!r}"
     try:
         return engine.alert(
-            f"uncaught {type(exc).__name__} in {where}: {exc}",
+            f"uncaught {type(exc).__name__} in {where}: {printable(exc)}",
             level=logging.CRITICAL,
             name=_program(),
             exc=exc,
@@ -109,7 +110,10 @@ def report_crash(exc: BaseException, *, engine: AlertSink, where: str | None = N
         )
     except Exception as error:  # noqa: BLE001 - a crash report must never raise in a hook
         with contextlib.suppress(Exception):
-            print(f"smtp-alerts: could not report the crash: {error!r}", file=sys.stderr)
+            print(
+                f"smtp-alerts: could not report the crash: {printable_repr(error)}",
+                file=sys.stderr,
+            )
         return False
 
 
@@ -311,7 +315,10 @@ class _AsyncioLogHook(logging.Handler):
         exc = record.exc_info[1] if record.exc_info else None
         engine = self._hooks.engine
         if record.levelno >= logging.ERROR and isinstance(exc, Exception) and engine is not None:
-            first_line = record.getMessage().partition("\n")[0]
+            try:
+                first_line = printable(record.getMessage(), 200).partition("\n")[0]
+            except Exception:  # noqa: BLE001 - odd text must not cost the crash report
+                first_line = printable(record.msg, 200).partition("\n")[0]
             report_crash(exc, engine=engine, where=f"asyncio ({first_line})")
 
 

@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from .._util.humanize import format_duration, format_time
+from .._util.printable import printable
 from .heartbeats import check_name, duration_field, heartbeat_monitor
 
 if TYPE_CHECKING:
@@ -239,7 +240,7 @@ class Job:
     def _alert_failure(self, exc: Exception, duration: float) -> None:
         self.engine.alert(
             f"job {self.name!r} failed after {format_duration(duration)}: "
-            f"{type(exc).__name__}: {exc}",
+            f"{type(exc).__name__}: {printable(exc)}",
             level=self.level,
             name=self.name,
             key=f"job:{self.name}:failed",

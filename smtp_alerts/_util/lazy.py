@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -60,6 +61,8 @@ def present_as(package: str, *values: object) -> None:
             or one already in a public module, is left as it is.
     """
     for value in values:
+        if typing.get_origin(value) is not None:
+            continue  # a type alias: a class to inspect on Python 3.10, with no module of its own
         if not (inspect.isclass(value) or inspect.isfunction(value)):
             continue
         if any(part.startswith("_") for part in value.__module__.split(".")):

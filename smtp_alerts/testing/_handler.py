@@ -10,11 +10,12 @@ recorded as its ``250`` goes out (see :meth:`GmailSession.push
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiosmtpd.smtp import Envelope, Session, TLSSetupException
 
@@ -22,12 +23,24 @@ from . import _replies as replies
 from ._state import ReceivedMessage
 
 if TYPE_CHECKING:
-    from ._session import GmailSession
     from ._state import SharedState
 
 __all__ = ["Recorder"]
 
 _log = logging.getLogger("smtp_alerts.testing.server")
+
+
+class Speaker(Protocol):
+    """What the handler uses of the session that calls it (a ``GmailSession``)."""
+
+    loop: asyncio.AbstractEventLoop
+    auth_identity: tuple[str, str | None] | None
+
+    def say(self, template: str, **fields: object) -> str:
+        """A reply of :mod:`._replies`, in this session's words."""
+
+    def accept_on_reply(self, message: ReceivedMessage) -> None:
+        """Record ``message`` as the next reply goes out."""
 
 
 class Recorder:
@@ -41,29 +54,29 @@ class Recorder:
         self._shared = shared
 
     async def handle_HELO(  # noqa: N802 - aiosmtpd's hook name
-        self, _smtp: GmailSession, session: Session, _envelope: Envelope, hostname: str
+        self, _smtp: Speaker, session: Session, _envelope: Envelope, hostname: str
     ) -> str:
         session.host_name = hostname
         return replies.HELO
 
     async def handle_NOOP(  # noqa: N802 - aiosmtpd's hook name
-        self, smtp: GmailSession, _session: Session, _envelope: Envelope, _arg: str | None
+        self, smtp: Speaker, _session: Session, _envelope: Envelope, _arg: str | None
     ) -> str:
         return smtp.say(replies.NOOP)
 
     async def handle_RSET(  # noqa: N802 - aiosmtpd's hook name
-        self, smtp: GmailSession, _session: Session, _envelope: Envelope
+        self, smtp: Speaker, _session: Session, _envelope: Envelope
     ) -> str:
         return smtp.say(replies.RSET)
 
     async def handle_QUIT(  # noqa: N802 - aiosmtpd's hook name
-        self, smtp: GmailSession, _session: Session, _envelope: Envelope
+        self, smtp: Speaker, _session: Session, _envelope: Envelope
     ) -> str:
         return smtp.say(replies.QUIT)
 
     async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
         self,
-        smtp: GmailSession,
+        smtp: Speaker,
         _session: Session,
         envelope: Envelope,
         address: str,
@@ -78,7 +91,7 @@ class Recorder:
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self,
-        smtp: GmailSession,
+        smtp: Speaker,
         _session: Session,
         envelope: Envelope,
         address: str,
@@ -89,7 +102,7 @@ class Recorder:
         return smtp.say(replies.RCPT_OK)
 
     async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
-        self, smtp: GmailSession, _session: Session, envelope: Envelope
+        self, smtp: Speaker, _session: Session, envelope: Envelope
     ) -> str:
         shared = self._shared
         faults = shared.faults

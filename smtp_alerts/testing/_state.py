@@ -13,13 +13,12 @@ import logging
 import ssl
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
     from ._faults import Faults
-    from ._session import GmailSession
 
 __all__ = ["HOST", "AuthAttempt", "Mode", "ReceivedMessage", "SharedState"]
 
@@ -72,6 +71,13 @@ class ReceivedMessage:
         return str(self.message.get("Subject", ""))
 
 
+class Connection(Protocol):
+    """What the server does to a live connection of its own: cut it at once."""
+
+    def abort(self) -> None:
+        """Cut the connection without a goodbye."""
+
+
 class SharedState:
     """What a server shares with its connections: the account, faults and records.
 
@@ -103,7 +109,7 @@ class SharedState:
         self.auth_attempts: list[AuthAttempt] = []
         self.connections = 0
         self.fired: collections.Counter[str] = collections.Counter()
-        self.live: set[GmailSession] = set()  # touched only on the loop thread
+        self.live: set[Connection] = set()  # touched only on the loop thread
 
     def fire(self, fault: str) -> bool:
         """Whether the set fault ``fault`` acts now; if so count it and spend one fail_times."""

@@ -287,8 +287,12 @@ class TestAlerts:
         assert {p.alert.source for p in problems} == {"check"}
         assert {p.alert.group for p in problems} == {"checks"}
         assert {p.alert.logger for p in problems} == {"db"}
-        keys = {p.alert.fingerprint[3] for p in problems}
-        assert keys == {"check db down #1", "check db recovered #1"}
+        # A key replaces the fingerprint; the group keeps it apart from other groups'.
+        fingerprints = {p.alert.fingerprint for p in problems}
+        assert fingerprints == {
+            ("key", "check db down #1", "group", "checks"),
+            ("key", "check db recovered #1", "group", "checks"),
+        }
 
     def test_empty_name_is_refused(self, engine: Engine) -> None:
         """report() with an empty name raises ValueError naming the problem."""

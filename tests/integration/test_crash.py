@@ -20,22 +20,7 @@ import pytest
 from smtp_alerts import install_crash_hooks
 from smtp_alerts._sources.crash import CrashHooks
 from smtp_alerts.testing import AlertCapture, GmailServer, ReceivedMessage, capture_alerts
-
-
-def run_script(
-    tmp_path: Path, source: str, server: GmailServer, **overrides: str
-) -> subprocess.CompletedProcess[str]:
-    """Write ``source`` to a file and run it as a program configured for ``server``."""
-    script = tmp_path / "app.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, str(script)],
-        env={**os.environ, **server.environ(**overrides)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.helpers import run_script
 
 
 def text_of(message: ReceivedMessage) -> str:

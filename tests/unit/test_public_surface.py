@@ -12,6 +12,7 @@ import importlib
 import inspect
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -121,6 +122,8 @@ class TestPublicSurface:
     def test_reports_a_public_module(self, package: str, name: str) -> None:
         """A public class or function names a module without a private part."""
         value = getattr(importlib.import_module(package), name)
+        if typing.get_origin(value) is not None:
+            return  # a type alias such as Fingerprint (a class to inspect on Python 3.10)
         if not (inspect.isclass(value) or inspect.isfunction(value)):
             return
         parts = value.__module__.split(".")

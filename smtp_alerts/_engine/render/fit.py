@@ -12,6 +12,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from ..._util.printable import escape_surrogates
 from ...models import EMAIL_POLICY
 from .html_part import html_part
 from .text_part import text_part
@@ -51,11 +52,13 @@ def _email(headers: Iterable[tuple[str, str]], text: str, page: str) -> EmailMes
     # EMAIL_POLICY: CRLF line ends, as on the wire. The transfer encoding is left to
     # the email package (7bit, 8bit for lines up to 998 octets, else quoted-printable
     # or base64), which keeps every line within SMTP's limits whatever the logs contain.
+    # Every piece of log text was made safe on its way here; escaping the whole
+    # again is the last guard, so no odd character can fail the digest.
     msg = EmailMessage(policy=EMAIL_POLICY)
     for name, value in headers:
-        msg[name] = value
-    msg.set_content(text, subtype="plain", charset="utf-8")
-    msg.add_alternative(page, subtype="html", charset="utf-8")
+        msg[name] = escape_surrogates(value)
+    msg.set_content(escape_surrogates(text), subtype="plain", charset="utf-8")
+    msg.add_alternative(escape_surrogates(page), subtype="html", charset="utf-8")
     for part in msg.iter_parts():
         # add_alternative builds the part as an EmailMessage, which stamps a
         # MIME-Version of its own; it belongs on the top level only.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..._util.humanize import format_time
 from .safe_text import clip_head, plural
-from .view import count_detail, fields
+from .view import context_lines, count_detail, fields
 
 if TYPE_CHECKING:
     from ...models import Problem
@@ -210,5 +210,9 @@ def _html_problem(number: int, problem: Problem, view: View) -> list[str]:
     if view.caps.sample_chars:
         sample = clip_head(problem.alert.message, view.caps.sample_chars)
         out.append(f'<div style="margin:4px 0;{_MONO};font-size:12px;{_WRAP}">{_h(sample)}</div>')
+    context = context_lines(problem, view.caps)
+    if context:
+        shown = "<br>".join(f"<b>{_h(key)}</b>: {_h(value)}" for key, value in context)
+        out.append(f'<div style="margin:4px 0;font-size:12px;{_WRAP}">{shown}</div>')
     out += [f'<div style="{_MUTED}">{_h(where)}</div>', "</td>"]
     return out

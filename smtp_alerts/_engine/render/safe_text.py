@@ -5,12 +5,15 @@ one-line value (a subject, a title, a logger name) loses its control and
 line-separator characters, so it can never start a header of its own; a body
 keeps its newlines and tabs but no other control character; long text is cut
 and says how much was cut. Only a bounded prefix of a value is ever cleaned: a
-10 MB message must not cost 10 MB of work.
+10 MB message must not cost 10 MB of work. Lone surrogates (undecodable file
+names) are escaped here too, so no text can fail the email's UTF-8 encoding.
 """
 
 from __future__ import annotations
 
 import re
+
+from ..._util.printable import escape_surrogates, split_clip_note
 
 __all__ = ["ELLIPSIS", "clip_head", "clip_tail", "ellipsize", "one_line", "plural"]
 
@@ -42,7 +45,7 @@ def one_line(value: str, limit: int) -> str:
     """
     # Only a bounded prefix is cleaned: a 10 MB message must not cost 10 MB of work.
     head = value[: 4 * limit + 16]
-    text = _SPACE_RUN.sub(" ", _HEADER_UNSAFE.sub(" ", head)).strip()
+    text = _SPACE_RUN.sub(" ", _HEADER_UNSAFE.sub(" ", escape_surrogates(head))).strip()
     if len(head) < len(value) and len(text) <= limit:
         text += ELLIPSIS
     return ellipsize(text, limit)
@@ -50,27 +53,35 @@ def one_line(value: str, limit: int) -> str:
 
 def _clean_body(value: str) -> str:
     """Keep text, newlines and tabs; drop NUL and every other control character."""
-    return _BODY_UNSAFE.sub("", _NEWLINE.sub("\n", value))
+    return _BODY_UNSAFE.sub("", _NEWLINE.sub("\n", escape_surrogates(value)))
 
 
 def clip_head(value: str, limit: int) -> str:
-    """Keep the first ``limit`` characters of ``value``, saying how much was cut."""
-    if len(value) <= limit:
+    """Keep the first ``limit`` characters of ``value``, saying how much was cut.
+
+    What capture already clipped is counted in, so the reader sees the whole cut.
+    """
+    value, clipped = split_clip_note(value)
+    if len(value) <= limit and not clipped:
         return _clean_body(value).rstrip()
-    cut = len(value) - limit
+    cut = max(0, len(value) - limit) + clipped
     return f"{_clean_body(value[:limit]).rstrip()}\n[{ELLIPSIS} {cut:,} more characters cut]"
 
 
 def clip_tail(value: str, limit: int) -> str:
-    """Keep the last ``limit`` characters of ``value``, saying how much was cut."""
-    if len(value) <= limit:
+    """Keep the last ``limit`` characters of ``value``, saying how much was cut.
+
+    What capture already clipped is counted in, so the reader sees the whole cut.
+    """
+    value, clipped = split_clip_note(value, tail=True)
+    if len(value) <= limit and not clipped:
         return _clean_body(value).rstrip()
     tail = value[-limit:]
     # Start on a whole line when one begins soon: half a frame line only confuses.
-    newline = tail.find("\n", 0, 200)
+    newline = tail.find("\n", 0, 200) if len(value) > limit else -1
     if newline != -1:
         tail = tail[newline + 1 :]
-    cut = len(value) - len(tail)
+    cut = len(value) - len(tail) + clipped
     return f"[{ELLIPSIS} {cut:,} earlier characters cut]\n{_clean_body(tail).rstrip()}"
 
 

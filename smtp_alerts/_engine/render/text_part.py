@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..._util.humanize import format_time
 from .safe_text import clip_head, plural
-from .view import count_detail, fields
+from .view import context_lines, count_detail, fields
 
 if TYPE_CHECKING:
     from ...models import Problem
@@ -70,6 +70,9 @@ def _text_row(number: int, problem: Problem, caps: Caps) -> list[str]:
     if location:
         lines.append(f"   location    {location}")
     lines.append(f"   id          {problem.id}")
+    for index, (key, value) in enumerate(context_lines(problem, caps)):
+        label = "context" if index == 0 else ""
+        lines.append(f"   {label:<12}{key}: {value}")
     if caps.sample_chars:
         sample = clip_head(problem.alert.message, caps.sample_chars)
         lines.append(_indent(sample, "               | ", first="   message     | "))

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .context import RenderContext
 
 __all__ = [
+    "CONTEXT_KEY_MAX_CHARS",
+    "CONTEXT_VALUE_MAX_CHARS",
     "FIELD_MAX_CHARS",
     "HOSTNAME_MAX_CHARS",
     "ID_MAX_CHARS",
@@ -30,6 +32,7 @@ __all__ = [
     "TRACEBACK_MAX_CHARS",
     "Caps",
     "View",
+    "context_lines",
     "count_detail",
     "fields",
     "make_view",
@@ -52,6 +55,12 @@ NOTICE_MAX_CHARS = 500
 
 MAX_ROWS = 50
 """Most problem rows shown; the rest are counted in one "and N more" line."""
+
+CONTEXT_KEY_MAX_CHARS = 64
+"""Longest context key shown."""
+
+CONTEXT_VALUE_MAX_CHARS = 256
+"""Longest context value shown (shorter under tighter caps)."""
 
 SAMPLE_MAX_CHARS = 2_000
 """Longest sample message shown; the start is kept."""
@@ -161,6 +170,17 @@ def count_detail(problem: Problem) -> str:
     if problem.total != problem.count:
         return f"{problem.total:,} since the incident began"
     return ""
+
+
+def context_lines(problem: Problem, caps: Caps) -> list[tuple[str, str]]:
+    """A problem's context as safe ``(key, value)`` lines; none under caps without samples."""
+    if not caps.sample_chars:
+        return []
+    value_chars = max(40, min(CONTEXT_VALUE_MAX_CHARS, caps.sample_chars // 4))
+    return [
+        (one_line(key, CONTEXT_KEY_MAX_CHARS), one_line(value, value_chars))
+        for key, value in problem.alert.context
+    ]
 
 
 def fields(problem: Problem) -> tuple[str, str, str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import logging
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 
 from smtp_alerts._delivery.serialize import (
+    DIGEST_TEXT_MAX_CHARS,
     FORMAT_VERSION,
     digest_from_dict,
     digest_to_dict,
@@ -117,10 +120,61 @@ class TestDigest:
         assert copy.problems[0].id == make_digest(fingerprint).problems[0].id
 
     @pytest.mark.parametrize("bad", [["list"], {"a": 1}, b"bytes", logging.Logger])
-    def test_unserialisable_fingerprint_is_refused(self, bad: Any) -> None:
-        """A fingerprint part that could not come back equal raises TypeError."""
-        with pytest.raises(TypeError, match="fingerprint"):
-            digest_to_dict(make_digest(("x", bad)))
+    def test_unserialisable_fingerprint_part_degrades(self, bad: Any) -> None:
+        """A fingerprint part JSON cannot keep is stored as a string naming it: no loss."""
+        data = through_json(digest_to_dict(make_digest(("x", bad))))
+        part = digest_from_dict(data).problems[0].alert.fingerprint[1]
+        assert isinstance(part, str)
+        assert type(bad).__qualname__ in part
+
+    def test_scalar_subclasses_in_fingerprint_become_their_base(self) -> None:
+        """An IntEnum level or a str subclass is stored as its plain value, never raising."""
+
+        class Level(enum.IntEnum):
+            BAD = 45
+
+        class Text(str):
+            def __str__(self) -> str:
+                raise ValueError("no")
+
+        data = through_json(digest_to_dict(make_digest(("x", Level.BAD, Text("t"), 1.5))))
+        fingerprint = digest_from_dict(data).problems[0].alert.fingerprint
+        assert fingerprint == ("x", 45, "t", 1.5)
+        assert [type(part) for part in fingerprint] == [str, int, str, float]
+
+    def test_a_huge_digest_is_bounded_and_keeps_every_count(self) -> None:
+        """Past DIGEST_TEXT_MAX_CHARS of text, problems keep short messages and every count."""
+        base = make_digest().problems[0]
+        problems = tuple(
+            dataclasses.replace(
+                base,
+                count=n + 1,
+                alert=dataclasses.replace(
+                    base.alert, fingerprint=("p", n), message="m" * 4_000, traceback="t" * 16_000
+                ),
+            )
+            for n in range(500)  # 10 MB of text
+        )
+        digest = dataclasses.replace(make_digest(), problems=problems)
+        text = json.dumps(digest_to_dict(digest))
+        assert len(text) < 2 * DIGEST_TEXT_MAX_CHARS
+        copy = digest_from_dict(json.loads(text))
+        assert [p.count for p in copy.problems] == [p.count for p in problems]
+        assert copy.problems[0] == problems[0]  # the first ones in full
+        last = copy.problems[-1].alert
+        assert last.message.endswith("[clipped 3,800 characters]")
+        assert last.traceback == "[clipped 16,000 characters]\n"
+
+    def test_context_round_trips_and_old_rows_read(self) -> None:
+        """An alert's context survives; a row written before contexts reads as empty."""
+        digest = make_digest()
+        problem = digest.problems[0]
+        alert = dataclasses.replace(problem.alert, context=(("order", "42"),))
+        digest = dataclasses.replace(digest, problems=(dataclasses.replace(problem, alert=alert),))
+        data = through_json(digest_to_dict(digest))
+        assert digest_from_dict(data) == digest
+        del data["problems"][0]["alert"]["context"]
+        assert digest_from_dict(data).problems[0].alert.context == ()
 
     def test_empty_digest(self) -> None:
         """A digest without problems, notices or thread subject round-trips."""

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import sys
 
-from smtp_alerts._engine.capture import capture_record, record_fingerprint, record_key
+from smtp_alerts._engine.capture import (
+    CONTEXT_MAX_ITEMS,
+    MESSAGE_MAX_CHARS,
+    capture_record,
+    record_fingerprint,
+    record_key,
+    scrub_context,
+)
 
 
 def make_record(
@@ -117,3 +125,82 @@ class TestCapture:
         alert = capture_record(record, record_fingerprint(record)[0])
         assert alert.traceback is not None
         assert "Broken" in alert.traceback
+
+
+class TestOddInput:
+    def test_intenum_level_is_a_plain_int(self) -> None:
+        class Level(enum.IntEnum):
+            BAD = 45
+
+        record = make_record("boom", level=Level.BAD)
+        fingerprint, _ = record_fingerprint(record)
+        alert = capture_record(record, fingerprint)
+        assert type(alert.level) is int
+        assert all(type(part) is not Level for part in fingerprint)
+
+    def test_failing_argument_degrades_the_message(self) -> None:
+        class Bad:
+            def __str__(self) -> str:
+                raise ValueError("no")
+
+            def __repr__(self) -> str:
+                raise ValueError("no")
+
+        record = make_record("value %s", Bad())
+        alert = capture_record(record, record_fingerprint(record)[0])
+        assert alert.message.startswith("value %s (message formatting failed: ValueError")
+        assert "<unprintable Bad: ValueError in __repr__>" in alert.message
+
+    def test_message_and_traceback_clipped(self) -> None:
+        record = make_record("m" * (MESSAGE_MAX_CHARS + 10))
+        alert = capture_record(record, record_fingerprint(record)[0])
+        assert alert.message.endswith("\n[clipped 10 characters]")
+
+
+class TestGroupsAndKeys:
+    def test_group_is_part_of_the_keys_only_when_set(self) -> None:
+        plain, billing = make_record("x"), make_record("x")
+        billing.alert_group = "billing"
+        assert record_key(plain) != record_key(billing)
+        assert record_fingerprint(plain)[0] != record_fingerprint(billing)[0]
+        assert "billing" not in repr(record_fingerprint(plain)[0])
+
+    def test_key_replaces_the_fingerprint(self) -> None:
+        first, second = make_record("a", line=1), make_record("b", line=2)
+        first.alert_key = second.alert_key = "charge"
+        assert record_fingerprint(first)[0] == record_fingerprint(second)[0] == ("key", "charge")
+        assert record_key(first) != record_key(second)  # call sites still apart, same problem
+
+    def test_unhashable_extras_do_not_raise(self) -> None:
+        record = make_record("x")
+        record.alert_group = ["not", "hashable"]
+        hash(record_key(record))
+
+
+class TestScrubContext:
+    def test_secrets_masked_nested_flattened_bounded(self) -> None:
+        context = {
+            "order": 42,
+            "Password": "p",
+            "x-api-key": "k",
+            "request": {"cookie": "c", "path": "/a"},
+            "note": "Bearer abc",
+        }
+        assert scrub_context(context) == (
+            ("order", "42"),
+            ("Password", "[masked]"),
+            ("x-api-key", "[masked]"),
+            ("request.cookie", "[masked]"),
+            ("request.path", "/a"),
+            ("note", "[masked]"),
+        )
+        assert len(scrub_context({str(i): i for i in range(100)})) == CONTEXT_MAX_ITEMS
+
+    def test_odd_context_never_raises(self) -> None:
+        class Exploding(dict):  # type: ignore[type-arg]
+            def items(self):  # type: ignore[no-untyped-def]
+                raise RuntimeError("no")
+
+        assert scrub_context(Exploding())[0][0] == "<context>"
+        assert scrub_context("just text") == (("context", "just text"),)
+        assert scrub_context(None) == ()
