@@ -8,21 +8,19 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from smtp_alerts import AlertHandler, Engine
 from smtp_alerts._delivery.spool import SPOOL_FILENAME, Spool
-from smtp_alerts.models import OutgoingMessage
 from smtp_alerts.testing import Faults, GmailServer, ManualClock, WebhookListener
 from smtp_alerts.testing import _replies as replies
 from smtp_alerts.transports.apprise import AppriseTransport
+from tests.helpers import make_message, run_script
 
-MESSAGE = OutgoingMessage("<m@x>", EmailMessage(), "a@x.org", ("b@x.org",), "title", "summary")
+MESSAGE = make_message()
 
 SCRIPT = """
 import logging, smtp_alerts
@@ -37,23 +35,19 @@ def script_env(server: GmailServer, spool: Path, **extra: str) -> dict[str, str]
     return {**env, **server.environ(**variables)}
 
 
-def run_script(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def log_and_exit(
+    tmp_path: Path, server: GmailServer, spool: Path, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run SCRIPT (log one error, exit at once) configured for ``server``."""
+    extra.setdefault("SHUTDOWN_TIMEOUT", "10s")
+    return run_script(tmp_path, SCRIPT, server, timeout=60, SPOOL_DIR=str(spool), **extra)
 
 
 class TestShortScriptWithFallbacks:
     def test_error_then_exit_is_emailed_while_apprise_loads(self, tmp_path: Path) -> None:
         """FALLBACK_URLS set, SMTP fine: apprise still loading at exit costs nothing."""
         with GmailServer() as server, WebhookListener() as hook:
-            env = script_env(server, tmp_path, FALLBACK_URLS=hook.apprise_url())
-            result = run_script(SCRIPT, env)
+            result = log_and_exit(tmp_path, server, tmp_path, FALLBACK_URLS=hook.apprise_url())
             assert result.returncode == 0, result.stderr
             assert "engine stopped" not in result.stderr
             assert result.stderr == ""
@@ -135,7 +129,7 @@ class TestServerTextIsSafeToPrint:
         )
         with GmailServer(faults=Faults(auth_reply="535")) as server:
             env = script_env(server, tmp_path, ALTERNATE_PORT="0")
-            logged = run_script(SCRIPT, env)
+            logged = log_and_exit(tmp_path, server, tmp_path, ALTERNATE_PORT="0")
             assert "not accepted" in logged.stderr
             shown = [logged.stderr]
             for args in (["spool", "list"], ["spool", "history"], ["send-test"], ["doctor"]):
@@ -180,7 +174,9 @@ class TestEveryChannelGetsItsTurnAtExit:
         with GmailServer(faults=Faults(greet=False)) as primary, GmailServer() as backup:
             bundle = tmp_path / "cas.pem"
             bundle.write_text(primary.ca_file.read_text() + backup.ca_file.read_text())
-            env = script_env(
+            started = time.monotonic()
+            result = log_and_exit(
+                tmp_path,
                 primary,
                 tmp_path / "spool",
                 TIMEOUT="30s",
@@ -191,8 +187,6 @@ class TestEveryChannelGetsItsTurnAtExit:
                 BACKUP_USERNAME=backup.username,
                 BACKUP_PASSWORD=backup.password,
             )
-            started = time.monotonic()
-            result = run_script(SCRIPT, env)
             elapsed = time.monotonic() - started
             assert result.returncode == 0, result.stderr
             (received,) = backup.messages
@@ -204,15 +198,15 @@ class TestEveryChannelGetsItsTurnAtExit:
     def test_blackholed_primary_leaves_time_for_the_webhook(self, tmp_path: Path) -> None:
         """The same with an apprise URL as the only fallback."""
         with GmailServer(faults=Faults(greet=False)) as primary, WebhookListener() as hook:
-            env = script_env(
+            started = time.monotonic()
+            result = log_and_exit(
+                tmp_path,
                 primary,
                 tmp_path,
                 TIMEOUT="30s",
                 SHUTDOWN_TIMEOUT="6s",
                 FALLBACK_URLS=hook.apprise_url(),
             )
-            started = time.monotonic()
-            result = run_script(SCRIPT, env)
             assert result.returncode == 0, result.stderr
             assert time.monotonic() - started < 6 + 2
             (request,) = hook.requests
@@ -253,7 +247,7 @@ class TestLostOrCorruptStore:
         """Garbage in spool.sqlite3: a script still delivers, and says what it did in one line."""
         tmp_path.joinpath(SPOOL_FILENAME).write_bytes(b"garbage, not SQLite\n" * 1000)
         with GmailServer() as server:
-            result = run_script(SCRIPT, script_env(server, tmp_path))
+            result = log_and_exit(tmp_path, server, tmp_path)
             assert result.returncode == 0, result.stderr
             (received,) = server.messages
             assert "nightly backup failed" in received.message.as_string()
