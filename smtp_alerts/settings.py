@@ -50,7 +50,7 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ADDRESS = re.compile(
     r"^[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+@[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+$"
 )
-_SECRET_FIELDS = frozenset({"password", "fallback_urls", "backup_password"})
+_SECRET_FIELDS = frozenset({"password", "password_file", "fallback_urls", "backup_password"})
 
 
 def parse_duration(value: Any) -> float:
@@ -183,11 +183,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"URL #{position} is not an apprise URL (scheme://...)")
         return value
 
-    @field_validator("ca_file", "password_file")
+    @field_validator("ca_file")
     @classmethod
     def _readable_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no readable file at {str(value)!r}")
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _readable_password_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            # The value is not shown: it is often the password itself, set
+            # here by mistake instead of in PASSWORD.
+            raise ValueError(
+                "no readable file at that path (not shown: it may be the password itself); "
+                "set it to the path of a file whose first line is the app password, "
+                f"or put the password in {ENV_PREFIX}PASSWORD"
+            )
         return value
 
     @model_validator(mode="after")
@@ -207,11 +220,8 @@ class Settings(BaseSettings):
         has_secret = self.password is not None or self.password_file is not None
         if has_secret and self.username is None:
             raise ValueError(f"{ENV_PREFIX}USERNAME is required with a password")
-        if self.effective_security == "none" and has_secret and not is_loopback(self.host):
-            raise ValueError(
-                f"{ENV_PREFIX}SECURITY=none would send the password in clear text to "
-                f"{self.host}; use starttls (port 587) or tls (port 465)"
-            )
+        if has_secret:
+            self._refuse_clear_text("the password")
         if self.backup_host is not None:
             if self.backup_password is not None and self.backup_username is None:
                 raise ValueError(f"{ENV_PREFIX}BACKUP_USERNAME is required with a backup password")
@@ -225,6 +235,28 @@ class Settings(BaseSettings):
                     f"text to {self.backup_host}"
                 )
         return self
+
+    def check_token_provider(self) -> None:
+        """Refuse an XOAUTH2 token provider where the token would cross in clear text.
+
+        The settings cannot see a token provider (it is code, given to the
+        engine), so the engine calls this as it is built.
+
+        Raises:
+            ConfigurationError: ``SECURITY=none`` to a host that is not this machine.
+        """
+        try:
+            self._refuse_clear_text("the OAuth token")
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid smtp-alerts settings:\n  {exc}") from None
+
+    def _refuse_clear_text(self, what: str) -> None:
+        """Raise ValueError when ``what`` would cross an unencrypted connection to another host."""
+        if self.effective_security == "none" and not is_loopback(self.host):
+            raise ValueError(
+                f"{ENV_PREFIX}SECURITY=none would send {what} in clear text to "
+                f"{self.host}; use starttls (port 587) or tls (port 465)"
+            )
 
     @property
     def effective_backup_security(self) -> Security:
@@ -275,7 +307,10 @@ class Settings(BaseSettings):
         if self.password is not None:
             return self.password.get_secret_value()
         if self.password_file is not None:
-            return self.password_file.read_text(encoding="utf-8").strip()
+            # The first line only: a comment or a second value below it must
+            # not be sent (a wrong password counts toward Gmail's lockout).
+            lines = self.password_file.read_text(encoding="utf-8").strip().splitlines()
+            return lines[0].strip() if lines else ""
         return None
 
 

@@ -3,8 +3,8 @@
 The chain is itself a :class:`~smtp_alerts.transports.Transport`. For each
 message it walks its channels in order (Gmail on 587, Gmail on 465, a backup
 SMTP server, apprise URLs), skips a channel whose breaker is open, retries a
-transient failure with exponential backoff and jitter inside the attempt's
-deadline, and otherwise acts on the classification table of
+transient failure (a "slow down" 421/454 included) with exponential backoff
+and jitter inside the attempt's deadline, and otherwise acts on the classification table of
 :mod:`smtp_alerts._delivery.policy`. When no channel takes the message it raises
 :class:`NoChannelTookError`, listing every channel's reason; the caller keeps
 the message in the spool.
@@ -12,6 +12,7 @@ the message in the spool.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -30,7 +31,7 @@ from tenacity import (
 )
 
 from .._util.clock import SYSTEM_CLOCK, Clock
-from ..errors import AuthenticationError, DeliveryError
+from ..errors import AuthenticationError, DeliveryError, DeliveryTimeoutError
 from ..models import OutgoingMessage
 from ..transports._base import Transport
 from .policy import Action, BreakerState, CircuitBreaker, classify
@@ -52,6 +53,10 @@ TRIES_PER_CHANNEL = 3
 RETRY_INITIAL = 0.5
 #: The longest pause between two tries on the same channel.
 RETRY_MAX = 5.0
+#: A channel with less time than this left before exit is not started.
+_LEAST_TURN = 0.05
+#: Kept back from the time left before exit: to record what was not delivered.
+_EXIT_MARGIN = 0.25
 
 
 class NoChannelTookError(DeliveryError):
@@ -168,6 +173,11 @@ class FallbackChain(Transport):
         self._on_attempt = on_attempt
         self._retry_initial = retry_initial
         self._gate = gate
+        #: When set and returning a time (``time.monotonic()``), every send ends
+        #: by then, and each channel still to be tried gets an equal share of
+        #: what is left: at exit, a blackholed primary must not use up
+        #: ``SHUTDOWN_TIMEOUT`` before the fallbacks get their turn.
+        self.finish_by: Callable[[], float | None] = lambda: None
 
     async def send(self, message: OutgoingMessage, /) -> None:
         """Deliver through the first channel that takes the message.
@@ -177,12 +187,13 @@ class FallbackChain(Transport):
         """
         failures: list[DeliveryError] = []
         refused: dict[str, str] = {}  # credential -> the channel that just had it refused
-        for channel in self.channels:
-            skipped = self._skip_reason(channel, refused)
+        for position, channel in enumerate(self.channels):
+            until = self._share(position)
+            skipped = _no_time_left(channel, until) or self._skip_reason(channel, refused)
             if skipped is not None:
                 failures.append(skipped)
                 continue
-            error = await self._through(channel, message)
+            error = await self._through(channel, message, until)
             if error is None:
                 return
             failures.append(error)
@@ -211,7 +222,7 @@ class FallbackChain(Transport):
                 continue
             if self._skip_reason(channel, refused) is not None:
                 continue
-            error = await self._through(channel, message)
+            error = await self._through(channel, message, None)
             results[channel.name] = error
             _note_refusal(channel, error, refused)
         return results
@@ -298,12 +309,29 @@ class FallbackChain(Transport):
             channel.stats.breaker = channel.breaker.snapshot()
         return {channel.name: channel.stats for channel in self.channels}
 
-    async def _through(self, channel: Channel, message: OutgoingMessage) -> DeliveryError | None:
-        """Send through one channel, retrying what the table says to retry; the last error."""
+    def _share(self, position: int) -> float | None:
+        """When the channel at ``position`` must be done, or None when only its deadline counts."""
+        finish_by = self.finish_by()
+        if finish_by is None:
+            return None
+        now = time.monotonic()
+        left = finish_by - now - _EXIT_MARGIN
+        return now + left / (len(self.channels) - position)
+
+    async def _through(
+        self, channel: Channel, message: OutgoingMessage, until: float | None
+    ) -> DeliveryError | None:
+        """Send through one channel, retrying what the table says to retry; the last error.
+
+        Args:
+            channel: the channel.
+            message: the message.
+            until: when this channel's turn ends (``time.monotonic()``), or None.
+        """
         shrunk = False
         while True:  # at most twice: once more after a smaller rendering
             try:
-                await self._with_retries(channel, message)
+                await self._with_retries(channel, message, until)
             except DeliveryError as error:
                 decision = classify(error)
                 if decision.action is Action.SHRINK and not shrunk and self._shrink is not None:
@@ -312,6 +340,10 @@ class FallbackChain(Transport):
                         log.info("%s: message too big; retrying a smaller rendering", channel.name)
                         message, shrunk = smaller, True
                         continue
+                if decision.action is Action.BACK_OFF:
+                    # Its tries were not counted one by one (see _try): the
+                    # login's watcher sees one refusal per message, as before.
+                    self._settle(channel, error, counted=True)
                 if decision.action is Action.AUTH and self._gate is not None:
                     pass  # the gate rests the credential (on every channel using it)
                 else:
@@ -328,10 +360,15 @@ class FallbackChain(Transport):
             channel.stats.sent += 1
             return None
 
-    async def _with_retries(self, channel: Channel, message: OutgoingMessage) -> None:
+    async def _with_retries(
+        self, channel: Channel, message: OutgoingMessage, until: float | None
+    ) -> None:
         initial = RETRY_INITIAL if self._retry_initial is None else self._retry_initial
+        deadline = (
+            self._deadline if until is None else min(self._deadline, until - time.monotonic())
+        )
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(TRIES_PER_CHANNEL) | stop_after_delay(self._deadline),
+            stop=stop_after_attempt(TRIES_PER_CHANNEL) | stop_after_delay(deadline),
             # Exponential backoff plus jitter, spelt in the API tenacity 8 and 9 share.
             wait=wait_exponential(multiplier=initial, max=RETRY_MAX) + wait_random(0, initial),
             retry=retry_if_exception(_retry_here),
@@ -339,13 +376,13 @@ class FallbackChain(Transport):
         )
         async for attempt in retrying:
             with attempt:
-                await self._try(channel, message)
+                await self._try(channel, message, until)
 
-    async def _try(self, channel: Channel, message: OutgoingMessage) -> None:
+    async def _try(self, channel: Channel, message: OutgoingMessage, until: float | None) -> None:
         started = time.perf_counter()
         error: DeliveryError | None = None
         try:
-            await channel.transport.send(message)
+            await _send_until(channel, message, until)
         except DeliveryError as exc:
             error = exc
             channel.stats.failures[type(exc).__name__] += 1
@@ -356,9 +393,7 @@ class FallbackChain(Transport):
             channel.stats.failures[type(error).__name__] += 1
             raise error from exc
         finally:
-            credential = channel.transport.credential
-            if credential is not None and self._gate is not None:
-                self._gate.settled(credential, channel.name, error)
+            self._settle(channel, error, counted=error is None or not _backs_off(error))
             if self._on_attempt is not None:
                 self._on_attempt(
                     Outcome(
@@ -369,6 +404,56 @@ class FallbackChain(Transport):
                         at=self._clock(),
                     )
                 )
+
+    def _settle(self, channel: Channel, error: DeliveryError | None, *, counted: bool) -> None:
+        """Tell the gate how a try through ``channel`` went; ``counted=False`` only frees it."""
+        credential = channel.transport.credential
+        if credential is None or self._gate is None:
+            return
+        if counted:
+            self._gate.settled(credential, channel.name, error)
+        else:
+            self._gate.release(credential)
+
+
+async def _send_until(channel: Channel, message: OutgoingMessage, until: float | None) -> None:
+    """``channel``'s send, cut short at ``until`` (its share of the time left before exit)."""
+    if until is None:
+        await channel.transport.send(message)
+        return
+    left = until - time.monotonic()
+    error = DeliveryTimeoutError(
+        f"not done within its {max(left, 0.0):.1f}s share of the time left before exit "
+        "(SHUTDOWN_TIMEOUT)",
+        channel=channel.name,
+        step="deadline",
+    )
+    if left <= 0:
+        raise error
+    task = asyncio.ensure_future(channel.transport.send(message))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=left)
+    except asyncio.CancelledError:
+        task.cancel()  # asyncio.wait leaves it running; the engine is stopping
+        raise
+    if not done:
+        # Not awaited: a cancellation of our own (the engine's exit deadline)
+        # must not be swallowed while the send unwinds; its outcome is dropped.
+        task.add_done_callback(lambda late: late.cancelled() or late.exception())
+        task.cancel()
+        raise error
+    task.result()
+
+
+def _no_time_left(channel: Channel, until: float | None) -> DeliveryError | None:
+    """The reason ``channel`` is not tried when its share of the time before exit is gone."""
+    if until is None or until - time.monotonic() > _LEAST_TURN:
+        return None
+    return DeliveryTimeoutError(
+        "not tried: no time left before exit (SHUTDOWN_TIMEOUT)",
+        channel=channel.name,
+        step="deadline",
+    )
 
 
 def _note_refusal(channel: Channel, error: DeliveryError | None, refused: dict[str, str]) -> None:
@@ -382,5 +467,14 @@ def _hhmm(when: float) -> str:
     return datetime.fromtimestamp(when, timezone.utc).strftime("%H:%M UTC")
 
 
+def _backs_off(error: DeliveryError) -> bool:
+    return classify(error).action is Action.BACK_OFF
+
+
 def _retry_here(exc: BaseException) -> bool:
-    return isinstance(exc, DeliveryError) and classify(exc).action is Action.RETRY
+    # A "slow down" (421/454 4.7.0) is retried after a short backoff too:
+    # Gmail means "too many connections now", not "come back in an hour".
+    return isinstance(exc, DeliveryError) and classify(exc).action in (
+        Action.RETRY,
+        Action.BACK_OFF,
+    )

@@ -7,7 +7,9 @@
 4. the apprise URLs of ``FALLBACK_URLS`` (apprise loads only if there are some).
 
 What none of them takes stays in the spool. This is where settings become
-transports: the transports themselves know no settings.
+transports: the transports themselves know no settings. A channel that cannot
+be built is one failed channel (its sends fail and say why), never a failure
+of the others or of the spool.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from .._util.clock import SYSTEM_CLOCK, Clock
 from .._util.net import security_for_port
+from ..errors import DeliveryError
+from ..models import OutgoingMessage
 from ..settings import Settings
 from ..transports import Transport
 
@@ -24,7 +28,23 @@ if TYPE_CHECKING:
     from ..transports.smtp import SMTPTransport
     from ..transports.xoauth2 import TokenProvider
 
-__all__ = ["build_channels", "smtp_channel"]
+__all__ = ["build_channels", "prepare_channels", "smtp_channel"]
+
+
+def prepare_channels(settings: Settings) -> None:
+    """What must happen before the interpreter's shutdown can begin; cheap.
+
+    Called from the caller's thread as the engine starts: a short script may
+    log one error and exit while the channels are still being built on a
+    worker thread, and apprise must still be able to load then.
+
+    Args:
+        settings: the settings.
+    """
+    if settings.fallback_urls:
+        from ..transports.apprise import prepare  # noqa: PLC0415 - only with URLs
+
+        prepare()
 
 
 def build_channels(
@@ -45,19 +65,37 @@ def build_channels(
     Returns:
         The transports; at least the primary SMTP one.
     """
-    primary = smtp_channel(settings, token_provider=token_provider, clock=clock)
-    channels: list[Transport] = [primary]
+    channels: list[Transport] = []
+
+    def add(name: str, build: Callable[[], Transport]) -> Transport:
+        try:
+            channel = build()
+        except Exception as exc:  # noqa: BLE001 - one failed channel, never the engine
+            on_problem(f"smtp-alerts: the {name} channel cannot be used: {exc}")
+            channel = _Unusable(name, f"{type(exc).__name__}: {exc}")
+        channels.append(channel)
+        return channel
+
+    primary = add(
+        f"{settings.host}:{settings.port}",
+        lambda: smtp_channel(settings, token_provider=token_provider, clock=clock),
+    )
     alternate = settings.effective_alternate_port
     if alternate is not None and alternate != settings.port:
         # For networks that block one of Gmail's ports. The same account, so
         # the same credential: refused on one port, refused on both.
-        other = smtp_channel(settings, token_provider=token_provider, clock=clock, port=alternate)
+        other = add(
+            f"{settings.host}:{alternate}",
+            lambda: smtp_channel(
+                settings, token_provider=token_provider, clock=clock, port=alternate
+            ),
+        )
         other.credential = primary.credential
-        channels.append(other)
-    if settings.backup_host is not None:
-        channels.append(_backup_channel(settings, settings.backup_host))
+    backup = settings.backup_host
+    if backup is not None:
+        add(f"{backup}:{settings.backup_port}", lambda: _backup_channel(settings, backup))
     if settings.fallback_urls:
-        channels.append(_fallback_channel(settings, on_problem))
+        add("apprise", lambda: _fallback_channel(settings, on_problem))
     return channels
 
 
@@ -126,10 +164,22 @@ def _fallback_channel(settings: Settings, on_problem: Callable[[str], None]) -> 
 
     urls = [url.get_secret_value() for url in settings.fallback_urls]
     fallback = AppriseTransport(urls, timeout=settings.timeout)
-    # Load apprise now (we run on a worker thread at engine start), so a URL
-    # it cannot use is reported at start-up rather than at the first failure.
-    try:
-        fallback.load()
-    except ValueError as exc:
-        on_problem(f"SMTP_ALERTS_FALLBACK_URLS: {exc}; those channels are not used")
+    # Load apprise now, on a thread of its own: a URL it cannot use is
+    # reported at start-up, and the SMTP channels need not wait for it.
+    fallback.start_loading(
+        lambda problem: on_problem(
+            f"SMTP_ALERTS_FALLBACK_URLS: {problem}; those channels are not used"
+        )
+    )
     return fallback
+
+
+class _Unusable(Transport):
+    """A channel that could not be built: each send fails and says why."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self._reason = reason
+
+    async def send(self, _message: OutgoingMessage, /) -> None:
+        raise DeliveryError(f"this channel could not be set up: {self._reason}", channel=self.name)

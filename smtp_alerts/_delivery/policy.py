@@ -9,8 +9,11 @@ what happened                             action      what follows
 timeout; refused or dropped connection;   RETRY       retry this channel with exponential
 any other 4xx reply                                   backoff and jitter inside the attempt's
                                                       deadline, then the next channel
-421 4.7.0 or 454 4.7.0 (slow down)        BACK_OFF    this channel rests ``BACK_OFF_PAUSE``;
-                                                      the next channel now
+421 4.7.0 or 454 4.7.0 (slow down), at    BACK_OFF    Gmail's "too many connections, retry
+greeting or login                                     after a short delay": retried like RETRY
+                                                      inside the deadline; only when it
+                                                      persists does the channel rest
+                                                      ``BACK_OFF_PAUSE``, then the next channel
 530 / 534 / 535, XOAUTH2 refused          AUTH        no blind retry (Gmail locks accounts
                                                       that storm): the next channel now; the
                                                       auth watcher rests the login after
@@ -54,7 +57,7 @@ __all__ = [
     "enhanced_code",
 ]
 
-#: How long a channel rests after the server asked us to slow down (421/454).
+#: How long a channel rests when the server kept asking us to slow down (421/454).
 BACK_OFF_PAUSE = 300.0
 #: How long a channel rests after its credentials were refused.
 AUTH_PAUSE = 900.0

@@ -20,12 +20,15 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._delivery.chain import ChannelStats
+from .._delivery.channels import prepare_channels
 from .._delivery.rounds import Delivery
 from .._delivery.spool import Spool
 from .._util.clock import SYSTEM_CLOCK, Clock
@@ -122,6 +125,8 @@ class EngineCore(Intake):
         spool: bool = True,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
+        if token_provider is not None:
+            self.settings.check_token_provider()  # no token in clear text: refuse now
         super().__init__(capacity=self.settings.queue_size, clock=clock)
         self._transport = transport
         self._use_spool = spool
@@ -141,6 +146,7 @@ class EngineCore(Intake):
         """(Re)create what the loop owns: at construction and in a forked child."""
         settings = self.settings
         self._closing = False
+        self._finish_by: float | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
         self._run_task: asyncio.Task[None] | None = None
         self._dispatch_event: asyncio.Event | None = None
@@ -198,6 +204,8 @@ class EngineCore(Intake):
             self._starting = True
             thread = threading.Thread(target=self._main, name="smtp-alerts-engine", daemon=True)
             try:
+                if self._transport is None:
+                    prepare_channels(self.settings)  # in this thread: shutdown may begin any time
                 self._loop = EngineLoop(WorkerPool())
                 self._wake_event = asyncio.Event()
                 self._thread = thread
@@ -266,6 +274,7 @@ class EngineCore(Intake):
         if timeout is None:
             timeout = self.settings.shutdown_timeout
         thread = self._stop_accepting()
+        self._finish_by = min(self._finish_by or math.inf, time.monotonic() + timeout)
         self.report_late()
         try:
             if thread is None:
@@ -290,6 +299,8 @@ class EngineCore(Intake):
             self._accepting = False
             self._closing = True
             thread = self._thread
+            if self._finish_by is None:  # the channels share what is left of it
+                self._finish_by = time.monotonic() + self.settings.shutdown_timeout
         # Repeats go through the known table; emptying it routes them to the
         # closed check, so nothing is queued after the last drain.
         self._known.clear()
@@ -472,6 +483,7 @@ class EngineCore(Intake):
         if self._delivery is None:
             assert self._ready is not None  # set by _run  # noqa: S101
             self._delivery = await self._ready
+            self._delivery.chain.finish_by = lambda: self._finish_by
             # Whatever an earlier process left goes out now, marked as delayed.
             await self._delivery.retry(force=True)
         return self._delivery

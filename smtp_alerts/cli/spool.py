@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from datetime import datetime, timezone
 
@@ -22,14 +23,29 @@ def run_spool_command(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.action == "flush":
-        return _flush(settings, args.timeout)
-    with Spool(settings.spool_path) as spool:
-        if args.action == "list":
-            return _list(spool)
-        if args.action == "purge":
-            return _purge(spool, yes=args.yes)
-        return _history(spool, args.limit)
+    path = settings.spool_path
+    try:
+        # Opened here for every action, flush included: a store that had to be
+        # set aside or re-created is said in one line, never a false success.
+        with Spool(path, on_problem=lambda _line: None) as spool:
+            if spool.recovered is not None:
+                print(spool.recovered, file=sys.stderr)
+                return 1
+            if args.action != "flush":
+                return _inspect(spool, args)
+    except (OSError, sqlite3.Error, ValueError, RuntimeError) as exc:
+        print(f"smtp-alerts: cannot use the spool at {path}: {exc}", file=sys.stderr)
+        return 1
+    return _flush(settings, args.timeout)
+
+
+def _inspect(spool: Spool, args: argparse.Namespace) -> int:
+    """``list``, ``purge`` or ``history``."""
+    if args.action == "list":
+        return _list(spool)
+    if args.action == "purge":
+        return _purge(spool, yes=args.yes)
+    return _history(spool, args.limit)
 
 
 def _list(spool: Spool) -> int:

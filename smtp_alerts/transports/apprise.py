@@ -50,6 +50,7 @@ warning keeps the broken service visible.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import re
@@ -69,11 +70,11 @@ from ..errors import (
 from ._base import Transport
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from ..models import OutgoingMessage
 
-__all__ = ["DEFAULT_TIMEOUT", "AppriseTransport"]
+__all__ = ["DEFAULT_TIMEOUT", "AppriseTransport", "prepare"]
 
 DEFAULT_TIMEOUT = 30.0
 """The deadline of one :meth:`AppriseTransport.send`, in seconds."""
@@ -194,11 +195,33 @@ class AppriseTransport(Transport):
         self.name = name or _transport_name(self._targets)
         self._loaded: _Loaded | None = None
         self._load_lock = threading.Lock()
+        _REDACTOR.add(self._secrets)
 
     @property
     def channels(self) -> tuple[str, ...]:
         """The name of each URL's channel, in order (scheme and host only)."""
         return tuple(target.channel for target in self._targets)
+
+    def start_loading(self, on_problem: Callable[[str], None]) -> None:
+        """Load apprise on a thread of its own now, so that the first send finds it ready.
+
+        Never raises: a URL apprise cannot use, or an apprise that cannot load,
+        is told to ``on_problem`` (and a send reports it as this channel's
+        failure). When no thread can start (the interpreter is shutting down),
+        the first send loads apprise instead.
+
+        Args:
+            on_problem: told, from the loading thread, what cannot be used.
+        """
+
+        def load() -> None:
+            try:
+                self.load()
+            except Exception as exc:  # noqa: BLE001 - one failed channel, never the engine
+                on_problem(_mask(f"{type(exc).__name__}: {exc}", self._secrets))
+
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=load, name="smtp-alerts-apprise", daemon=True).start()
 
     def load(self) -> None:
         """Import apprise and check every URL with it now, instead of on the first send.
@@ -258,6 +281,8 @@ class AppriseTransport(Transport):
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"apprise\b")
             import apprise  # noqa: PLC0415 - lazy on purpose: heavy, and only for fallbacks
 
+            _REDACTOR.install()  # before apprise logs the URLs it loads
+
             asset = apprise.AppriseAsset(
                 # One service after the other in this thread: apprise's thread
                 # pool would refuse work during interpreter shutdown.
@@ -283,6 +308,7 @@ class AppriseTransport(Transport):
                 unusable.append(
                     (target, f"URL #{target.position} ({target.scheme}://...): {reason}")
                 )
+        _REDACTOR.install()  # on the loggers of the plugins just loaded
         return _Loaded(apprise, asset, tuple(usable), tuple(unusable))
 
     def _notify(self, title: str, body: str, notify_type: str) -> _Report:
@@ -295,6 +321,7 @@ class AppriseTransport(Transport):
             )
             return _Report("FAILURE", (), (_Failure(self.name, DeliveryError, cause),))
         apprise = loaded.module
+        _REDACTOR.install()  # on loggers created since the load too
         unusable = tuple(
             _Failure(target.channel, DeliveryError, f"not a URL apprise can use: {problem}")
             for target, problem in loaded.unusable
@@ -444,6 +471,72 @@ class AppriseTransport(Transport):
         raise primary.kind(
             text, channel=channel, step="notify", code=primary.code, reply=primary.cause
         )
+
+
+class _Redactor(logging.Filter):
+    """Masks our URLs' secrets in what apprise and the HTTP libraries log.
+
+    apprise logs each URL it loads and posts to at DEBUG, and urllib3 logs
+    every request line: Slack's and Discord's tokens live in the path, so a
+    program logging at DEBUG would write them into its own logs. A logger's
+    filter sees only the records made on that very logger, so the filter is
+    put on each logger of those libraries that exists.
+    """
+
+    _PREFIXES = ("apprise", "urllib3", "requests")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask ``secrets`` from now on."""
+        with self._lock:
+            self._secrets = self._secrets | frozenset(secrets)
+
+    def install(self) -> None:
+        """Put this filter on every logger of apprise and the HTTP libraries (idempotent)."""
+        names = [
+            name
+            for name in list(logging.Logger.manager.loggerDict)
+            if name.split(".", 1)[0] in self._PREFIXES
+        ]
+        for name in {*self._PREFIXES, *names}:
+            logger = logging.getLogger(name)
+            if self not in logger.filters:
+                logger.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mask the record's text in place; never drops it, never raises."""
+        secrets = self._secrets
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the logging module's to report
+            return True
+        if any(secret in text for secret in secrets):
+            record.msg, record.args = _mask(text, secrets), None
+        if record.exc_info and not record.exc_text:
+            # urllib3's exceptions quote the URL: format the traceback now, masked
+            # (formatters use exc_text when it is set).
+            record.exc_text = _mask(_FORMATTER.formatException(record.exc_info), secrets)
+        return True
+
+
+_REDACTOR = _Redactor()
+_FORMATTER = logging.Formatter()
+
+
+def prepare() -> None:
+    """Make apprise loadable during interpreter shutdown; call before it can begin.
+
+    Some of apprise's plugins import ``concurrent.futures.thread``, which
+    registers a shutdown hook as it loads, and that raises once the
+    interpreter's shutdown has begun. A short script logs one error and exits
+    while apprise is still loading, so the engine imports it here, from the
+    caller's thread, as it starts (a cheap standard-library import).
+    """
+    import concurrent.futures.thread  # noqa: F401, PLC0415 - imported for its side effect only
 
 
 def _notify_type(message: OutgoingMessage) -> str:

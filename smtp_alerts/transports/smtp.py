@@ -44,6 +44,7 @@ from ..errors import (
     PermanentReplyError,
     RecipientsRefusedError,
     StartTLSNotOfferedError,
+    TLSError,
 )
 from ._base import Transport
 from .smtp_errors import ErrorMap, secret_forms, xoauth2_error
@@ -134,9 +135,11 @@ class SMTPTransport(Transport):
             raise ValueError("password and token_provider are mutually exclusive")
         if (password is not None or token_provider is not None) and not username:
             raise ValueError("a username is required with a password or a token_provider")
-        if security == "none" and password is not None and not is_loopback(host):
+        has_credential = password is not None or token_provider is not None
+        if security == "none" and has_credential and not is_loopback(host):
+            kind = "the password" if token_provider is None else "the OAuth token"
             raise ValueError(
-                f"security='none' would send the password in clear text to {host}; "
+                f"security='none' would send {kind} in clear text to {host}; "
                 "use starttls (port 587) or tls (port 465)"
             )
         if not timeout > 0:
@@ -391,6 +394,13 @@ class SMTPTransport(Transport):
         # mechanism after a refusal, and Gmail counts both against the account.
         assert self._username is not None  # noqa: S101 - checked in __init__
         username = self._username
+        refusal = clear_text_refusal(
+            encrypted=smtp.get_transport_info("sslcontext") is not None,
+            peer=smtp.get_transport_info("peername"),
+            host=self._host,
+        )
+        if refusal is not None:
+            raise TLSError(refusal, channel=self.name, step="auth")
         offered = smtp.server_auth_methods
         self._errors.secrets = secret_forms(username, secret)
         attempt: Coroutine[Any, Any, aiosmtplib.SMTPResponse]
@@ -536,6 +546,31 @@ class SMTPTransport(Transport):
             self._discard()
             self._loop, self._lock = loop, asyncio.Lock()
         return self._lock
+
+
+def clear_text_refusal(*, encrypted: bool, peer: Any, host: str) -> str | None:
+    """Why no credential may be sent on this connection, or None when it may.
+
+    The last guard, whatever the settings said: no credential of any kind
+    (password or OAuth token) crosses an unencrypted connection to another
+    machine. Both the name the connection was made to and the address it
+    reached must be this machine's.
+
+    Args:
+        encrypted: whether the connection is under TLS.
+        peer: the socket's peer address (``(host, port, ...)``), or None.
+        host: the host name the transport connected to.
+
+    Returns:
+        The reason, or None.
+    """
+    address = peer[0] if isinstance(peer, tuple) and peer else ""
+    if encrypted or (is_loopback(host) and is_loopback(str(address))):
+        return None
+    return (
+        f"the connection to {host} is not encrypted, so no credential was sent; "
+        "use starttls (port 587) or tls (port 465)"
+    )
 
 
 def _credential(username: str | None, host: str, port: int) -> str:

@@ -9,14 +9,26 @@ that depends on it (a claim) run under one write lock across processes, and
 
 A :class:`Database` is safe to use from several threads (one connection behind
 a lock) and survives a fork: the child opens a connection of its own.
+
+It also survives losing its file. Before each use it checks that the path
+still names the file it has open: when the file or its whole directory was
+deleted, it re-creates them and copies what it still holds (its connection
+keeps the deleted file readable) into the new file; when another process
+replaced the file, it opens the new one. A file that SQLite finds corrupt is
+moved aside as ``spool.sqlite3.corrupt-<time>`` and a new one is created.
+Each of these is told in one line (to stderr by default) and kept in
+:attr:`Database.recovered`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +39,10 @@ __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "Database"]
 BUSY_TIMEOUT = 30.0
 """Seconds a write waits for another process's transaction before failing."""
 SCHEMA_VERSION = 1
+_DIRECTORY_MODE = 0o700  # as the Spool makes it: log text and tracebacks, owner only
+# SQLite's result codes for a file that is damaged or not a database at all.
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -91,15 +107,105 @@ class Database:
         sqlite3.Error: the database cannot be opened.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, on_problem: Callable[[str], None] | None = None) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._conn: sqlite3.Connection | None = self._connect()
+        self._tell = on_problem or _to_stderr
+        #: What the last recovery did, in one line (None when none was needed).
+        self.recovered: str | None = None
+        self._identity: tuple[int, int] | None = None
+        self._waiting = False  # the file is gone and could not be re-created yet
+        self._conn: sqlite3.Connection | None = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect; a corrupt file is moved aside and a new one created."""
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corrupt(exc):
+                raise
+            self._set_aside(exc)
+            return self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         with sqlite_gate():
-            return self._connect_gated()
+            conn = self._connect_gated()
+        self._identity = _identity(self.path)
+        return conn
+
+    def _set_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """Move the corrupt file (and its WAL) aside, so a new one can be made."""
+        aside = self.path.with_name(
+            f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        )
+        self.path.replace(aside)
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                Path(f"{self.path}{suffix}").replace(f"{aside}{suffix}")
+        self._say(
+            f"smtp-alerts: the spool {self.path} was corrupt ({exc}); it was moved aside to "
+            f"{aside.name} and a new, empty one is used"
+        )
+
+    def _say(self, line: str) -> None:
+        self.recovered = line
+        with contextlib.suppress(Exception):
+            self._tell(line)
+
+    def _check_file(self) -> None:
+        """Re-open when the path no longer names the file this connection has open."""
+        if self._conn is None or _identity(self.path) == self._identity:
+            return
+        lost = self._conn
+        if self.path.exists():  # another process made a new one: use it
+            self._conn = self._open()
+            self._close_quietly(lost)
+            return
+        if not _holds_entries(lost):
+            # Nothing to keep (a test's temporary folder removed before the
+            # process ends): no new folder as litter. Checked again after each
+            # use, so a digest written meanwhile brings the file back.
+            return
+        try:
+            self.path.parent.mkdir(mode=_DIRECTORY_MODE, parents=True, exist_ok=True)
+            kept = _copy_into(lost, self.path)
+            self._conn = self._open()
+        except (OSError, sqlite3.Error) as exc:
+            # Not here yet (a full disk, a read-only parent): the deleted file,
+            # still open, keeps what it holds; the next use tries again.
+            with contextlib.suppress(OSError):
+                self.path.unlink(missing_ok=True)  # no half-made file to adopt
+            self._conn = lost
+            if not self._waiting:
+                self._waiting = True
+                self._say(
+                    f"smtp-alerts: the spool {self.path} was deleted and cannot be re-created "
+                    f"({exc}); what it holds stays in this process until it can"
+                )
+            return
+        self._waiting = False
+        self._close_quietly(lost)
+        self._say(
+            f"smtp-alerts: the spool {self.path} was deleted while in use; it was "
+            f"re-created with the {kept} digest(s) it held"
+        )
+
+    @staticmethod
+    def _close_quietly(conn: sqlite3.Connection) -> None:
+        with sqlite_gate(), contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+    def _recover_if_corrupt(self, exc: BaseException) -> None:
+        """After an error inside a transaction: set a corrupt file aside for the next use."""
+        if not isinstance(exc, sqlite3.DatabaseError) or not _is_corrupt(exc):
+            return
+        broken, self._conn = self._conn, None
+        if broken is not None:
+            self._close_quietly(broken)
+        with contextlib.suppress(OSError):
+            self._set_aside(exc)
+        self._conn = self._open()
 
     def _connect_gated(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE), so a
@@ -148,10 +254,17 @@ class Database:
             RuntimeError: the database is closed.
         """
         self._check_fork()
-        with sqlite_gate(), self._lock:
+        with self._lock:
             if self._conn is None:
                 raise RuntimeError(f"the spool database {self.path} is closed")
-            yield self._conn
+            self._check_file()
+            try:
+                with sqlite_gate():
+                    yield self._conn
+            except sqlite3.DatabaseError as exc:
+                self._recover_if_corrupt(exc)
+                raise
+            self._check_file()  # what was just written into a deleted file is put back
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -180,3 +293,47 @@ class Database:
                 conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite says the file is damaged or no database (not busy, not unreadable)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)
+    return "not a database" in text or "malformed" in text
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file's device and inode, or None when the path names no file."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _holds_entries(conn: sqlite3.Connection) -> bool:
+    """Whether the database open on ``conn`` holds any digest (True when unreadable)."""
+    try:
+        with sqlite_gate():
+            return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0])
+    except sqlite3.Error:
+        return True
+
+
+def _copy_into(lost: sqlite3.Connection, path: Path) -> int:
+    """Copy a deleted database, still open on ``lost``, into a new file; its entry count."""
+    with sqlite_gate():
+        target = sqlite3.connect(path)
+        try:
+            lost.backup(target)
+            (count,) = target.execute("SELECT COUNT(*) FROM entries").fetchone()
+        finally:
+            target.close()
+    return int(count)
+
+
+def _to_stderr(line: str) -> None:
+    """The default way to tell a person: the library's last resort, a line on stderr."""
+    print(line, file=sys.stderr, flush=True)

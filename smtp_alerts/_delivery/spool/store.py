@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -51,6 +51,8 @@ class Spool:
         summarize: turns the messages to merge (oldest first) into one; a plain
             text summary listing their titles and times by default.
         lease: seconds after which another host's claim may be taken over.
+        on_problem: told, in one line, when the file was found corrupt or
+            deleted and was re-created (stderr by default); see :attr:`recovered`.
 
     Raises:
         ValueError: ``max_entries`` is below 2, or the database was written by a
@@ -68,6 +70,7 @@ class Spool:
         owner: str | None = None,
         summarize: Summarizer | None = None,
         lease: float = DEFAULT_LEASE,
+        on_problem: Callable[[str], None] | None = None,
     ) -> None:
         if max_entries < 2:
             # Merging needs room for the summary and at least one other entry.
@@ -80,10 +83,15 @@ class Spool:
         self._summarize = summarize
         self._claimant = Claimant(owner, lease)
         self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-        self._db = Database(self.path)
+        self._db = Database(self.path, on_problem=on_problem)
 
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r}, owner={self.owner!r})"
+
+    @property
+    def recovered(self) -> str | None:
+        """What the last recovery of the file did (moved aside, re-created), or None."""
+        return self._db.recovered
 
     @property
     def owner(self) -> str:

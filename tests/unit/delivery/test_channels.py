@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from email.message import EmailMessage
 from pathlib import Path
+
+import pytest
 
 from smtp_alerts import Settings
 from smtp_alerts._delivery.channels import build_channels, smtp_channel
+from smtp_alerts.errors import DeliveryError
+from smtp_alerts.models import OutgoingMessage
 from smtp_alerts.transports.smtp import SMTPTransport
 
+MESSAGE = OutgoingMessage("<m@x>", EmailMessage(), "a@x.org", ("b@x.org",), "title", "summary")
 GMAIL = {"username": "me@gmail.com", "password": "abcd efgh ijkl mnop", "to": ["on@example.com"]}
 
 
@@ -63,3 +70,20 @@ class TestSMTPChannel:
         password = transport._password
         assert callable(password)
         assert password() == "second"
+
+
+class TestUnusableChannel:
+    def test_a_channel_that_cannot_be_built_is_one_failed_channel(self, tmp_path: Path) -> None:
+        """A CA file that is no certificate fails its channels' sends, not the whole set."""
+        bad_ca = tmp_path / "ca.pem"
+        bad_ca.write_text("not a certificate")
+        problems: list[str] = []
+        channels = build_channels(
+            Settings(**GMAIL, ca_file=bad_ca, alternate_port=0), on_problem=problems.append
+        )
+        (channel,) = channels
+        assert channel.name == "smtp.gmail.com:587"
+        assert len(problems) == 1
+        assert "cannot be used" in problems[0]
+        with pytest.raises(DeliveryError, match="could not be set up"):
+            asyncio.run(channel.send(MESSAGE))
