@@ -199,15 +199,29 @@ class Delivery:
         return self.spool.next_due()
 
     async def deliver(self, messages: list[OutgoingMessage]) -> bool:
-        """Spool each message, then send it; what no channel takes stays spooled.
+        """Spool every message, then send them; what no channel takes stays spooled.
+
+        All of the round's messages are durable before the first attempt of
+        any: a send that hangs and a kill meanwhile must not lose the others.
+
+        Returns:
+            Whether every message was taken.
+        """
+        entry_ids = [self.spool.add(message) for message in messages]
+        return await self.send_spooled(list(zip(entry_ids, messages, strict=True)))
+
+    async def send_spooled(self, entries: list[tuple[int, OutgoingMessage]]) -> bool:
+        """Send messages already in the spool (and claimed by this owner).
+
+        Args:
+            entries: (spool entry id, message) pairs, in sending order.
 
         Returns:
             Whether every message was taken.
         """
         ok = True
         try:
-            for message in messages:
-                entry_id = self.spool.add(message)  # durable before the first attempt
+            for entry_id, message in entries:
                 ok = await self._send(entry_id, message, attempts=0) and ok
         finally:
             await self.chain.aclose()

@@ -105,7 +105,7 @@ def _open_spool(path: Path, clock: Clock, rerender: Rerender) -> SpoolLike:
 
 
 def spool_has_entries(directory: Path) -> bool:
-    """Whether a spool in ``directory`` holds digests; cheap, read-only, never raises."""
+    """Whether a spool in ``directory`` holds digests or pending counts; cheap, never raises."""
     path = directory / SPOOL_FILENAME
     if not path.is_file():
         return False
@@ -114,7 +114,15 @@ def spool_has_entries(directory: Path) -> bool:
             sqlite_gate(),
             contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn,
         ):
-            return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0])
+            if conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0]:
+                return True
+            # Counts pushed to the store and not yet in a digest (an older file has none).
+            return bool(
+                conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'store_problems')"
+                    " AND EXISTS (SELECT 1 FROM store_problems WHERE pending > 0)"
+                ).fetchone()[0]
+            )
     except sqlite3.Error:
         return True  # let the engine open it properly and say what is wrong
 

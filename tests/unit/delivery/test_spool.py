@@ -445,7 +445,8 @@ class TestClaims:
         expected = process_identity(pid)  # before reaping: a zombie keeps its /proc entry
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert child_owner == entry_owner == expected
+        assert child_owner == entry_owner
+        assert child_owner.startswith(expected + ":")  # then its own nonce
         assert child_owner != spool.owner
         assert len(spool.claim_due()) == 1  # the child is dead: its claim is free again
 
@@ -591,9 +592,10 @@ class TestHistory:
 
 class TestProcessIdentity:
     def test_names_host_pid_and_start_time(self) -> None:
-        """The owner name is host:pid:start-time, the start time stable for a process."""
+        """The owner name is host:pid:start-time:nonce, stable for a process."""
         identity = process_identity()
-        host, pid, start = identity.split(":")
+        host, pid, start, nonce = identity.split(":")
+        assert len(nonce) == 8  # tells processes of different pid namespaces apart
         assert (host, pid) == (socket.gethostname(), str(os.getpid()))
         assert process_identity() == identity
         if Path("/proc/self/stat").exists():
