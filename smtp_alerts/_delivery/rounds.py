@@ -231,7 +231,7 @@ class Delivery:
         """Send what waits in the spool and is due (everything with ``force``).
 
         Returns:
-            Whether the spool is empty afterwards.
+            Whether nothing is left for this process (see :meth:`settled`).
         """
         entries = self.spool.claim_due(force=force)
         if entries:
@@ -248,11 +248,26 @@ class Delivery:
                     await self._send(entry.id, message, attempts=entry.attempts)
             finally:
                 await self.chain.aclose()
-        return len(self.spool) == 0
+        return self.settled()
+
+    def settled(self) -> bool:
+        """Whether nothing waits that this process could send: its own work is done.
+
+        Entries a live sibling on a shared spool is sending are its work, not ours.
+        """
+        return self.spool.next_due() is None
 
     def undelivered(self) -> list[tuple[str, str | None]]:
-        """Title and last error (None if never tried to the end) of every digest waiting."""
-        return [(e.title, e.last_error) for e in self.spool.entries()]
+        """Title and last error (None if never tried to the end) of every digest waiting.
+
+        Without those a live sibling sharing the spool holds: they are its work.
+        """
+        mine = getattr(self.spool, "owner", None)
+        return [
+            (e.title, e.last_error)
+            for e in self.spool.entries()
+            if getattr(e, "owner", None) in (None, mine)
+        ]
 
     async def _send(self, entry_id: int, message: OutgoingMessage, *, attempts: int) -> bool:
         try:

@@ -27,20 +27,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._delivery.chain import ChannelStats
-from .._delivery.rounds import Delivery
+from .._delivery.rounds import Delivery, SpoolLike
 from .._delivery.spool import Spool
-from .._store import Quota, SqliteStore, Windows
+from .._store import SqliteStore, Windows
 from .._util.clock import SYSTEM_CLOCK, Clock
-from ..models import Alert, Digest, OutgoingMessage
+from ..models import Alert, OutgoingMessage
 from ..settings import Settings
 from . import process
 from .aggregator import Aggregator
 from .intake import Intake
-from .limits import EmailQuota, Grant, quota_notice
+from .limits import EmailQuota
 from .logins import LoginWatcher, MetaHook
 from .loop import EngineLoop, WorkerPool
 from .outbox import Rerender, build_delivery, spool_has_entries
 from .render import RenderContext, render
+from .shared import StoreLink, StoreUnavailableError
 from .stderr import warn
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ class EngineCore(Intake):
             per_hour=settings.max_per_hour, per_day=settings.max_per_day, clock=self._clock
         )
         self._delivery: Delivery | None = None
-        self._store: SqliteStore | None = None
+        self._link: StoreLink | None = None
         self._logins = LoginWatcher(
             settings, clock=self._clock, context=self._render_context, hooks=self._meta_hooks
         )
@@ -463,28 +464,42 @@ class EngineCore(Intake):
             gate=self._logins.watch,
             rerender=self._rerender,
             use_spool=self._use_spool,
+            on_spool=self._open_store,
         )
 
     async def _get_delivery(self) -> Delivery:
         if self._delivery is None:
             assert self._ready is not None  # set by _run  # noqa: S101
             self._delivery = await self._ready
-            self._store = self._open_store(self._delivery)
             # Whatever an earlier process left goes out now, marked as delayed.
             await self._delivery.retry(force=True)
         return self._delivery
 
-    def _open_store(self, delivery: Delivery) -> SqliteStore | None:
-        """The store beside the spool; None (per-process sending) when it cannot be used."""
-        if not isinstance(delivery.spool, Spool):
-            return None
+    def _open_store(self, spool: SpoolLike) -> None:
+        """Open the store beside the spool (on the build's worker thread).
+
+        No link (per-process sending) when the spool is in memory or the store
+        cannot be used. Set before the delivery is: the loop reads it only once
+        the delivery is ready.
+        """
+        if not isinstance(spool, Spool):
+            return
         settings = self.settings
         windows = Windows(settings.group_wait, settings.group_interval, settings.repeat_interval)
         try:
-            return SqliteStore(delivery.spool, windows, clock=self._clock)
+            store = SqliteStore(spool, windows, clock=self._clock)
         except (OSError, sqlite3.Error) as exc:
             warn(f"smtp-alerts: the shared store is not usable ({exc}); sending per process")
-            return None
+            return
+        context = self._render_context
+        self._link = StoreLink(
+            store, self._aggregator, lambda digest: render(digest, context), self._quota
+        )
+
+    def _shared(self) -> StoreLink | None:
+        # A method, not the attribute: mypy would keep the narrowing of an
+        # earlier check across the await that may have set it.
+        return self._link
 
     async def _drain_forever(self, wake: asyncio.Event, dispatch: asyncio.Event) -> None:
         """Take in what producers queued: on a wake, and every DRAIN_INTERVAL while busy.
@@ -494,15 +509,18 @@ class EngineCore(Intake):
         this process only.
         """
         pushed_at = self._clock()
+        pushing: asyncio.Task[None] | None = None
         while True:
             if not wake.is_set():
                 with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
                     await asyncio.wait_for(wake.wait(), self._drain_timeout())
             wake.clear()
             took = self._drain()
-            if self._store is not None and self._clock() - pushed_at >= PUSH_INTERVAL:
+            if self._link is not None and self._clock() - pushed_at >= PUSH_INTERVAL:
                 pushed_at = self._clock()
-                self._push_quietly()
+                # A task: the SQLite work is on a worker thread, draining goes on.
+                if pushing is None or pushing.done():
+                    pushing = asyncio.get_running_loop().create_task(self._push_quietly())
             # New work may be due sooner than the dispatcher planned: let it look.
             if took or self._flush_requests or self._closing:
                 dispatch.set()
@@ -510,17 +528,9 @@ class EngineCore(Intake):
     def _drain_timeout(self) -> float | None:
         if self._busy:
             return DRAIN_INTERVAL
-        if self._store is not None and self._aggregator.pending_groups():
+        if self._link is not None and self._aggregator.pending_groups():
             return PUSH_INTERVAL
         return None
-
-    def _push_quietly(self) -> None:
-        """Push; a store that refuses leaves this engine sending on its own."""
-        try:
-            self._push()
-        except (StoreUnavailableError, sqlite3.Error, OSError) as exc:
-            warn(f"smtp-alerts: the shared store is busy or read-only ({exc}); sending per process")
-            self._store = None
 
     async def _serve(self, event: asyncio.Event) -> None:
         while True:
@@ -533,8 +543,11 @@ class EngineCore(Intake):
                 requests, self._flush_requests = self._flush_requests, []
                 closing = self._closing
             self._drain()
-            if closing and self._store is not None:
-                ok = await self._close_round()
+            if closing and self._ready is not None:
+                await self._get_delivery()  # opens the store: the exit rule depends on it
+            link = self._link
+            if closing and link is not None:
+                ok = await self._close_round(link)
                 self._last_ok = ok
                 self._report_undelivered()
                 return
@@ -568,13 +581,13 @@ class EngineCore(Intake):
     def _seconds_to_next(self) -> float | None:
         candidates = []
         due = self._aggregator.next_due()
-        if self._store is not None:
+        if self._link is not None:
             # Local counts go to the store within a tick; the store decides when.
             now = self._clock()
             if self._aggregator.pending_groups():
                 candidates.append(now + PUSH_INTERVAL)
             candidates.append(now + STORE_POLL)
-            due = self._store_next_due()
+            due = self._link.next_due()
         if due is not None:
             candidates.append(max(due, self._quota.available_at()))
         if self._delivery is not None and self._delivery.next_retry_at is not None:
@@ -625,8 +638,8 @@ class EngineCore(Intake):
             self._aggregator.note_dropped(dropped)
 
     async def _dispatch(self, *, force: bool) -> bool:
-        if self._store is not None:
-            return await self._dispatch_shared(force=force)
+        if self._link is not None:
+            return await self._dispatch_shared(self._link, force=force)
         aggregator = self._aggregator
         due = set(aggregator.due())
         groups = aggregator.pending_groups() if force else sorted(due)
@@ -642,8 +655,9 @@ class EngineCore(Intake):
             # digest of a round is spooled before the first attempt of any.
             due = set(aggregator.due())
             groups = aggregator.pending_groups() if force else sorted(due)
-        if self._shared():  # the store was opened just now by _get_delivery
-            return await self._dispatch_shared(force=force)
+        link = self._shared()
+        if link is not None:  # the store was opened just now by _get_delivery
+            return await self._dispatch_shared(link, force=force)
         messages, held_back = self._form_digests(groups, due)
         # Earlier failures first, and never a second try within one round. The
         # spool is only touched when a retry is due: a busy loop polls often.
@@ -659,48 +673,28 @@ class EngineCore(Intake):
 
     # -- the shared store ---------------------------------------------------------------
 
-    def _push(self) -> None:
-        """Move this process's pending counts into the store (a tick's work)."""
-        store, aggregator = self._store, self._aggregator
-        assert store is not None  # noqa: S101 - called in store mode only
-        for group in aggregator.pending_groups():
-            digest = aggregator.form(group)
-            if digest is None:
-                continue
+    def _unshare(self, exc: Exception) -> None:
+        """The store refused: send on our own from now on (duplicates, never loss)."""
+        warn(f"smtp-alerts: the shared store is busy or read-only ({exc}); sending per process")
+        self._link = None
+
+    async def _push_quietly(self) -> None:
+        link = self._link
+        if link is not None:
             try:
-                store.push(group, digest.problems, dropped=digest.dropped)
-            except Exception as exc:
-                # Busy or read-only: keep the counts here and send them ourselves.
-                aggregator.restore(digest)
-                log.debug("pushing to the store failed", exc_info=True)
-                raise StoreUnavailableError(str(exc)) from exc
+                await link.push()
+            except StoreUnavailableError as exc:
+                self._unshare(exc)
 
-    def _claim(self, *, force: bool) -> tuple[list[tuple[int, OutgoingMessage]], bool]:
-        store = self._store
-        assert store is not None  # noqa: S101 - called in store mode only
-        quota = Quota(
-            self.settings.max_per_hour,
-            self.settings.max_per_day,
-            notice=quota_notice,
-            delayed=lambda since, at: self._quota.delayed_notice(Grant(at=at, delayed_since=since)),
-        )
-        claimed, held_back = store.claim_due(self._render_claimed, quota, force=force)
-        self._digests += len(claimed)
-        return [(c.entry_id, c.message) for c in claimed], held_back
-
-    def _render_claimed(self, digest: Digest) -> OutgoingMessage:
-        return render(digest, self._render_context)
-
-    async def _dispatch_shared(self, *, force: bool) -> bool:
+    async def _dispatch_shared(self, link: StoreLink, *, force: bool) -> bool:
         """Push, claim what the store says is due, send it: the round on a shared store."""
         delivery = await self._get_delivery()
         try:
-            self._push()
-            entries, held_back = self._claim(force=force)
-        except (StoreUnavailableError, sqlite3.Error, OSError) as exc:
-            warn(f"smtp-alerts: the shared store is busy or read-only ({exc}); sending per process")
-            self._store = None
+            entries, held_back = await link.claim(force=force)
+        except StoreUnavailableError as exc:
+            self._unshare(exc)
             return await self._dispatch(force=force)
+        self._digests += len(entries)
         retry_at = delivery.next_retry_at
         retrying = force or (retry_at is not None and retry_at <= self._clock())
         if retrying:
@@ -708,29 +702,17 @@ class EngineCore(Intake):
         ok = await delivery.send_spooled(entries) if entries else True
         if entries or force:
             self._save_counters(delivery)
-        return ok and not held_back and (not retrying or delivery.pending == 0)
+        return ok and not held_back and (not retrying or delivery.settled())
 
-    def _shared(self) -> bool:
-        return self._store is not None
-
-    def _store_next_due(self) -> float | None:
-        store = self._store
-        try:
-            return store.next_due() if store is not None else None
-        except (sqlite3.Error, OSError):
-            return None
-
-    async def _close_round(self) -> bool:
+    async def _close_round(self, link: StoreLink) -> bool:
         """At exit: push, hand over to a live sibling or send all, wait for our own work only."""
-        store = self._store
-        assert store is not None  # noqa: S101 - called in store mode only
         try:
-            self._push()
-            stays = store.leave_and_check()
-        except (StoreUnavailableError, sqlite3.Error, OSError):
+            stays = await link.leave()
+        except StoreUnavailableError as exc:
+            self._unshare(exc)
             stays = False
         ok = await self._dispatch(force=not stays)
-        if self._store is not None and self._delivery is not None:
+        if self._delivery is not None:
             ok = await self._logins.run(self._delivery) and ok
         return ok
 
@@ -808,10 +790,6 @@ class EngineCore(Intake):
             lines.append(f"  {events:,} events not yet in any email (email quota or deadline)")
         if lines:
             warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
-
-
-class StoreUnavailableError(Exception):
-    """The shared store refused a write: this engine sends on its own."""
 
 
 def _finish(loop: EngineLoop) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from smtp_alerts.models import Digest, OutgoingMessage, Problem
+from smtp_alerts.models import Digest, OutgoingMessage
 
 __all__ = ["Claimed", "IncidentStore", "Quota", "Renderer"]
 
@@ -59,8 +59,12 @@ class Claimed:
 class IncidentStore(Protocol):
     """Incidents per group, their problems, windows, quotas, thread roots and the outbox."""
 
-    def push(self, group: str, problems: Sequence[Problem], *, dropped: int = 0) -> None:
-        """Add a process's counts (deltas since its last push) to ``group``'s incident."""
+    def push(self, deltas: Sequence[Digest]) -> None:
+        """Add a process's counts since its last push, one delta per group, atomically.
+
+        A delta is a :class:`Digest` as the engine's aggregator forms it: its
+        group, its problems (sample, count, first and last seen) and dropped records.
+        """
 
     def claim_due(
         self, render: Renderer, quota: Quota, *, force: bool = False
@@ -77,8 +81,8 @@ class IncidentStore(Protocol):
     def pending(self) -> int:
         """Occurrences pushed and not yet in any digest."""
 
-    def siblings_alive(self) -> bool:
-        """Whether another engine lives on this store and stays (will send what is due)."""
+    def leave(self) -> bool:
+        """Say this engine leaves; whether another live one stays (and sends what is due).
 
-    def leave(self) -> None:
-        """Say this engine is leaving: its siblings must not count on it."""
+        Atomic: of engines leaving together, exactly the last sees none stay.
+        """

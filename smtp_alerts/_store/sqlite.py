@@ -115,20 +115,23 @@ class SqliteStore:
 
     # -- pushing -------------------------------------------------------------------------
 
-    def push(self, group: str, problems: Sequence[Problem], *, dropped: int = 0) -> None:
-        """Add counts to ``group``'s incident (opening one), in one transaction."""
-        if not problems and not dropped:
-            return
+    def push(self, deltas: Sequence[Digest]) -> None:
+        """Add each delta's counts to its group's incident (opening one), in one transaction."""
         now = self._clock()
         with self._spool.transaction() as conn:
-            opened = min((p.first_seen for p in problems), default=now)
-            self._open(conn, group, opened, now)
-            for problem in problems:
-                self._add(conn, group, problem)
-            if dropped:
-                conn.execute(
-                    "UPDATE store_windows SET dropped = dropped + ? WHERE grp = ?", (dropped, group)
-                )
+            for delta in deltas:
+                if not delta.problems and not delta.dropped:
+                    continue
+                group = delta.group
+                opened = min((p.first_seen for p in delta.problems), default=now)
+                self._open(conn, group, opened, now)
+                for problem in delta.problems:
+                    self._add(conn, group, problem)
+                if delta.dropped:
+                    conn.execute(
+                        "UPDATE store_windows SET dropped = dropped + ? WHERE grp = ?",
+                        (delta.dropped, group),
+                    )
 
     def _open(self, conn: sqlite3.Connection, group: str, opened: float, now: float) -> None:
         """Make sure ``group`` has an open incident: a quiet notified one closes first."""
@@ -321,18 +324,6 @@ class SqliteStore:
             ).fetchone()
         return int(count)
 
-    def siblings_alive(self) -> bool:
-        """Whether another engine lives on this store and is not leaving."""
-        with self._spool.transaction() as conn:
-            return self._siblings(conn)
-
-    def leave(self) -> None:
-        """Mark this engine as leaving, so siblings send what is pending at their exit."""
-        with self._spool.transaction() as conn:
-            conn.execute(
-                "UPDATE store_members SET leaving = 1 WHERE owner = ?", (self._spool.owner,)
-            )
-
     def _siblings(self, conn: sqlite3.Connection) -> bool:
         rows = conn.execute(
             "SELECT owner FROM store_members WHERE owner != ? AND leaving = 0",
@@ -346,7 +337,7 @@ class SqliteStore:
                 conn.execute("DELETE FROM store_members WHERE owner = ?", (owner,))
         return alive
 
-    def leave_and_check(self) -> bool:
+    def leave(self) -> bool:
         """Leave, and say whether a sibling stays; atomic, so exactly one last engine sees none."""
         with self._spool.transaction() as conn:
             conn.execute(

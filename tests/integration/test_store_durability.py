@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import textwrap
 import time
 from contextlib import closing
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -32,10 +34,13 @@ def spooled(spool: Path) -> int:
 def kept(spool: Path) -> int:
     """Incidents kept in ``spool``: digests in the outbox plus groups with counts pending."""
     path = spool / "spool.sqlite3"
-    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
-        pending = conn.execute(
-            "SELECT COUNT(DISTINCT grp) FROM store_problems WHERE pending > 0"
-        ).fetchone()[0]
+    try:
+        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+            pending = conn.execute(
+                "SELECT COUNT(DISTINCT grp) FROM store_problems WHERE pending > 0"
+            ).fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
     return spooled(spool) + int(pending)
 
 
@@ -94,3 +99,145 @@ def test_five_incidents_all_spooled_before_a_hanging_send_is_killed(tmp_path: Pa
     for n in range(5):
         assert sum(f"incident {n} is burning" in s for s in subjects) == 1, subjects
     assert spooled(spool) == 0
+
+
+WORKER = """
+import logging, os, pathlib, time, smtp_alerts
+log = logging.getLogger("worker")
+log.addHandler(smtp_alerts.AlertHandler())
+for _ in range({n}):
+    log.error("the shared database refused a connection")
+# Workers of one server live side by side: wait until every one has logged.
+ready = pathlib.Path({ready!r})
+(ready / str(os.getpid())).touch()
+deadline = time.monotonic() + 30
+while len(list(ready.iterdir())) < {processes} and time.monotonic() < deadline:
+    time.sleep(0.01)
+"""
+
+
+def start(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def counts(server: GmailServer) -> list[int]:
+    """The events each email reports (its rows' "events  N events" lines, summed)."""
+    found = []
+    for received in server.messages:
+        part = received.message.get_body(preferencelist=("plain",))
+        assert part is not None
+        rows = re.findall(r"^ +events +([\d,]+) event", part.get_content(), re.MULTILINE)
+        found.append(sum(int(row.replace(",", "")) for row in rows))
+    return found
+
+
+@pytest.mark.parametrize(("processes", "errors"), [(4, 1000), (16, 250)])
+def test_one_incident_on_many_processes_is_one_email_with_summed_counts(
+    tmp_path: Path, processes: int, errors: int
+) -> None:
+    """N processes log one error many times on one SPOOL_DIR: <= 2 emails, counts summed."""
+    with GmailServer() as server:
+        env = server_env(server, SPOOL_DIR=str(tmp_path), GROUP_WAIT="1s")
+        ready = tmp_path / "ready"
+        ready.mkdir()
+        code = WORKER.format(n=errors, ready=str(ready), processes=processes)
+        workers = [start(code, env) for _ in range(processes)]
+        for worker in workers:
+            _, stderr = worker.communicate(timeout=60)
+            assert worker.returncode == 0, stderr
+        # Whatever a handed-over window left is sent by the next start.
+        result = run_script("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
+        assert result.returncode == 0, result.stderr
+        found = counts(server)
+    assert 1 <= len(found) <= 2, found
+    assert sum(found) == processes * errors, found
+
+
+def test_quota_is_shared_by_the_store(tmp_path: Path) -> None:
+    """6 processes with MAX_PER_HOUR=2, each with its own incident: at most 2 emails."""
+    with GmailServer() as server:
+        env = server_env(server, SPOOL_DIR=str(tmp_path), GROUP_WAIT="0s", MAX_PER_HOUR="2")
+        code = (
+            "import logging, os, smtp_alerts\n"
+            "logging.getLogger().addHandler(smtp_alerts.AlertHandler())\n"
+            "logging.error('worker failed', extra={'alert_group': str(os.getpid())})\n"
+        )
+        workers = [start(code, env) for _ in range(6)]
+        for worker in workers:
+            worker.communicate(timeout=60)
+        assert len(server.messages) <= 2
+
+        # Held back, not lost: a later start with a higher cap sends the rest.
+        result = run_script(
+            "import smtp_alerts\nsmtp_alerts.get_engine().close()\n",
+            {**env, "SMTP_ALERTS_MAX_PER_HOUR": "20"},
+        )
+        assert result.returncode == 0, result.stderr
+        assert len(server.messages) == 6
+
+
+def test_sigterm_without_hooks_loses_nothing(tmp_path: Path) -> None:
+    """SIGTERM with no crash hooks: the pending alert is in the store; the next start sends it."""
+    with GmailServer() as server:
+        env = server_env(server, SPOOL_DIR=str(tmp_path), GROUP_WAIT="1h")
+        victim = start(
+            "import logging, time, smtp_alerts\n"
+            "logging.getLogger().addHandler(smtp_alerts.AlertHandler())\n"
+            "logging.error('the nightly export failed')\n"
+            "time.sleep(60)\n",
+            env,
+        )
+        db = tmp_path / "spool.sqlite3"
+        try:
+            assert wait_for(lambda: db.exists() and kept(tmp_path) == 1)
+        finally:
+            victim.send_signal(signal.SIGTERM)
+            victim.communicate(timeout=10)
+        assert victim.returncode == -signal.SIGTERM
+        assert server.messages == []
+        result = run_script("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
+        assert result.returncode == 0, result.stderr
+        (received,) = server.messages
+    assert "the nightly export failed" in str(received.message["Subject"])
+
+
+def test_flush_speaks_of_this_process_only(tmp_path: Path) -> None:
+    """A digest a live sibling is sending does not make this process's flush fail."""
+    from smtp_alerts import Engine, Settings
+    from smtp_alerts._delivery.spool import Spool
+    from smtp_alerts._delivery.spool.liveness import hold
+    from smtp_alerts.models import OutgoingMessage
+    from smtp_alerts.transports import MemoryTransport
+
+    sibling = "elsewhere:1:1:cafe"
+    hold(tmp_path, sibling)  # its lock is held: alive, from any pid namespace
+    with Spool(tmp_path, owner=sibling) as spool:
+        email = EmailMessage()
+        email["Subject"] = "the sibling's digest"
+        email.set_content("being sent")
+        spool.add(
+            OutgoingMessage(
+                message_id="<sibling.1@example.com>",
+                email=email,
+                sender="a@example.com",
+                recipients=("b@example.com",),
+                title="the sibling's digest",
+                summary="",
+            )
+        )
+    transport = MemoryTransport()
+    engine = Engine(
+        Settings(to=["b@example.com"], from_="a@example.com", spool_dir=tmp_path),
+        transport=transport,
+    )
+    engine.alert("our own problem")
+    assert engine.flush(timeout=10)
+    assert len(transport.sent) == 1
+    assert "our own problem" in transport.sent[0].title
+    engine.close()
