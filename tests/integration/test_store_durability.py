@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import signal
 import sqlite3
@@ -241,3 +242,15 @@ def test_flush_speaks_of_this_process_only(tmp_path: Path) -> None:
     assert len(transport.sent) == 1
     assert "our own problem" in transport.sent[0].title
     engine.close()
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_kill_matrix_loses_nothing(tmp_path: Path, trial: int) -> None:
+    """SIGKILL at a random moment of a scripted scenario: every kept alert arrives."""
+    from .kill_scenario import INCIDENTS, STEP, run_trial
+
+    # Spread over the scenario (a hanging first send, then a healthy server) plus jitter.
+    kill_after = trial * (INCIDENTS * STEP + 1.0) / 4 + random.uniform(0, 0.2)  # noqa: S311
+    found = run_trial(tmp_path, kill_after)
+    assert found.accepted, found
+    assert found.lost == [], found
