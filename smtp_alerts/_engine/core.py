@@ -22,6 +22,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -495,6 +496,7 @@ class EngineCore(Intake):
         self._link = StoreLink(
             store, self._aggregator, lambda digest: render(digest, context), self._quota
         )
+        self._wake()  # what was drained before the store opened goes to it now
 
     def _shared(self) -> StoreLink | None:
         # A method, not the attribute: mypy would keep the narrowing of an
@@ -508,7 +510,7 @@ class EngineCore(Intake):
         and not in the dispatcher: a send that hangs must not keep them in
         this process only.
         """
-        pushed_at = self._clock()
+        pushed_at = float("-inf")  # the first push goes at once
         pushing: asyncio.Task[None] | None = None
         while True:
             if not wake.is_set():
@@ -516,8 +518,9 @@ class EngineCore(Intake):
                     await asyncio.wait_for(wake.wait(), self._drain_timeout())
             wake.clear()
             took = self._drain()
-            if self._link is not None and self._clock() - pushed_at >= PUSH_INTERVAL:
-                pushed_at = self._clock()
+            # Real time, not the engine's clock: a tick is a bound on loss, not a window.
+            if self._link is not None and time.monotonic() - pushed_at >= PUSH_INTERVAL:
+                pushed_at = time.monotonic()
                 # A task: the SQLite work is on a worker thread, draining goes on.
                 if pushing is None or pushing.done():
                     pushing = asyncio.get_running_loop().create_task(self._push_quietly())

@@ -254,3 +254,40 @@ def test_kill_matrix_loses_nothing(tmp_path: Path, trial: int) -> None:
     found = run_trial(tmp_path, kill_after)
     assert found.accepted, found
     assert found.lost == [], found
+
+
+PREFORK_CHILD = """
+import logging, os, sqlite3, time, warnings, smtp_alerts
+warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, on purpose
+logging.getLogger().addHandler(smtp_alerts.AlertHandler())  # built before the fork
+pid = os.fork()
+if pid == 0:
+    logging.error("a worker's request failed")
+    # A worker serving on for a moment (a tick is enough), then ended the prefork way.
+    db, deadline = {db!r}, time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(db) as conn:
+                if conn.execute("SELECT SUM(pending) FROM store_problems").fetchone()[0]:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.01)
+    os._exit(0)
+os.waitpid(pid, 0)
+os._exit(0)
+"""
+
+
+def test_prefork_child_ending_with_os_exit_loses_nothing(tmp_path: Path) -> None:
+    """A forked worker ending with os._exit: its alert is in the store; the next start sends it."""
+    with GmailServer() as server:
+        env = server_env(server, SPOOL_DIR=str(tmp_path), GROUP_WAIT="1h")
+        code = PREFORK_CHILD.format(db=str(tmp_path / "spool.sqlite3"))
+        result = run_script(code, env)
+        assert result.returncode == 0, result.stderr
+        assert server.messages == []
+        result = run_script("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
+        assert result.returncode == 0, result.stderr
+        (received,) = server.messages
+    assert "a worker's request failed" in str(received.message["Subject"])
