@@ -494,7 +494,11 @@ class EngineCore(Intake):
             return
         context = self._render_context
         self._link = StoreLink(
-            store, self._aggregator, lambda digest: render(digest, context), self._quota
+            store,
+            self._aggregator,
+            lambda digest: render(digest, context),
+            self._quota,
+            self._clock,
         )
         self._wake()  # what was drained before the store opened goes to it now
 

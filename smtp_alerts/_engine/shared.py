@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Callable
 
 from .._store import IncidentStore, Quota
+from .._util.clock import Clock
 from ..models import Digest, OutgoingMessage
 from .aggregator import Aggregator
 from .limits import EmailQuota, Grant, quota_notice
@@ -43,6 +44,7 @@ class StoreLink:
         render: renders a digest the store formed.
         quota: the engine's quota object: its caps and notice texts (the counting
             itself is the store's, shared by every engine on it).
+        clock: the store's clock (the engine's, for the SQLite store).
     """
 
     def __init__(
@@ -51,8 +53,10 @@ class StoreLink:
         aggregator: Aggregator,
         render: Callable[[Digest], OutgoingMessage],
         quota: EmailQuota,
+        clock: Clock,
     ) -> None:
         self.store = store
+        self._clock = clock
         self._aggregator = aggregator
         self._render = render
         self._quota = Quota(
@@ -62,6 +66,7 @@ class StoreLink:
             delayed=lambda since, at: quota.delayed_notice(Grant(at=at, delayed_since=since)),
         )
         self._lock = asyncio.Lock()
+        self._held_until: float | None = None
 
     async def push(self) -> None:
         """Move every local pending count into the store; one transaction, off the loop.
@@ -87,19 +92,24 @@ class StoreLink:
 
         Returns:
             (outbox entry id, message) of each digest claimed, and whether the
-            store's quotas held one back.
+            store's quotas held one back (then :meth:`next_due` waits for them).
 
         Raises:
             StoreUnavailableError: the store refused.
         """
         await self.push()
+        if not force:
+            # A read first: an idle engine polling must not take the write lock.
+            due = self.next_due()
+            if due is None or due > self._clock():
+                return [], self._held_until is not None
         try:
-            claimed, held_back = await asyncio.get_running_loop().run_in_executor(
+            claimed, self._held_until = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: self.store.claim_due(self._render, self._quota, force=force)
             )
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(str(exc)) from exc
-        return [(c.entry_id, c.message) for c in claimed], held_back
+        return [(c.entry_id, c.message) for c in claimed], self._held_until is not None
 
     async def leave(self) -> bool:
         """At exit: push, say this engine leaves; whether a live sibling stays to send.
@@ -114,8 +124,11 @@ class StoreLink:
             raise StoreUnavailableError(str(exc)) from exc
 
     def next_due(self) -> float | None:
-        """When the store's earliest window is due; None when unknown or none."""
+        """When the store's earliest window is due (not before the quotas reopen)."""
         try:
-            return self.store.next_due()
+            due = self.store.next_due()
         except (sqlite3.Error, OSError):
             return None
+        if due is None or self._held_until is None:
+            return due
+        return max(due, self._held_until)  # no busy loop while the quotas are full

@@ -68,18 +68,16 @@ class IncidentStore(Protocol):
 
     def claim_due(
         self, render: Renderer, quota: Quota, *, force: bool = False
-    ) -> tuple[list[Claimed], bool]:
+    ) -> tuple[list[Claimed], float | None]:
         """Form, render and put in the outbox every due digest (every pending one with force).
 
         Returns:
-            The digests claimed, and whether a quota held one back.
+            The digests claimed, and when the quotas reopen if they held one
+            back (None when they did not).
         """
 
     def next_due(self) -> float | None:
         """When the store's earliest window is due (store clock), or None."""
-
-    def pending(self) -> int:
-        """Occurrences pushed and not yet in any digest."""
 
     def leave(self) -> bool:
         """Say this engine leaves; whether another live one stays (and sends what is due).

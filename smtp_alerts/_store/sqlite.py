@@ -183,14 +183,18 @@ class SqliteStore:
 
     def next_due(self) -> float | None:
         """When the earliest window with something pending is due, or None."""
-        with self._spool.transaction() as conn:
+        with self._spool.reading() as conn:
             times = [at for _, at in self._windows_due(conn)]
         return min(times, default=None)
 
     def claim_due(
         self, render: Renderer, quota: Quota, *, force: bool = False
-    ) -> tuple[list[Claimed], bool]:
-        """Form, render and put in the outbox what is due, in one transaction."""
+    ) -> tuple[list[Claimed], float | None]:
+        """Form, render and put in the outbox what is due, in one transaction.
+
+        Returns:
+            The digests claimed, and when the quotas reopen if they held one back.
+        """
         claimed: list[Claimed] = []
         with self._spool.transaction() as conn:
             now = self._clock()
@@ -199,7 +203,7 @@ class SqliteStore:
                     continue
                 notices = self._take_send(conn, quota, now)
                 if notices is None:
-                    return claimed, True
+                    return claimed, self._reopens_at(conn, quota, now)
                 digest = replace(self._form(conn, group, now, flush=at > now), notices=notices)
                 try:
                     message = render(digest)
@@ -212,7 +216,7 @@ class SqliteStore:
                         (message.title, group),
                     )
                 claimed.append(Claimed(self._spool.add_in(conn, message), message))
-        return claimed, False
+        return claimed, None
 
     def _windows_due(self, conn: sqlite3.Connection) -> list[tuple[str, float]]:
         rows = conn.execute(
@@ -265,6 +269,28 @@ class SqliteStore:
             notices += (quota.notice(quota.per_hour, "hour", (hour_first or now) + _HOUR, now),)
         return notices
 
+    @staticmethod
+    def _reopens_at(conn: sqlite3.Connection, quota: Quota, now: float) -> float:
+        """When the quotas allow the next email (the send that frees a slot ages out)."""
+        hour = [
+            at
+            for (at,) in conn.execute(
+                "SELECT at FROM store_sends WHERE at > ? ORDER BY at DESC", (now - _HOUR,)
+            )
+        ]
+        day = [
+            at
+            for (at,) in conn.execute(
+                "SELECT at FROM store_sends WHERE at > ? ORDER BY at DESC", (now - _DAY,)
+            )
+        ]
+        reopens = [now]
+        if len(hour) >= quota.per_hour:
+            reopens.append(hour[quota.per_hour - 1] + _HOUR)
+        if len(day) >= quota.per_day:
+            reopens.append(day[quota.per_day - 1] + _DAY)
+        return max(reopens)
+
     def _form(self, conn: sqlite3.Connection, group: str, now: float, *, flush: bool) -> Digest:
         incident_id, sequence, critical_at, dropped, subject = conn.execute(
             "SELECT incident_id, sequence, critical_at, dropped, thread_subject"
@@ -315,14 +341,6 @@ class SqliteStore:
         return bool(row[0])
 
     # -- members -------------------------------------------------------------------------
-
-    def pending(self) -> int:
-        """Occurrences pushed and not yet in any digest."""
-        with self._spool.transaction() as conn:
-            (count,) = conn.execute(
-                "SELECT COALESCE(SUM(pending), 0) FROM store_problems"
-            ).fetchone()
-        return int(count)
 
     def _siblings(self, conn: sqlite3.Connection) -> bool:
         rows = conn.execute(

@@ -291,3 +291,34 @@ def test_prefork_child_ending_with_os_exit_loses_nothing(tmp_path: Path) -> None
         assert result.returncode == 0, result.stderr
         (received,) = server.messages
     assert "a worker's request failed" in str(received.message["Subject"])
+
+
+def test_full_quota_waits_for_its_window_not_a_busy_loop(tmp_path: Path) -> None:
+    """Held back by the store's quota, the engine sleeps until the hour reopens."""
+    from smtp_alerts import Engine, Settings
+    from smtp_alerts.testing import ManualClock
+    from smtp_alerts.transports import MemoryTransport
+
+    clock = ManualClock()
+    transport = MemoryTransport()
+    settings = Settings(
+        to=["b@example.com"],
+        from_="a@example.com",
+        spool_dir=tmp_path,
+        max_per_hour=1,
+        group_wait=0,
+    )
+    engine = Engine(settings, transport=transport, clock=clock)
+    engine.alert("first", group="one")
+    engine.alert("second", group="two")
+    assert not engine.flush(timeout=10)  # one sent, one held back
+    assert len(transport.sent) == 1
+    link = engine._link
+    assert link is not None
+    due = link.next_due()
+    assert due is not None
+    assert due - clock() > 3000  # the hour reopens then; no claim before it
+    clock.advance(3601)
+    assert engine.flush(timeout=10)
+    assert len(transport.sent) == 2
+    engine.close()

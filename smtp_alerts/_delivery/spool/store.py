@@ -171,6 +171,10 @@ class Spool:
         """One ``BEGIN IMMEDIATE`` transaction on the spool's file, for the store beside it."""
         return self._db.write()
 
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        """The spool's connection for reads (no write lock), for the store beside it."""
+        return self._db.read()
+
     def add_in(self, conn: sqlite3.Connection, message: OutgoingMessage) -> int:
         """Store ``message``, claimed by this owner, inside the caller's transaction.
 

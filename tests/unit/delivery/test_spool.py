@@ -286,6 +286,39 @@ class TestClaims:
             assert b.claim_due() == []
             assert a.next_due() is None
 
+    def test_live_owner_in_another_pid_namespace_keeps_its_claim(
+        self, tmp_path: Path, clock: ManualClock
+    ) -> None:
+        """Same host name, a pid that is dead here: its held lock says it lives elsewhere."""
+        from smtp_alerts._delivery.spool.liveness import hold
+
+        # A container sharing the host name and the spool: its pid means nothing here.
+        elsewhere = f"{socket.gethostname()}:999999999:1:feedface"
+        hold(tmp_path, elsewhere)  # the lock its process holds for its lifetime
+        with (
+            Spool(tmp_path, clock=clock, owner=elsewhere) as theirs,
+            Spool(tmp_path, clock=clock) as ours,
+        ):
+            theirs.add(make_message())
+            assert ours.claim_due() == []
+            assert ours.next_due() is None
+
+    def test_owner_whose_lock_is_free_is_dead(self, tmp_path: Path, clock: ManualClock) -> None:
+        """An owner that took a lock and died (the kernel freed it): its claim is taken over."""
+        dead = f"{socket.gethostname()}:999999999:1:deadbeef"
+        lock = tmp_path / "owners"
+        lock.mkdir()
+        from smtp_alerts._delivery.spool.liveness import _path
+
+        _path(tmp_path, dead).touch()  # its file outlived it, unlocked
+        with (
+            Spool(tmp_path, clock=clock, owner=dead) as theirs,
+            Spool(tmp_path, clock=clock) as ours,
+        ):
+            theirs.add(make_message())
+            assert len(ours.claim_due()) == 1
+        assert not _path(tmp_path, dead).exists()  # tidied up
+
     def test_other_hosts_claim_expires_after_the_lease(
         self, tmp_path: Path, clock: ManualClock
     ) -> None:
