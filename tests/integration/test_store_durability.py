@@ -322,3 +322,26 @@ def test_full_quota_waits_for_its_window_not_a_busy_loop(tmp_path: Path) -> None
     assert engine.flush(timeout=10)
     assert len(transport.sent) == 2
     engine.close()
+
+
+def test_a_store_that_refuses_degrades_to_per_process_sending(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The store's tables vanish under a running engine: its alerts still go out, said once."""
+    from smtp_alerts import Engine, Settings
+    from smtp_alerts.transports import MemoryTransport
+
+    transport = MemoryTransport()
+    settings = Settings(to=["b@example.com"], from_="a@example.com", spool_dir=tmp_path)
+    engine = Engine(settings, transport=transport)
+    engine.alert("before", group="one")
+    assert engine.flush(timeout=10)
+    with closing(sqlite3.connect(tmp_path / "spool.sqlite3")) as conn:
+        conn.execute("DROP TABLE store_problems")  # any refusal: busy, read-only, broken
+        conn.commit()
+    engine.alert("after", group="two")
+    assert engine.flush(timeout=10)
+    assert [("after" in m.title) for m in transport.sent] == [False, True]
+    assert engine._link is None  # sending on its own now
+    engine.close()
+    assert "sending per process" in capfd.readouterr().err
