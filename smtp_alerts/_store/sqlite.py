@@ -74,19 +74,19 @@ CREATE TABLE IF NOT EXISTS store_members (
 _HOUR, _DAY = 3600.0, 86400.0
 
 
-def _sample(alert: Alert) -> tuple[str, str]:
-    """(fingerprint key, sample) as JSON, through the spool's lossless digest format."""
-    row = digest_to_dict(
-        Digest(
-            group=alert.group,
-            incident_id="",
-            sequence=0,
-            problems=(Problem(alert, 1, 1, alert.created, alert.created, is_new=True),),
-            created=alert.created,
-        )
-    )
-    alert_data = row["problems"][0]["alert"]
-    return json.dumps(alert_data["fingerprint"]), json.dumps(row)
+def _key(alert: Alert) -> str:
+    """The fingerprint as a row key: JSON (tuples as arrays), cheap for every push."""
+    try:
+        return json.dumps(alert.fingerprint)
+    except (TypeError, ValueError):
+        return repr(alert.fingerprint)
+
+
+def _sample(alert: Alert) -> str:
+    """The sample as JSON, through the spool's lossless digest format (new rows only)."""
+    problem = Problem(alert, 1, 1, alert.created, alert.created, is_new=True)
+    digest = Digest(alert.group, "", 0, (problem,), alert.created)
+    return json.dumps(digest_to_dict(digest))
 
 
 def _alert(sample: str) -> Alert:
@@ -150,7 +150,7 @@ class SqliteStore:
         )
 
     def _add(self, conn: sqlite3.Connection, group: str, problem: Problem) -> None:
-        fp, sample = _sample(problem.alert)
+        fp = _key(problem.alert)
         cursor = conn.execute(
             "UPDATE store_problems SET pending = pending + ?, total = total + ?,"
             " first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?)"
@@ -163,7 +163,7 @@ class SqliteStore:
                 (
                     group,
                     fp,
-                    sample,
+                    _sample(problem.alert),
                     problem.count,
                     problem.count,
                     problem.first_seen,
@@ -201,14 +201,20 @@ class SqliteStore:
             for group, at in sorted(self._windows_due(conn), key=lambda item: item[1]):
                 if not force and at > now:
                     continue
+                # One savepoint per digest: a render that fails undoes its
+                # forming and its quota slot, and the others still go.
+                conn.execute("SAVEPOINT digest")
                 notices = self._take_send(conn, quota, now)
                 if notices is None:
+                    conn.execute("RELEASE digest")
                     return claimed, self._reopens_at(conn, quota, now)
                 digest = replace(self._form(conn, group, now, flush=at > now), notices=notices)
                 try:
                     message = render(digest)
                 except Exception:
                     log.exception("rendering a digest failed; its counts stay in the store")
+                    conn.execute("ROLLBACK TO digest")
+                    conn.execute("RELEASE digest")
                     continue
                 if digest.sequence == 1:
                     conn.execute(
@@ -216,6 +222,7 @@ class SqliteStore:
                         (message.title, group),
                     )
                 claimed.append(Claimed(self._spool.add_in(conn, message), message))
+                conn.execute("RELEASE digest")
         return claimed, None
 
     def _windows_due(self, conn: sqlite3.Connection) -> list[tuple[str, float]]:

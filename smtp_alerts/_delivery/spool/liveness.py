@@ -23,8 +23,8 @@ __all__ = ["hold", "lock_says_alive"]
 # Windows has no flock: liveness falls back to pid probing there.
 fcntl: Any = importlib.import_module("fcntl") if os.name == "posix" else None
 
-_held: dict[tuple[int, str], int] = {}
-"""(pid, owner) to the open descriptor whose lock this process holds."""
+_held: dict[tuple[int, Path], int] = {}
+"""(pid, lock file) to the open descriptor whose lock this process holds."""
 
 
 def _path(directory: Path, owner: str) -> Path:
@@ -34,10 +34,10 @@ def _path(directory: Path, owner: str) -> Path:
 
 def hold(directory: Path, owner: str) -> None:
     """Take ``owner``'s lock in ``directory`` for the rest of this process's life; idempotent."""
-    key = (os.getpid(), owner)
+    path = _path(directory, owner)
+    key = (os.getpid(), path)
     if fcntl is None or key in _held:
         return
-    path = _path(directory, owner)
     with contextlib.suppress(OSError):
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
