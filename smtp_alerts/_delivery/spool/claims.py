@@ -2,10 +2,12 @@
 
 A process claims entries atomically (in one ``BEGIN IMMEDIATE`` transaction)
 before attempting them, so no two processes send the same entry. A claim names
-its owner as ``host:pid:start-time`` (:func:`process_identity`). A claim whose
-owner is a dead process on this host is taken over at once (the start time
-tells a reused pid apart); one from another host after the lease
-(:data:`DEFAULT_LEASE` seconds), since its liveness cannot be checked from here.
+its owner as ``host:pid:start-time:nonce`` (:func:`process_identity`). An owner
+holding its lifetime lock (:mod:`.liveness`) is alive exactly while the lock is
+held, whatever pid namespace it runs in. Otherwise: a claim whose owner is a
+dead process on this host is taken over at once (the start time tells a reused
+pid apart); one from another host after the lease (:data:`DEFAULT_LEASE`
+seconds), since its liveness cannot be checked from here.
 
 The functions below run inside the caller's transaction (see
 :meth:`.database.Database.write`); :class:`Claimant` decides whose claims count.
