@@ -67,7 +67,7 @@ def _process_start_time(pid: int) -> str | None:
 
 
 def process_identity(pid: int | None = None) -> str:
-    """The owner name of a process: ``host:pid:start-time``.
+    """The owner name of a process: ``host:pid:start-time:nonce``.
 
     The start time (empty where ``/proc`` is missing) tells a process apart from
     a later one that reuses its pid. This process's own name ends with a random

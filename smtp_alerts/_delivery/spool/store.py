@@ -88,7 +88,7 @@ class Spool:
 
     @property
     def owner(self) -> str:
-        """The name written in this spool's claims (``host:pid:start-time`` by default)."""
+        """The name written in this spool's claims (``host:pid:start-time:nonce`` by default)."""
         return self._claimant.owner
 
     # --- adding ---------------------------------------------------------------------------
