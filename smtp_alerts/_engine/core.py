@@ -795,6 +795,12 @@ class EngineCore(Intake):
         events = self._aggregator.stats.pending
         if events:
             lines.append(f"  {events:,} events not yet in any email (email quota or deadline)")
+        link = self._link
+        if link is not None and link.held_back:
+            lines.append(
+                f"  alerts held back by the email quota: kept in the store at "
+                f"{self.settings.spool_path}; a live sibling or the next start sends them"
+            )
         if lines:
             warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
 

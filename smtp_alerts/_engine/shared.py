@@ -102,14 +102,14 @@ class StoreLink:
             # A read first: an idle engine polling must not take the write lock.
             due = self.next_due()
             if due is None or due > self._clock():
-                return [], self._held_until is not None
+                return [], self.held_back
         try:
             claimed, self._held_until = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: self.store.claim_due(self._render, self._quota, force=force)
             )
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(str(exc)) from exc
-        return [(c.entry_id, c.message) for c in claimed], self._held_until is not None
+        return [(c.entry_id, c.message) for c in claimed], self.held_back
 
     async def leave(self) -> bool:
         """At exit: push, say this engine leaves; whether a live sibling stays to send.
@@ -122,6 +122,11 @@ class StoreLink:
             return await asyncio.get_running_loop().run_in_executor(None, self.store.leave)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(str(exc)) from exc
+
+    @property
+    def held_back(self) -> bool:
+        """Whether the store's quotas held back a digest at the last claim."""
+        return self._held_until is not None
 
     def next_due(self) -> float | None:
         """When the store's earliest window is due (not before the quotas reopen)."""
