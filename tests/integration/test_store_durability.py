@@ -45,6 +45,12 @@ def kept(spool: Path) -> int:
     return spooled(spool) + int(pending)
 
 
+def next_start(env: dict[str, str]) -> None:
+    """A later process on the same SPOOL_DIR that only starts and exits: it sends what was kept."""
+    result = run_script("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
+    assert result.returncode == 0, result.stderr
+
+
 def wait_for(condition: object, seconds: float = 20.0) -> bool:
     """Poll ``condition`` (a callable) until it holds or ``seconds`` pass."""
     deadline = time.monotonic() + seconds
@@ -89,12 +95,7 @@ def test_five_incidents_all_spooled_before_a_hanging_send_is_killed(tmp_path: Pa
         assert kept(spool) == 5
 
         server.faults = Faults()
-        result = run_script(
-            "import logging, smtp_alerts\n"
-            "logging.getLogger().addHandler(smtp_alerts.AlertHandler())\n",
-            env,
-        )
-        assert result.returncode == 0, result.stderr
+        next_start(env)
         subjects = sorted(m.message["Subject"] for m in server.messages)
     assert len(subjects) == 5, subjects
     for n in range(5):
@@ -153,8 +154,7 @@ def test_one_incident_on_many_processes_is_one_email_with_summed_counts(
             _, stderr = worker.communicate(timeout=60)
             assert worker.returncode == 0, stderr
         # Whatever a handed-over window left is sent by the next start.
-        result = run_script("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
-        assert result.returncode == 0, result.stderr
+        next_start(env)
         found = counts(server)
     assert 1 <= len(found) <= 2, found
     assert sum(found) == processes * errors, found
@@ -175,11 +175,7 @@ def test_quota_is_shared_by_the_store(tmp_path: Path) -> None:
         assert "held back by the email quota: kept in the store" in said
 
         # Held back, not lost: a later start with a higher cap sends the rest.
-        result = run_script(
-            "import smtp_alerts\nsmtp_alerts.get_engine().close()\n",
-            {**env, "SMTP_ALERTS_MAX_PER_HOUR": "20"},
-        )
-        assert result.returncode == 0, result.stderr
+        next_start({**env, "SMTP_ALERTS_MAX_PER_HOUR": "20"})
         assert len(server.messages) == 6
 
 
@@ -202,8 +198,7 @@ def test_sigterm_without_hooks_loses_nothing(tmp_path: Path) -> None:
             victim.communicate(timeout=10)
         assert victim.returncode == -signal.SIGTERM
         assert server.messages == []
-        result = run_script("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
-        assert result.returncode == 0, result.stderr
+        next_start(env)
         (received,) = server.messages
     assert "the nightly export failed" in str(received.message["Subject"])
 
@@ -287,8 +282,7 @@ def test_prefork_child_ending_with_os_exit_loses_nothing(tmp_path: Path) -> None
         result = run_script(code, env)
         assert result.returncode == 0, result.stderr
         assert server.messages == []
-        result = run_script("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
-        assert result.returncode == 0, result.stderr
+        next_start(env)
         (received,) = server.messages
     assert "a worker's request failed" in str(received.message["Subject"])
 
