@@ -269,7 +269,10 @@ def latency(server: GmailServer, rounds: int) -> None:
     )
     results = []
     for _ in range(rounds):
-        engine = Engine(server.settings(group_wait=f"{group_wait}s"))
+        # A fresh store each round: on one store the same error is one incident,
+        # and a second round's alert would be a repeat, sent hours later.
+        spool = tempfile.mkdtemp(prefix="bench-spool-")
+        engine = Engine(server.settings(group_wait=f"{group_wait}s", spool_dir=spool))
         handler = AlertHandler(engine=engine)
         with attached(handler) as log:
             before = len(server.messages)

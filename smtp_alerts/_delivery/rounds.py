@@ -199,15 +199,29 @@ class Delivery:
         return self.spool.next_due()
 
     async def deliver(self, messages: list[OutgoingMessage]) -> bool:
-        """Spool each message, then send it; what no channel takes stays spooled.
+        """Spool every message, then send them; what no channel takes stays spooled.
+
+        All of the round's messages are durable before the first attempt of
+        any: a send that hangs and a kill meanwhile must not lose the others.
+
+        Returns:
+            Whether every message was taken.
+        """
+        entry_ids = [self.spool.add(message) for message in messages]
+        return await self.send_spooled(list(zip(entry_ids, messages, strict=True)))
+
+    async def send_spooled(self, entries: list[tuple[int, OutgoingMessage]]) -> bool:
+        """Send messages already in the spool (and claimed by this owner).
+
+        Args:
+            entries: (spool entry id, message) pairs, in sending order.
 
         Returns:
             Whether every message was taken.
         """
         ok = True
         try:
-            for message in messages:
-                entry_id = self.spool.add(message)  # durable before the first attempt
+            for entry_id, message in entries:
                 ok = await self._send(entry_id, message, attempts=0) and ok
         finally:
             await self.chain.aclose()
@@ -217,7 +231,7 @@ class Delivery:
         """Send what waits in the spool and is due (everything with ``force``).
 
         Returns:
-            Whether the spool is empty afterwards.
+            Whether nothing is left for this process (see :meth:`settled`).
         """
         entries = self.spool.claim_due(force=force)
         if entries:
@@ -234,11 +248,26 @@ class Delivery:
                     await self._send(entry.id, message, attempts=entry.attempts)
             finally:
                 await self.chain.aclose()
-        return len(self.spool) == 0
+        return self.settled()
+
+    def settled(self) -> bool:
+        """Whether nothing waits that this process could send: its own work is done.
+
+        Entries a live sibling on a shared spool is sending are its work, not ours.
+        """
+        return self.spool.next_due() is None
 
     def undelivered(self) -> list[tuple[str, str | None]]:
-        """Title and last error (None if never tried to the end) of every digest waiting."""
-        return [(e.title, e.last_error) for e in self.spool.entries()]
+        """Title and last error (None if never tried to the end) of every digest waiting.
+
+        Without those a live sibling sharing the spool holds: they are its work.
+        """
+        mine = getattr(self.spool, "owner", None)
+        return [
+            (e.title, e.last_error)
+            for e in self.spool.entries()
+            if getattr(e, "owner", None) in (None, mine)
+        ]
 
     async def _send(self, entry_id: int, message: OutgoingMessage, *, attempts: int) -> bool:
         try:

@@ -32,6 +32,16 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from smtp_alerts._store.windows import (
+    REASON_CRITICAL,
+    REASON_FLUSH,
+    REASON_NEW,
+    REASON_REPEAT,
+    REASON_UPDATE,
+    Windows,
+    reason,
+    severity_order,
+)
 from smtp_alerts.models import Digest, Problem
 
 if TYPE_CHECKING:
@@ -57,13 +67,6 @@ DEFAULT_GROUP = "default"
 
 DEFAULT_MAX_SAMPLES = 10_000
 """How many captured alerts (one per fingerprint) an aggregator keeps by default."""
-
-# The values of Digest.reason: why a digest was sent when it was.
-REASON_NEW = "new"
-REASON_UPDATE = "update"
-REASON_REPEAT = "repeat"
-REASON_CRITICAL = "critical"
-REASON_FLUSH = "flush"
 
 _HeapItem = tuple[float, int, "Fingerprint"]
 
@@ -146,11 +149,6 @@ def _problem(entry: _Entry) -> Problem:
     )
 
 
-def _severity_order(problem: Problem) -> tuple[int, bool, int, float]:
-    # Most severe first, then new before known, then the noisiest first.
-    return (-problem.alert.level, not problem.is_new, -problem.count, problem.first_seen)
-
-
 class Aggregator:
     """Counts occurrences per fingerprint and decides when each group's digest is due.
 
@@ -191,6 +189,7 @@ class Aggregator:
         "_quiet",
         "_repeat_interval",
         "_samples",
+        "_windows",
     )
 
     def __init__(
@@ -215,6 +214,7 @@ class Aggregator:
         self._group_wait = float(group_wait)
         self._group_interval = float(group_interval)
         self._repeat_interval = float(repeat_interval)
+        self._windows = Windows(self._group_wait, self._group_interval, self._repeat_interval)
         self._clock = clock
         self._max_samples = max_samples
         self._new_incident_id = new_incident_id
@@ -448,7 +448,7 @@ class Aggregator:
         sequence = incident.sequence + 1
         if reason is None:
             reason = self._reason(incident, sequence)
-        problems = sorted(map(_problem, incident.pending.values()), key=_severity_order)
+        problems = sorted(map(_problem, incident.pending.values()), key=severity_order)
         for entry in incident.pending.values():
             if entry.shown_in == 0:
                 entry.shown_in = sequence
@@ -534,10 +534,8 @@ class Aggregator:
         incident.members[entry.fingerprint] = entry
 
     def _closable(self, incident: _Incident, at: float) -> bool:
-        return (
-            incident.last_notified is not None
-            and not incident.has_pending
-            and at >= incident.last_notified + self._repeat_interval
+        return self._windows.closable(
+            last_notified=incident.last_notified, pending=incident.has_pending, at=at
         )
 
     def _close(self, incident: _Incident) -> None:
@@ -558,26 +556,19 @@ class Aggregator:
     def _due_at(self, incident: _Incident) -> float | None:
         if not incident.has_pending:
             return None
-        if incident.last_notified is None:
-            at = incident.opened_at + self._group_wait
-        elif incident.new_pending or incident.drops_pending:
-            at = incident.last_notified + self._group_interval
-        else:
-            at = incident.last_notified + self._repeat_interval
-        if incident.critical_at is not None:
-            at = min(at, incident.critical_at)
-        return at
+        return self._windows.due_at(
+            opened_at=incident.opened_at,
+            last_notified=incident.last_notified,
+            news=bool(incident.new_pending or incident.drops_pending),
+            critical_at=incident.critical_at,
+        )
 
     def _reason(self, incident: _Incident, sequence: int) -> str:
-        # A new critical problem or crash names the digest even when it opens
-        # the incident: it is why the digest did not wait.
-        if incident.critical_at is not None:
-            return REASON_CRITICAL
-        if sequence == 1:
-            return REASON_NEW
-        if incident.new_pending or incident.drops_pending:
-            return REASON_UPDATE
-        return REASON_REPEAT
+        return reason(
+            critical=incident.critical_at is not None,
+            sequence=sequence,
+            news=bool(incident.new_pending or incident.drops_pending),
+        )
 
     def _carry_dropped(self) -> None:
         """Make sure some group is pending while dropped records wait to be reported."""

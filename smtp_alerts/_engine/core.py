@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import logging
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -29,8 +30,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .._delivery.chain import ChannelStats
 from .._delivery.channels import prepare_channels
-from .._delivery.rounds import Delivery
+from .._delivery.rounds import Delivery, SpoolLike
 from .._delivery.spool import Spool
+from .._store import SqliteStore, Windows
 from .._util.clock import SYSTEM_CLOCK, Clock
 from ..models import Alert, OutgoingMessage
 from ..settings import Settings
@@ -42,6 +44,7 @@ from .logins import LoginWatcher, MetaHook
 from .loop import EngineLoop, WorkerPool
 from .outbox import Rerender, build_delivery, spool_has_entries
 from .render import RenderContext, render
+from .shared import StoreLink, StoreUnavailableError
 from .stderr import warn
 
 if TYPE_CHECKING:
@@ -55,6 +58,10 @@ log = logging.getLogger("smtp_alerts.engine")
 
 #: How often a busy engine takes what producers queued, in seconds.
 DRAIN_INTERVAL = 0.02
+#: The longest a count stays in this process only before it is pushed to the store.
+PUSH_INTERVAL = 0.25
+#: How often an idle engine looks at the store for windows its siblings opened.
+STORE_POLL = 1.0
 
 T = TypeVar("T")
 E = TypeVar("E", bound="EngineExtension")
@@ -162,6 +169,7 @@ class EngineCore(Intake):
             per_hour=settings.max_per_hour, per_day=settings.max_per_day, clock=self._clock
         )
         self._delivery: Delivery | None = None
+        self._link: StoreLink | None = None
         self._logins = LoginWatcher(
             settings, clock=self._clock, context=self._render_context, hooks=self._meta_hooks
         )
@@ -477,6 +485,7 @@ class EngineCore(Intake):
             gate=self._logins.watch,
             rerender=self._rerender,
             use_spool=self._use_spool,
+            on_spool=self._open_store,
         )
 
     async def _get_delivery(self) -> Delivery:
@@ -488,17 +497,68 @@ class EngineCore(Intake):
             await self._delivery.retry(force=True)
         return self._delivery
 
+    def _open_store(self, spool: SpoolLike) -> None:
+        """Open the store beside the spool (on the build's worker thread).
+
+        No link (per-process sending) when the spool is in memory or the store
+        cannot be used. Set before the delivery is: the loop reads it only once
+        the delivery is ready.
+        """
+        if not isinstance(spool, Spool):
+            return
+        settings = self.settings
+        windows = Windows(settings.group_wait, settings.group_interval, settings.repeat_interval)
+        try:
+            store = SqliteStore(spool, windows, clock=self._clock)
+        except (OSError, sqlite3.Error) as exc:
+            warn(f"smtp-alerts: the shared store is not usable ({exc}); sending per process")
+            return
+        context = self._render_context
+        self._link = StoreLink(
+            store,
+            self._aggregator,
+            lambda digest: render(digest, context),
+            self._quota,
+            self._clock,
+        )
+        self._wake()  # what was drained before the store opened goes to it now
+
+    def _shared(self) -> StoreLink | None:
+        # A method, not the attribute: mypy would keep the narrowing of an
+        # earlier check across the await that may have set it.
+        return self._link
+
     async def _drain_forever(self, wake: asyncio.Event, dispatch: asyncio.Event) -> None:
-        """Take in what producers queued: on a wake, and every DRAIN_INTERVAL while busy."""
+        """Take in what producers queued: on a wake, and every DRAIN_INTERVAL while busy.
+
+        On a shared store it also pushes the counts every PUSH_INTERVAL, here
+        and not in the dispatcher: a send that hangs must not keep them in
+        this process only.
+        """
+        pushed_at = float("-inf")  # the first push goes at once
+        pushing: asyncio.Task[None] | None = None
         while True:
             if not wake.is_set():
                 with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                    await asyncio.wait_for(wake.wait(), DRAIN_INTERVAL if self._busy else None)
+                    await asyncio.wait_for(wake.wait(), self._drain_timeout())
             wake.clear()
             took = self._drain()
+            # Real time, not the engine's clock: a tick is a bound on loss, not a window.
+            if self._link is not None and time.monotonic() - pushed_at >= PUSH_INTERVAL:
+                pushed_at = time.monotonic()
+                # A task: the SQLite work is on a worker thread, draining goes on.
+                if pushing is None or pushing.done():
+                    pushing = asyncio.get_running_loop().create_task(self._push_quietly())
             # New work may be due sooner than the dispatcher planned: let it look.
             if took or self._flush_requests or self._closing:
                 dispatch.set()
+
+    def _drain_timeout(self) -> float | None:
+        if self._busy:
+            return DRAIN_INTERVAL
+        if self._link is not None and self._aggregator.pending_groups():
+            return PUSH_INTERVAL
+        return None
 
     async def _serve(self, event: asyncio.Event) -> None:
         while True:
@@ -511,6 +571,14 @@ class EngineCore(Intake):
                 requests, self._flush_requests = self._flush_requests, []
                 closing = self._closing
             self._drain()
+            if closing and self._ready is not None:
+                await self._get_delivery()  # opens the store: the exit rule depends on it
+            link = self._link
+            if closing and link is not None:
+                ok = await self._close_round(link)
+                self._last_ok = ok
+                self._report_undelivered()
+                return
             ok = await self._round(force=closing or bool(requests))
             self._last_ok = ok
             for request in requests:
@@ -541,6 +609,13 @@ class EngineCore(Intake):
     def _seconds_to_next(self) -> float | None:
         candidates = []
         due = self._aggregator.next_due()
+        if self._link is not None:
+            # Local counts go to the store within a tick; the store decides when.
+            now = self._clock()
+            if self._aggregator.pending_groups():
+                candidates.append(now + PUSH_INTERVAL)
+            candidates.append(now + STORE_POLL)
+            due = self._link.next_due()
         if due is not None:
             candidates.append(max(due, self._quota.available_at()))
         if self._delivery is not None and self._delivery.next_retry_at is not None:
@@ -591,6 +666,8 @@ class EngineCore(Intake):
             self._aggregator.note_dropped(dropped)
 
     async def _dispatch(self, *, force: bool) -> bool:
+        if self._link is not None:
+            return await self._dispatch_shared(self._link, force=force)
         aggregator = self._aggregator
         due = set(aggregator.due())
         groups = aggregator.pending_groups() if force else sorted(due)
@@ -601,6 +678,14 @@ class EngineCore(Intake):
             # (the spool may hold an earlier run's work).
             return True
         delivery = await self._get_delivery()
+        if self._drain():
+            # What came in while the channels loaded joins this round: every
+            # digest of a round is spooled before the first attempt of any.
+            due = set(aggregator.due())
+            groups = aggregator.pending_groups() if force else sorted(due)
+        link = self._shared()
+        if link is not None:  # the store was opened just now by _get_delivery
+            return await self._dispatch_shared(link, force=force)
         messages, held_back = self._form_digests(groups, due)
         # Earlier failures first, and never a second try within one round. The
         # spool is only touched when a retry is due: a busy loop polls often.
@@ -613,6 +698,51 @@ class EngineCore(Intake):
         if messages or delivery.sent != sent_before or force:
             self._save_counters(delivery)
         return ok and retried and not held_back
+
+    # -- the shared store ---------------------------------------------------------------
+
+    def _unshare(self, exc: Exception) -> None:
+        """The store refused: send on our own from now on (duplicates, never loss)."""
+        warn(f"smtp-alerts: the shared store is busy or read-only ({exc}); sending per process")
+        self._link = None
+
+    async def _push_quietly(self) -> None:
+        link = self._link
+        if link is not None:
+            try:
+                await link.push()
+            except StoreUnavailableError as exc:
+                self._unshare(exc)
+
+    async def _dispatch_shared(self, link: StoreLink, *, force: bool) -> bool:
+        """Push, claim what the store says is due, send it: the round on a shared store."""
+        delivery = await self._get_delivery()
+        try:
+            entries, held_back = await link.claim(force=force)
+        except StoreUnavailableError as exc:
+            self._unshare(exc)
+            return await self._dispatch(force=force)
+        self._digests += len(entries)
+        retry_at = delivery.next_retry_at
+        retrying = force or (retry_at is not None and retry_at <= self._clock())
+        if retrying:
+            await delivery.retry(force=force)  # the round's own entries are claimed: skipped
+        ok = await delivery.send_spooled(entries) if entries else True
+        if entries or force:
+            self._save_counters(delivery)
+        return ok and not held_back and (not retrying or delivery.settled())
+
+    async def _close_round(self, link: StoreLink) -> bool:
+        """At exit: push, hand over to a live sibling or send all, wait for our own work only."""
+        try:
+            stays = await link.leave()
+        except StoreUnavailableError as exc:
+            self._unshare(exc)
+            stays = False
+        ok = await self._dispatch(force=not stays)
+        if self._delivery is not None:
+            ok = await self._logins.run(self._delivery) and ok
+        return ok
 
     def _form_digests(self, groups: list[str], due: set[str]) -> tuple[list[OutgoingMessage], bool]:
         """The digests of ``groups`` rendered, within the quotas; and whether one was held back."""
@@ -686,6 +816,12 @@ class EngineCore(Intake):
         events = self._aggregator.stats.pending
         if events:
             lines.append(f"  {events:,} events not yet in any email (email quota or deadline)")
+        link = self._link
+        if link is not None and link.held_back:
+            lines.append(
+                f"  alerts held back by the email quota: kept in the store at "
+                f"{self.settings.spool_path}; a live sibling or the next start sends them"
+            )
         if lines:
             warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
 

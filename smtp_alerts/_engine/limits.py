@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from smtp_alerts._util.clock import Clock
 
-__all__ = ["DAY", "HOUR", "EmailQuota", "Grant"]
+__all__ = ["DAY", "HOUR", "EmailQuota", "Grant", "quota_notice"]
 
 HOUR = 3600.0
 """The short window, in seconds."""
@@ -62,6 +62,15 @@ def _clock_time(at: float, *, reference: float, round_up: bool) -> str:
     if moment.date() == day:
         return moment.strftime("%H:%M UTC")
     return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def quota_notice(cap: int, window: str, reopens_at: float, at: float) -> str:
+    """The line saying a quota (``cap`` per ``window``) is reached and when sending resumes."""
+    when = _clock_time(reopens_at, reference=at, round_up=True)
+    return (
+        f"Email quota reached ({cap} per {window}). "
+        f"Further alerts are collected and sent from {when}."
+    )
 
 
 def _stale(flagged_at: float | None, now: float, window: float) -> bool:
@@ -205,11 +214,7 @@ class EmailQuota:
         if not grant.last or grant.reopens_at is None:
             raise ValueError("notice() needs a grant that took the last slot (grant.last)")
         cap = self._per_day if grant.window == "day" else self._per_hour
-        when = _clock_time(grant.reopens_at, reference=grant.at, round_up=True)
-        return (
-            f"Email quota reached ({cap} per {grant.window}). "
-            f"Further alerts are collected and sent from {when}."
-        )
+        return quota_notice(cap, grant.window or "hour", grant.reopens_at, grant.at)
 
     def delayed_notice(self, grant: Grant) -> str:
         """The line telling the reader since when the quota held alerts back.

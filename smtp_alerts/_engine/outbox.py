@@ -18,6 +18,7 @@ import contextlib
 import logging
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +54,7 @@ def build_delivery(
     gate: AuthWatch,
     rerender: Rerender,
     use_spool: bool,
+    on_spool: Callable[[SpoolLike], None] | None = None,
 ) -> Delivery:
     """The chain and the spool; blocking (the engine runs it on a worker thread).
 
@@ -65,7 +67,15 @@ def build_delivery(
         gate: the auth watcher, which decides which logins may be tried.
         rerender: renders digests again when delivery needs it.
         use_spool: keep undelivered digests in ``SPOOL_DIR``; False keeps them in memory.
+        on_spool: called with the spool as soon as it is open, before the channels.
     """
+    # The spool first: the store beside it registers this engine with its
+    # siblings at once (on_spool), not after the channels' ~100 ms of imports.
+    spool = (
+        _open_spool(settings.spool_path, clock, rerender) if use_spool else MemorySpool(clock=clock)
+    )
+    if on_spool is not None:
+        on_spool(spool)
     transports = (
         [transport]
         if transport is not None
@@ -79,9 +89,6 @@ def build_delivery(
         shrink=rerender.smaller,
         on_attempt=attempts,
         gate=gate,
-    )
-    spool = (
-        _open_spool(settings.spool_path, clock, rerender) if use_spool else MemorySpool(clock=clock)
     )
     attempts.spool = spool
     return Delivery(
@@ -105,7 +112,7 @@ def _open_spool(path: Path, clock: Clock, rerender: Rerender) -> SpoolLike:
 
 
 def spool_has_entries(directory: Path) -> bool:
-    """Whether a spool in ``directory`` holds digests; cheap, read-only, never raises."""
+    """Whether a spool in ``directory`` holds digests or pending counts; cheap, never raises."""
     path = directory / SPOOL_FILENAME
     if not path.is_file():
         return False
@@ -114,7 +121,15 @@ def spool_has_entries(directory: Path) -> bool:
             sqlite_gate(),
             contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn,
         ):
-            return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0])
+            if conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0]:
+                return True
+            # Counts pushed to the store and not yet in a digest (an older file has none).
+            return bool(
+                conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'store_problems')"
+                    " AND EXISTS (SELECT 1 FROM store_problems WHERE pending > 0)"
+                ).fetchone()[0]
+            )
     except sqlite3.Error:
         return True  # let the engine open it properly and say what is wrong
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,12 @@ from smtp_alerts.testing import Faults, GmailServer
 def server_env(server: GmailServer, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
     return {**env, **server.environ(**{"SHUTDOWN_TIMEOUT": "10s", **extra})}
+
+
+def _plain(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
 
 
 def run_script(
@@ -100,7 +107,8 @@ class TestFork:
                 server_env(server, GROUP_WAIT="1h"),
             )
             assert result.returncode == 0, result.stderr
-            bodies = [m.message.as_string() for m in server.messages]
+            # One store: the child's alert is a follow-up in the parent's incident.
+            bodies = [_plain(m.message) for m in server.messages]
             assert len(bodies) == 2
             assert "from the parent" in bodies[0]
             assert "from the child" in bodies[1]

@@ -17,9 +17,12 @@ three tables::
 
 Several processes may share one directory. A process claims entries atomically
 (``BEGIN IMMEDIATE``) before attempting them, so no two processes send the same
-entry. A claim names its owner as ``host:pid:start-time``; a claim whose owner is
-a dead process on this host is taken over at once (the start time tells a reused
-pid apart), one from another host after :data:`DEFAULT_LEASE` seconds.
+entry. A claim names its owner as ``host:pid:start-time:nonce``. An engine's
+owner holds an ``flock`` on its own file under ``owners/`` for its lifetime
+(:mod:`.liveness`), which tells whether it lives from any pid namespace; an
+owner without one (a CLI, an older version) that is a dead process on this host
+is taken over at once (the start time tells a reused pid apart), one from
+another host after :data:`DEFAULT_LEASE` seconds.
 
 The spool is bounded: past ``max_entries``, the oldest unclaimed entries are
 replaced by one summary entry that names them, never dropped.
@@ -28,8 +31,9 @@ One module per concept: :mod:`.store` (:class:`Spool`: add, list, delete),
 :mod:`.database` (the SQLite file: schema, opening, transactions, forks),
 :mod:`.gate` (no thread inside SQLite at a fork), :mod:`.entry`
 (:class:`SpoolEntry`), :mod:`.claims` (owners, liveness, claiming, releasing),
-:mod:`.history` (the attempt log and the engines' counters) and :mod:`.overflow`
-(merging the oldest entries when the spool is full).
+:mod:`.history` (the attempt log and the engines' counters), :mod:`.liveness`
+(owners' lifetime locks) and :mod:`.overflow` (merging the oldest entries when
+the spool is full).
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 A process claims entries atomically (in one ``BEGIN IMMEDIATE`` transaction)
 before attempting them, so no two processes send the same entry. A claim names
-its owner as ``host:pid:start-time`` (:func:`process_identity`). A claim whose
-owner is a dead process on this host is taken over at once (the start time
-tells a reused pid apart); one from another host after the lease
-(:data:`DEFAULT_LEASE` seconds), since its liveness cannot be checked from here.
+its owner as ``host:pid:start-time:nonce`` (:func:`process_identity`). An owner
+holding its lifetime lock (:mod:`.liveness`) is alive exactly while the lock is
+held, whatever pid namespace it runs in. Otherwise: a claim whose owner is a
+dead process on this host is taken over at once (the start time tells a reused
+pid apart); one from another host after the lease (:data:`DEFAULT_LEASE`
+seconds), since its liveness cannot be checked from here.
 
 The functions below run inside the caller's transaction (see
 :meth:`.database.Database.write`); :class:`Claimant` decides whose claims count.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import sqlite3
 from pathlib import Path
@@ -22,6 +25,7 @@ from pathlib import Path
 from smtp_alerts._delivery.serialize import message_from_row
 
 from .entry import ENTRY_COLUMNS, SpoolEntry, entry_from_row
+from .liveness import lock_says_alive
 
 __all__ = [
     "DEFAULT_CLAIM_LIMIT",
@@ -63,10 +67,12 @@ def _process_start_time(pid: int) -> str | None:
 
 
 def process_identity(pid: int | None = None) -> str:
-    """The owner name of a process: ``host:pid:start-time``.
+    """The owner name of a process: ``host:pid:start-time:nonce``.
 
     The start time (empty where ``/proc`` is missing) tells a process apart from
-    a later one that reuses its pid.
+    a later one that reuses its pid. This process's own name ends with a random
+    ``:nonce`` as well: two processes in different pid namespaces may share a
+    host name, a pid and a start time, never a nonce.
 
     Args:
         pid: the process; this one when omitted.
@@ -74,8 +80,16 @@ def process_identity(pid: int | None = None) -> str:
     Returns:
         The identity, as written in a claim.
     """
+    own = pid is None or pid == os.getpid()
     pid = os.getpid() if pid is None else pid
-    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid) or ''}"
+    identity = f"{socket.gethostname()}:{pid}:{_process_start_time(pid) or ''}"
+    if own:
+        identity += ":" + _NONCES.setdefault(pid, secrets.token_hex(4))
+    return identity
+
+
+_NONCES: dict[int, str] = {}
+"""Per pid (a forked child gets its own): the random end of this process's name."""
 
 
 def _local_process_alive(pid: int, start: str) -> bool:
@@ -103,7 +117,8 @@ class Claimant:
         lease: seconds after which another host's claim may be taken over.
     """
 
-    def __init__(self, owner: str | None, lease: float) -> None:
+    def __init__(self, owner: str | None, lease: float, directory: Path | None = None) -> None:
+        self._directory = directory
         self._fixed = owner
         self._pid = os.getpid()
         self._identity = owner if owner is not None else process_identity()
@@ -131,8 +146,13 @@ class Claimant:
         """Whether a claim may be taken over: its owner died, or its lease ran out."""
         if owner == self.owner:
             return False
+        if self._directory is not None:
+            alive = lock_says_alive(self._directory, owner)
+            if alive is not None:  # its lock knows, across pid namespaces
+                return not alive
         host, _, rest = owner.partition(":")
         pid_text, _, start = rest.partition(":")
+        start = start.partition(":")[0]  # without the nonce
         if host == self._host and pid_text.isdigit() and _CAN_PROBE_PIDS:
             if owner not in cache:
                 cache[owner] = not _local_process_alive(int(pid_text), start)

@@ -31,7 +31,7 @@ class SpoolEntry:
         attempts: failed attempts so far.
         next_attempt: when it is due, epoch seconds.
         last_error: what the last failed attempt said, if any.
-        owner: the process attempting it now, if any (``host:pid:start-time``).
+        owner: the process attempting it now, if any (``host:pid:start-time:nonce``).
         size: the email's size in bytes.
         message: the message, when it was loaded (:meth:`Spool.claim_due`).
     """

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 
@@ -81,7 +82,7 @@ class Spool:
         self._max_entries = max_entries
         self._history_retention = history_retention
         self._summarize = summarize
-        self._claimant = Claimant(owner, lease)
+        self._claimant = Claimant(owner, lease, self.directory)
         self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         self._db = Database(self.path, on_problem=on_problem)
 
@@ -95,7 +96,7 @@ class Spool:
 
     @property
     def owner(self) -> str:
-        """The name written in this spool's claims (``host:pid:start-time`` by default)."""
+        """The name written in this spool's claims (``host:pid:start-time:nonce`` by default)."""
         return self._claimant.owner
 
     # --- adding ---------------------------------------------------------------------------
@@ -173,6 +174,27 @@ class Spool:
         )
         assert cursor.lastrowid is not None  # noqa: S101 - an INSERT always sets it
         return cursor.lastrowid, True
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction on the spool's file, for the store beside it."""
+        return self._db.write()
+
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        """The spool's connection for reads (no write lock), for the store beside it."""
+        return self._db.read()
+
+    def add_in(self, conn: sqlite3.Connection, message: OutgoingMessage) -> int:
+        """Store ``message``, claimed by this owner, inside the caller's transaction.
+
+        No merging of the oldest entries here: the next :meth:`add` merges.
+
+        Returns:
+            The entry's id.
+        """
+        entry_id, _ = self._insert(
+            conn, message, message_to_row(message), self._clock(), claimed=True
+        )
+        return entry_id
 
     # --- claiming and outcomes ------------------------------------------------------------
 

@@ -286,6 +286,39 @@ class TestClaims:
             assert b.claim_due() == []
             assert a.next_due() is None
 
+    def test_live_owner_in_another_pid_namespace_keeps_its_claim(
+        self, tmp_path: Path, clock: ManualClock
+    ) -> None:
+        """Same host name, a pid that is dead here: its held lock says it lives elsewhere."""
+        from smtp_alerts._delivery.spool.liveness import hold
+
+        # A container sharing the host name and the spool: its pid means nothing here.
+        elsewhere = f"{socket.gethostname()}:999999999:1:feedface"
+        hold(tmp_path, elsewhere)  # the lock its process holds for its lifetime
+        with (
+            Spool(tmp_path, clock=clock, owner=elsewhere) as theirs,
+            Spool(tmp_path, clock=clock) as ours,
+        ):
+            theirs.add(make_message())
+            assert ours.claim_due() == []
+            assert ours.next_due() is None
+
+    def test_owner_whose_lock_is_free_is_dead(self, tmp_path: Path, clock: ManualClock) -> None:
+        """An owner that took a lock and died (the kernel freed it): its claim is taken over."""
+        dead = f"{socket.gethostname()}:999999999:1:deadbeef"
+        lock = tmp_path / "owners"
+        lock.mkdir()
+        from smtp_alerts._delivery.spool.liveness import _path
+
+        _path(tmp_path, dead).touch()  # its file outlived it, unlocked
+        with (
+            Spool(tmp_path, clock=clock, owner=dead) as theirs,
+            Spool(tmp_path, clock=clock) as ours,
+        ):
+            theirs.add(make_message())
+            assert len(ours.claim_due()) == 1
+        assert not _path(tmp_path, dead).exists()  # tidied up
+
     def test_other_hosts_claim_expires_after_the_lease(
         self, tmp_path: Path, clock: ManualClock
     ) -> None:
@@ -445,7 +478,8 @@ class TestClaims:
         expected = process_identity(pid)  # before reaping: a zombie keeps its /proc entry
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert child_owner == entry_owner == expected
+        assert child_owner == entry_owner
+        assert child_owner.startswith(expected + ":")  # then its own nonce
         assert child_owner != spool.owner
         assert len(spool.claim_due()) == 1  # the child is dead: its claim is free again
 
@@ -591,9 +625,10 @@ class TestHistory:
 
 class TestProcessIdentity:
     def test_names_host_pid_and_start_time(self) -> None:
-        """The owner name is host:pid:start-time, the start time stable for a process."""
+        """The owner name is host:pid:start-time:nonce, stable for a process."""
         identity = process_identity()
-        host, pid, start = identity.split(":")
+        host, pid, start, nonce = identity.split(":")
+        assert len(nonce) == 8  # tells processes of different pid namespaces apart
         assert (host, pid) == (socket.gethostname(), str(os.getpid()))
         assert process_identity() == identity
         if Path("/proc/self/stat").exists():

@@ -1,0 +1,371 @@
+"""The default store: incidents, windows, quotas and members in the spool's SQLite file.
+
+Beside the outbox (the spool's ``entries``) in ``spool.sqlite3``, so that
+claiming a due window, forming its digest from the store's counts, rendering it
+and putting it in the outbox happen in ONE ``BEGIN IMMEDIATE`` transaction:
+either all of it is on disk or none of it. Transactions are short (a push is a
+few upserts; a claim renders only what is due) and the file is in WAL mode.
+
+Tables::
+
+    store_windows   one row per group with an open incident: its id, when it
+                    opened, digests sent (the fencing sequence), the last one's
+                    time, the earliest pending new critical, dropped records
+                    waiting, and the first digest's subject (the thread root)
+    store_problems  one row per (group, fingerprint): the sample, pending and
+                    total counts, first and last seen, the digest that first
+                    showed it
+    store_sends     when each email of the store was formed (the shared quotas)
+    store_members   the engines using the store, and whether each is leaving
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
+
+from smtp_alerts._delivery.serialize import digest_from_dict, digest_to_dict
+from smtp_alerts._delivery.spool import Spool
+from smtp_alerts._delivery.spool.liveness import hold, lock_says_alive
+from smtp_alerts._util.clock import Clock
+from smtp_alerts.models import Alert, Digest, Problem
+
+from .base import Claimed, Quota, Renderer
+from .windows import REASON_FLUSH, Windows, reason, severity_order
+
+__all__ = ["SqliteStore"]
+
+log = logging.getLogger("smtp_alerts.store")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_windows (
+    grp            TEXT PRIMARY KEY,
+    incident_id    TEXT NOT NULL,
+    opened_at      REAL NOT NULL,
+    sequence       INTEGER NOT NULL DEFAULT 0,
+    last_notified  REAL,
+    critical_at    REAL,
+    dropped        INTEGER NOT NULL DEFAULT 0,
+    thread_subject TEXT
+);
+CREATE TABLE IF NOT EXISTS store_problems (
+    grp         TEXT NOT NULL,
+    fp          TEXT NOT NULL,
+    sample      TEXT NOT NULL,
+    pending     INTEGER NOT NULL,
+    total       INTEGER NOT NULL,
+    first_seen  REAL NOT NULL,
+    last_seen   REAL NOT NULL,
+    shown_in    INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (grp, fp)
+);
+CREATE TABLE IF NOT EXISTS store_sends (at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS store_held (since REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS store_members (
+    owner    TEXT PRIMARY KEY,
+    leaving  INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+_HOUR, _DAY = 3600.0, 86400.0
+
+
+def _key(alert: Alert) -> str:
+    """The fingerprint as a row key: JSON (tuples as arrays), cheap for every push."""
+    try:
+        return json.dumps(alert.fingerprint)
+    except (TypeError, ValueError):
+        return repr(alert.fingerprint)
+
+
+def _sample(alert: Alert) -> str:
+    """The sample as JSON, through the spool's lossless digest format (new rows only)."""
+    problem = Problem(alert, 1, 1, alert.created, alert.created, is_new=True)
+    digest = Digest(alert.group, "", 0, (problem,), alert.created)
+    return json.dumps(digest_to_dict(digest))
+
+
+def _alert(sample: str) -> Alert:
+    return digest_from_dict(json.loads(sample)).problems[0].alert
+
+
+class SqliteStore:
+    """The store in the spool's SQLite file, shared by every engine on ``SPOOL_DIR``.
+
+    Args:
+        spool: the open spool (the outbox); the store uses its file and transactions.
+        windows: the window durations of this engine's settings.
+        clock: the store's clock: it alone decides which windows are due.
+    """
+
+    def __init__(self, spool: Spool, windows: Windows, *, clock: Clock) -> None:
+        self._spool = spool
+        self._windows = windows
+        self._clock = clock
+        with spool.transaction() as conn:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO store_members VALUES (?, 0)", (spool.owner,))
+        hold(spool.directory, spool.owner)
+
+    # -- pushing -------------------------------------------------------------------------
+
+    def push(self, deltas: Sequence[Digest]) -> None:
+        """Add each delta's counts to its group's incident (opening one), in one transaction."""
+        now = self._clock()
+        with self._spool.transaction() as conn:
+            for delta in deltas:
+                if not delta.problems and not delta.dropped:
+                    continue
+                group = delta.group
+                opened = min((p.first_seen for p in delta.problems), default=now)
+                self._open(conn, group, opened, now)
+                for problem in delta.problems:
+                    self._add(conn, group, problem)
+                if delta.dropped:
+                    conn.execute(
+                        "UPDATE store_windows SET dropped = dropped + ? WHERE grp = ?",
+                        (delta.dropped, group),
+                    )
+
+    def _open(self, conn: sqlite3.Connection, group: str, opened: float, now: float) -> None:
+        """Make sure ``group`` has an open incident: a quiet notified one closes first."""
+        row = conn.execute(
+            "SELECT last_notified FROM store_windows WHERE grp = ?", (group,)
+        ).fetchone()
+        if row is not None:
+            pending = self._has_pending(conn, group)
+            if not self._windows.closable(last_notified=row[0], pending=pending, at=now):
+                return
+            conn.execute("DELETE FROM store_problems WHERE grp = ?", (group,))
+            conn.execute("DELETE FROM store_windows WHERE grp = ?", (group,))
+        conn.execute(
+            "INSERT INTO store_windows (grp, incident_id, opened_at) VALUES (?, ?, ?)",
+            (group, secrets.token_hex(8), min(opened, now)),
+        )
+
+    def _add(self, conn: sqlite3.Connection, group: str, problem: Problem) -> None:
+        fp = _key(problem.alert)
+        cursor = conn.execute(
+            "UPDATE store_problems SET pending = pending + ?, total = total + ?,"
+            " first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?)"
+            " WHERE grp = ? AND fp = ?",
+            (problem.count, problem.count, problem.first_seen, problem.last_seen, group, fp),
+        )
+        if cursor.rowcount == 0:
+            conn.execute(
+                "INSERT INTO store_problems VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                (
+                    group,
+                    fp,
+                    _sample(problem.alert),
+                    problem.count,
+                    problem.count,
+                    problem.first_seen,
+                    problem.last_seen,
+                ),
+            )
+        alert = problem.alert
+        if alert.level >= logging.CRITICAL or alert.source == "crash":
+            conn.execute(
+                "UPDATE store_windows SET critical_at = MIN(COALESCE(critical_at, ?), ?)"
+                " WHERE grp = ? AND EXISTS (SELECT 1 FROM store_problems"
+                " WHERE grp = ? AND fp = ? AND shown_in = 0)",
+                (problem.first_seen, problem.first_seen, group, group, fp),
+            )
+
+    # -- deciding and claiming -----------------------------------------------------------
+
+    def next_due(self) -> float | None:
+        """When the earliest window with something pending is due, or None."""
+        with self._spool.reading() as conn:
+            times = [at for _, at in self._windows_due(conn)]
+        return min(times, default=None)
+
+    def claim_due(
+        self, render: Renderer, quota: Quota, *, force: bool = False
+    ) -> tuple[list[Claimed], float | None]:
+        """Form, render and put in the outbox what is due, in one transaction.
+
+        Returns:
+            The digests claimed, and when the quotas reopen if they held one back.
+        """
+        claimed: list[Claimed] = []
+        with self._spool.transaction() as conn:
+            now = self._clock()
+            for group, at in sorted(self._windows_due(conn), key=lambda item: item[1]):
+                if not force and at > now:
+                    continue
+                # One savepoint per digest: a render that fails undoes its
+                # forming and its quota slot, and the others still go.
+                conn.execute("SAVEPOINT digest")
+                notices = self._take_send(conn, quota, now)
+                if notices is None:
+                    conn.execute("RELEASE digest")
+                    return claimed, self._reopens_at(conn, quota, now)
+                digest = replace(self._form(conn, group, now, flush=at > now), notices=notices)
+                try:
+                    message = render(digest)
+                except Exception:
+                    log.exception("rendering a digest failed; its counts stay in the store")
+                    conn.execute("ROLLBACK TO digest")
+                    conn.execute("RELEASE digest")
+                    continue
+                if digest.sequence == 1:
+                    conn.execute(
+                        "UPDATE store_windows SET thread_subject = ? WHERE grp = ?",
+                        (message.title, group),
+                    )
+                claimed.append(Claimed(self._spool.add_in(conn, message), message))
+                conn.execute("RELEASE digest")
+        return claimed, None
+
+    def _windows_due(self, conn: sqlite3.Connection) -> list[tuple[str, float]]:
+        rows = conn.execute(
+            "SELECT w.grp, w.opened_at, w.last_notified, w.critical_at, w.dropped,"
+            " COALESCE(SUM(p.pending > 0 AND p.shown_in = 0), 0),"
+            " COALESCE(SUM(p.pending > 0), 0)"
+            " FROM store_windows w LEFT JOIN store_problems p ON p.grp = w.grp GROUP BY w.grp"
+        ).fetchall()
+        due = []
+        for group, opened, notified, critical, dropped, news, pending in rows:
+            if pending or dropped:
+                at = self._windows.due_at(
+                    opened_at=opened,
+                    last_notified=notified,
+                    news=bool(news or dropped),
+                    critical_at=critical,
+                )
+                due.append((group, at))
+        return due
+
+    def _take_send(
+        self, conn: sqlite3.Connection, quota: Quota, now: float
+    ) -> tuple[str, ...] | None:
+        """Count one email against the store's quotas: None when they refuse it now.
+
+        Returns:
+            The notices for its digest: one when it takes a window's last slot.
+        """
+        hour, day, hour_first, day_first = conn.execute(
+            "SELECT COALESCE(SUM(at > ?), 0), COUNT(*), MIN(CASE WHEN at > ? THEN at END),"
+            " MIN(at) FROM store_sends WHERE at > ?",
+            (now - _HOUR, now - _HOUR, now - _DAY),
+        ).fetchone()
+        if hour >= quota.per_hour or day >= quota.per_day:
+            conn.execute(
+                "INSERT INTO store_held SELECT ? WHERE NOT EXISTS (SELECT 1 FROM store_held)",
+                (now,),
+            )
+            return None
+        conn.execute("DELETE FROM store_sends WHERE at <= ?", (now - _DAY,))
+        conn.execute("INSERT INTO store_sends VALUES (?)", (now,))
+        notices: tuple[str, ...] = ()
+        held = conn.execute("SELECT MIN(since) FROM store_held").fetchone()[0]
+        if held is not None:
+            conn.execute("DELETE FROM store_held")
+            notices = (quota.delayed(held, now),)
+        if day + 1 >= quota.per_day:
+            notices += (quota.notice(quota.per_day, "day", (day_first or now) + _DAY, now),)
+        elif hour + 1 >= quota.per_hour:
+            notices += (quota.notice(quota.per_hour, "hour", (hour_first or now) + _HOUR, now),)
+        return notices
+
+    @staticmethod
+    def _reopens_at(conn: sqlite3.Connection, quota: Quota, now: float) -> float:
+        """When the quotas allow the next email (the send that frees a slot ages out)."""
+        hour = [
+            at
+            for (at,) in conn.execute(
+                "SELECT at FROM store_sends WHERE at > ? ORDER BY at DESC", (now - _HOUR,)
+            )
+        ]
+        day = [
+            at
+            for (at,) in conn.execute(
+                "SELECT at FROM store_sends WHERE at > ? ORDER BY at DESC", (now - _DAY,)
+            )
+        ]
+        reopens = [now]
+        if len(hour) >= quota.per_hour:
+            reopens.append(hour[quota.per_hour - 1] + _HOUR)
+        if len(day) >= quota.per_day:
+            reopens.append(day[quota.per_day - 1] + _DAY)
+        return max(reopens)
+
+    def _form(self, conn: sqlite3.Connection, group: str, now: float, *, flush: bool) -> Digest:
+        incident_id, sequence, critical_at, dropped, subject = conn.execute(
+            "SELECT incident_id, sequence, critical_at, dropped, thread_subject"
+            " FROM store_windows WHERE grp = ?",
+            (group,),
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT sample, pending, total, first_seen, last_seen, shown_in"
+            " FROM store_problems WHERE grp = ? AND pending > 0",
+            (group,),
+        ).fetchall()
+        problems = sorted(
+            (Problem(_alert(s), n, t, f, la, is_new=shown == 0) for s, n, t, f, la, shown in rows),
+            key=severity_order,
+        )
+        sequence += 1
+        news = any(p.is_new for p in problems) or bool(dropped)
+        why = reason(critical=critical_at is not None, sequence=sequence, news=news)
+        # Fenced by the sequence read above: a Redis store does the same with WATCH.
+        conn.execute(
+            "UPDATE store_problems SET shown_in = CASE shown_in WHEN 0 THEN ? ELSE shown_in END,"
+            " pending = 0 WHERE grp = ? AND pending > 0",
+            (sequence, group),
+        )
+        conn.execute(
+            "UPDATE store_windows SET sequence = ?, last_notified = ?, critical_at = NULL,"
+            " dropped = 0 WHERE grp = ? AND sequence = ?",
+            (sequence, now, group, sequence - 1),
+        )
+        return Digest(
+            group=group,
+            incident_id=incident_id,
+            sequence=sequence,
+            problems=tuple(problems),
+            created=now,
+            reason=REASON_FLUSH if flush else why,
+            dropped=int(dropped),
+            thread_subject=subject,
+        )
+
+    @staticmethod
+    def _has_pending(conn: sqlite3.Connection, group: str) -> bool:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM store_problems WHERE grp = ? AND pending > 0)"
+            " OR EXISTS (SELECT 1 FROM store_windows WHERE grp = ? AND dropped > 0)",
+            (group, group),
+        ).fetchone()
+        return bool(row[0])
+
+    # -- members -------------------------------------------------------------------------
+
+    def _siblings(self, conn: sqlite3.Connection) -> bool:
+        rows = conn.execute(
+            "SELECT owner FROM store_members WHERE owner != ? AND leaving = 0",
+            (self._spool.owner,),
+        ).fetchall()
+        alive = False
+        for (owner,) in rows:
+            if lock_says_alive(self._spool.directory, owner):
+                alive = True
+            else:  # dead, or never locked: forget it
+                conn.execute("DELETE FROM store_members WHERE owner = ?", (owner,))
+        return alive
+
+    def leave(self) -> bool:
+        """Leave, and say whether a sibling stays; atomic, so exactly one last engine sees none."""
+        with self._spool.transaction() as conn:
+            conn.execute(
+                "UPDATE store_members SET leaving = 1 WHERE owner = ?", (self._spool.owner,)
+            )
+            return self._siblings(conn)
