@@ -195,6 +195,43 @@ class TestErrors:
         assert Settings(host="127.0.0.1", security="none", **common).effective_security == "none"
 
 
+class TestUnknownVariables:
+    def test_misspelt_variable_names_the_closest_setting(self, env: pytest.MonkeyPatch) -> None:
+        """A misspelt SMTP_ALERTS_* variable fails, naming it and the setting it resembles."""
+        env.setenv("SMTP_ALERTS_GROUP_WAT", "5s")
+        with pytest.raises(ConfigurationError) as caught:
+            Settings()
+        assert "SMTP_ALERTS_GROUP_WAT is not a setting" in str(caught.value)
+        assert "did you mean SMTP_ALERTS_GROUP_WAIT?" in str(caught.value)
+        assert "5s" not in str(caught.value)  # the value may be a secret: never echoed
+
+    def test_unknown_variable_without_a_close_name(self, env: pytest.MonkeyPatch) -> None:
+        """A variable like no setting fails too, without a guess."""
+        env.setenv("SMTP_ALERTS_COLOUR", "blue")
+        with pytest.raises(ConfigurationError, match="SMTP_ALERTS_COLOUR is not a setting") as e:
+            Settings()
+        assert "did you mean" not in str(e.value)
+
+    def test_every_documented_variable_is_known(self, env: pytest.MonkeyPatch) -> None:
+        """Each setting's own variable (FROM included) is accepted."""
+        env.setenv("SMTP_ALERTS_FROM", "alerts@example.com")
+        env.setenv("SMTP_ALERTS_SUBJECT_PREFIX", "[web]")
+        env.setenv("smtp_alerts_queue_size", "100")  # names are case-insensitive
+        settings = Settings()
+        assert (settings.from_, settings.subject_prefix, settings.queue_size) == (
+            "alerts@example.com",
+            "[web]",
+            100,
+        )
+
+    def test_redis_url_is_refused_until_supported(self, env: pytest.MonkeyPatch) -> None:
+        """REDIS_URL, not in this version, fails with why instead of being ignored."""
+        env.setenv("SMTP_ALERTS_REDIS_URL", "redis://:s3cret@10.0.0.1:6379/0")
+        with pytest.raises(ConfigurationError, match="SMTP_ALERTS_REDIS_URL: sharing through") as e:
+            Settings()
+        assert "s3cret" not in str(e.value)
+
+
 class TestSecrets:
     def test_secrets_never_shown(self, env: pytest.MonkeyPatch) -> None:
         """The password and fallback URLs are hidden in repr and str."""
