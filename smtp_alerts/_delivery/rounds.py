@@ -254,7 +254,7 @@ class Delivery:
     def _keep(self, message: OutgoingMessage) -> tuple[SpoolLike, int, OutgoingMessage]:
         """Spool ``message``; in memory when the spool cannot be written (said once)."""
         try:
-            return self.spool, self.spool.add(message), message
+            entry_id = self.spool.add(message)
         except _WRITE_ERRORS as exc:
             if not self._said_full:
                 self._said_full = True
@@ -264,6 +264,8 @@ class Delivery:
                     "kept in memory until the disk has room (lost if the process ends before)"
                 )
             return self._memory, self._memory.add(message), message
+        self._said_full = False  # the disk has room: a later full disk is said again
+        return self.spool, entry_id, message
 
     def _move_to_spool(self) -> None:
         """Move what waits in memory into the spool, if it takes writes again."""
@@ -275,8 +277,7 @@ class Delivery:
             except _WRITE_ERRORS:
                 return  # still no room: try again at the next retry
             self._memory.delivered(entry.id)
-        if not self._memory:
-            self._said_full = False  # a later full disk is said again
+            self._said_full = False  # the disk has room: a later full disk is said again
 
     async def retry(self, *, force: bool = False) -> bool:
         """Send what waits in the spool and is due (everything with ``force``).
