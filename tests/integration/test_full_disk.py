@@ -2,12 +2,14 @@
 
 The disk is a real one: a 1 MiB tmpfs mounted as ``SPOOL_DIR`` and filled by a
 big file once the engine has opened its spool, so SQLite gets SQLITE_FULL on
-its next write. Mounting needs root (CI runs as root); elsewhere these skip.
+its next write. Mounting needs root (CI runs as root); elsewhere these skip,
+and the last test (a file size limit: EFBIG) runs anyway.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -18,7 +20,7 @@ import pytest
 
 from smtp_alerts.testing import Faults, GmailServer
 
-from .test_process import server_env
+from .test_process import run_script, server_env
 from .test_store_durability import next_start, wait_for
 
 KEPT_LINE = "kept in memory until the disk has room"
@@ -63,6 +65,17 @@ def disk(tmp_path: Path) -> Iterator[Disk]:
         yield Disk(mount)
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)  # noqa: S603, S607
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[str]]]:
+    """The children a test starts: killed at the end if a failed assertion left one waiting."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for child in started:
+        if child.poll() is None:
+            child.kill()
+        child.communicate()
 
 
 # The child opens its spool (a first error, sent), says "ready", waits for the
@@ -129,22 +142,29 @@ def assert_all_delivered_once(server: GmailServer) -> None:
 
 
 def start_full(
-    disk: Disk, server: GmailServer, tmp_path: Path, *steps: str
+    disk: Disk,
+    server: GmailServer,
+    tmp_path: Path,
+    children: list[subprocess.Popen[str]],
+    *steps: str,
 ) -> tuple[subprocess.Popen[str], Path]:
     """The child with its spool open on ``disk``, then the disk filled."""
     ctl = tmp_path / "ctl"
     ctl.mkdir()
     env = server_env(server, SPOOL_DIR=str(disk.mount / "spool"), GROUP_WAIT="100ms")
     child = run_child(env, ctl, *steps)
+    children.append(child)
     assert wait_for((ctl / "ready").exists), "the child did not open its spool"
     disk.fill()
     return child, ctl
 
 
-def test_disk_full_before_the_digests_form_smtp_working(disk: Disk, tmp_path: Path) -> None:
+def test_disk_full_before_the_digests_form_smtp_working(
+    disk: Disk, tmp_path: Path, children: list[subprocess.Popen[str]]
+) -> None:
     """The disk fills before the digests form; they are sent at exit anyway, said once."""
     with GmailServer() as server:
-        child, ctl = start_full(disk, server, tmp_path)
+        child, ctl = start_full(disk, server, tmp_path, children)
         (ctl / "full").touch()
         _, stderr = child.communicate(timeout=30)
         assert child.returncode == 0, stderr
@@ -155,10 +175,12 @@ def test_disk_full_before_the_digests_form_smtp_working(disk: Disk, tmp_path: Pa
     assert "not delivered" not in stderr
 
 
-def test_disk_full_and_smtp_down_then_both_come_back(disk: Disk, tmp_path: Path) -> None:
+def test_disk_full_and_smtp_down_then_both_come_back(
+    disk: Disk, tmp_path: Path, children: list[subprocess.Popen[str]]
+) -> None:
     """Kept in memory while neither the disk nor the server takes them; then each sent once."""
     with GmailServer() as server:
-        child, ctl = start_full(disk, server, tmp_path, "flush", "go")
+        child, ctl = start_full(disk, server, tmp_path, children, "flush", "go")
         server.faults = Faults(refuse_connections=True)
         (ctl / "full").touch()
         assert wait_for((ctl / "flushed").exists, 30), "the flush did not return"
@@ -176,10 +198,12 @@ def test_disk_full_and_smtp_down_then_both_come_back(disk: Disk, tmp_path: Path)
     assert stderr.count(KEPT_LINE) == 1, stderr
 
 
-def test_ordinary_problem_sent_while_the_disk_stays_full(disk: Disk, tmp_path: Path) -> None:
+def test_ordinary_problem_sent_while_the_disk_stays_full(
+    disk: Disk, tmp_path: Path, children: list[subprocess.Popen[str]]
+) -> None:
     """A round while the disk is full sends every problem of its digests, at once."""
     with GmailServer() as server:
-        child, ctl = start_full(disk, server, tmp_path, "flush", "go")
+        child, ctl = start_full(disk, server, tmp_path, children, "flush", "go")
         (ctl / "full").touch()
         assert wait_for((ctl / "flushed").exists, 30), "the flush did not return"
         # Sent from memory during the process's life, not kept for a later start.
@@ -191,10 +215,12 @@ def test_ordinary_problem_sent_while_the_disk_stays_full(disk: Disk, tmp_path: P
     assert "will be retried" not in stderr
 
 
-def test_exit_while_disk_full_and_smtp_down_says_what_is_lost(disk: Disk, tmp_path: Path) -> None:
+def test_exit_while_disk_full_and_smtp_down_says_what_is_lost(
+    disk: Disk, tmp_path: Path, children: list[subprocess.Popen[str]]
+) -> None:
     """What is only in memory at exit is named on stderr, honestly as lost."""
     with GmailServer() as server:
-        child, ctl = start_full(disk, server, tmp_path)
+        child, ctl = start_full(disk, server, tmp_path, children)
         server.faults = Faults(refuse_connections=True)
         (ctl / "full").touch()
         _, stderr = child.communicate(timeout=40)
@@ -203,3 +229,36 @@ def test_exit_while_disk_full_and_smtp_down_says_what_is_lost(disk: Disk, tmp_pa
     assert "incident A is burning" in stderr
     assert "only in memory" in stderr
     assert "lost as this process ends" in stderr
+
+
+# Without root: the child's own file size limit makes every write past 4 KiB
+# fail with EFBIG once its spool is open (SIGXFSZ ignored, as a daemon would).
+EFBIG_CHILD = """
+import logging, resource, signal, smtp_alerts
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+logging.getLogger().addHandler(smtp_alerts.AlertHandler())
+logging.error("warm-up: the spool is open", extra={"alert_group": "warm-up"})
+smtp_alerts.get_engine().flush()
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+log = logging.getLogger("app")
+log.error("an ordinary error beside the others")
+log.error("disk of %s is full", "db-1")
+log.error("replica lag is %d s", 42)
+log.error("incident A is burning", extra={"alert_group": "a"})
+log.error("incident B is burning", extra={"alert_group": "b"})
+smtp_alerts.get_engine().flush(timeout=20)
+print("flushed", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE and SIGXFSZ")
+def test_file_size_limit_efbig_sends_everything(tmp_path: Path) -> None:
+    """EFBIG on every spool write (no root needed): a round still sends all its digests."""
+    with GmailServer() as server:
+        env = server_env(server, SPOOL_DIR=str(tmp_path / "spool"), GROUP_WAIT="100ms")
+        result = run_script(EFBIG_CHILD, env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "flushed"
+        assert_all_delivered_once(server)
+    assert result.stderr.count(KEPT_LINE) == 1, result.stderr
+    assert "will be retried" not in result.stderr
