@@ -78,6 +78,17 @@ def children() -> Iterator[list[subprocess.Popen[str]]]:
         child.communicate()
 
 
+# Logged once the disk is full: three problems of one digest (an ordinary one
+# among them) and two incidents of their own.
+PROBLEMS = """
+log = logging.getLogger("app")
+log.error("an ordinary error beside the others")
+log.error("disk of %s is full", "db-1")
+log.error("replica lag is %d s", 42)
+log.error("incident A is burning", extra={"alert_group": "a"})
+log.error("incident B is burning", extra={"alert_group": "b"})
+"""
+
 # The child opens its spool (a first error, sent), says "ready", waits for the
 # parent to fill the disk, logs three problems in one group and two other
 # incidents, then does what STEPS says, each step after a control file appears.
@@ -94,19 +105,13 @@ logging.error("warm-up: the spool is open", extra={"alert_group": "warm-up"})
 smtp_alerts.get_engine().flush()
 (ctl / "ready").touch()
 wait("full")
-log = logging.getLogger("app")
-log.error("an ordinary error beside the others")
-log.error("disk of %s is full", "db-1")
-log.error("replica lag is %d s", 42)
-log.error("incident A is burning", extra={"alert_group": "a"})
-log.error("incident B is burning", extra={"alert_group": "b"})
-for step in sys.argv[1:]:
+{problems}for step in sys.argv[1:]:
     if step == "flush":
         smtp_alerts.get_engine().flush(timeout=20)
         (ctl / "flushed").touch()
     else:
         wait(step)
-"""
+""".replace("{problems}", PROBLEMS)
 
 
 def run_child(env: dict[str, str], ctl: Path, *steps: str) -> subprocess.Popen[str]:
@@ -240,15 +245,9 @@ logging.getLogger().addHandler(smtp_alerts.AlertHandler())
 logging.error("warm-up: the spool is open", extra={"alert_group": "warm-up"})
 smtp_alerts.get_engine().flush()
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
-log = logging.getLogger("app")
-log.error("an ordinary error beside the others")
-log.error("disk of %s is full", "db-1")
-log.error("replica lag is %d s", 42)
-log.error("incident A is burning", extra={"alert_group": "a"})
-log.error("incident B is burning", extra={"alert_group": "b"})
-smtp_alerts.get_engine().flush(timeout=20)
+{problems}smtp_alerts.get_engine().flush(timeout=20)
 print("flushed", flush=True)
-"""
+""".replace("{problems}", PROBLEMS)
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE and SIGXFSZ")
