@@ -6,6 +6,9 @@ loses nothing that had formed into a digest. What no channel took waits in the
 spool with an exponential backoff (with jitter) and is tried again; a flush
 tries everything at once. Digests an earlier process left behind are sent
 marked as delayed, with their original time, under their original Message-ID.
+When the spool cannot be written (a full disk, a read-only file), the digests
+are kept in memory instead, said once on stderr, sent from there, and moved
+into the spool as soon as it takes writes again.
 
 This module is the engine's only way out: the engine calls
 :meth:`Delivery.deliver`, :meth:`Delivery.retry` and reads
@@ -14,8 +17,10 @@ This module is the engine's only way out: the engine calls
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +40,9 @@ log = logging.getLogger("smtp_alerts.delivery")
 RETRY_BASE = 30.0
 #: Longest pause between two rounds of attempts at one digest.
 RETRY_CAP = 900.0
+
+#: What a spool raises when it cannot write: a full disk, EFBIG, SQLITE_FULL, read-only.
+_WRITE_ERRORS = (sqlite3.Error, OSError)
 
 
 class _Entry(Protocol):
@@ -161,6 +169,7 @@ class Delivery:
         started: when this engine started: entries older than this were left
             by an earlier process and are marked as delayed.
         mark_delayed: re-renders a message as delayed (same Message-ID).
+        on_problem: tells a person (one line) that the spool cannot be written.
     """
 
     def __init__(
@@ -171,6 +180,7 @@ class Delivery:
         clock: Clock,
         started: float,
         mark_delayed: Callable[[OutgoingMessage, float], OutgoingMessage] | None = None,
+        on_problem: Callable[[str], None] | None = None,
     ) -> None:
         self.chain = chain
         self.spool = spool
@@ -179,24 +189,36 @@ class Delivery:
         self._mark_delayed = mark_delayed
         self.sent = 0
         self._left_at_close: int | None = None
+        # Where digests wait while the spool refuses writes: sent from here,
+        # moved into the spool as soon as it takes writes again.
+        self._memory = MemorySpool(clock=clock)
+        self._on_problem = on_problem or log.warning
+        self._said_full = False
 
     @property
     def pending(self) -> int:
-        """Digests waiting in the spool (as it was at :meth:`close`, once closed)."""
+        """Digests waiting in the spool or memory (as at :meth:`close`, once closed)."""
         if self._left_at_close is not None:
             return self._left_at_close
-        return len(self.spool)
+        return len(self.spool) + len(self._memory)
+
+    @property
+    def in_memory(self) -> int:
+        """Digests kept in memory only, because the spool could not be written."""
+        return len(self._memory)
 
     def close(self) -> None:
         """Release this process's claims (another may take them over) and close the spool."""
-        self._left_at_close = len(self.spool)
+        self._move_to_spool()
+        self._left_at_close = self.pending
         self.spool.release()
         self.spool.close()
 
     @property
     def next_retry_at(self) -> float | None:
-        """When the next spooled digest is due, or None."""
-        return self.spool.next_due()
+        """When the next spooled digest (or one kept in memory) is due, or None."""
+        due = [d for d in (self.spool.next_due(), self._memory.next_due()) if d is not None]
+        return min(due, default=None)
 
     async def deliver(self, messages: list[OutgoingMessage]) -> bool:
         """Spool every message, then send them; what no channel takes stays spooled.
@@ -207,8 +229,7 @@ class Delivery:
         Returns:
             Whether every message was taken.
         """
-        entry_ids = [self.spool.add(message) for message in messages]
-        return await self.send_spooled(list(zip(entry_ids, messages, strict=True)))
+        return await self._send_all([self._keep(message) for message in messages])
 
     async def send_spooled(self, entries: list[tuple[int, OutgoingMessage]]) -> bool:
         """Send messages already in the spool (and claimed by this owner).
@@ -219,13 +240,44 @@ class Delivery:
         Returns:
             Whether every message was taken.
         """
+        return await self._send_all([(self.spool, i, message) for i, message in entries])
+
+    async def _send_all(self, entries: list[tuple[SpoolLike, int, OutgoingMessage]]) -> bool:
         ok = True
         try:
-            for entry_id, message in entries:
-                ok = await self._send(entry_id, message, attempts=0) and ok
+            for spool, entry_id, message in entries:
+                ok = await self._send(spool, entry_id, message, attempts=0) and ok
         finally:
             await self.chain.aclose()
         return ok
+
+    def _keep(self, message: OutgoingMessage) -> tuple[SpoolLike, int, OutgoingMessage]:
+        """Spool ``message``; in memory when the spool cannot be written (said once)."""
+        try:
+            entry_id = self.spool.add(message)
+        except _WRITE_ERRORS as exc:
+            if not self._said_full:
+                self._said_full = True
+                where = getattr(self.spool, "path", "the spool")
+                self._on_problem(
+                    f"smtp-alerts: cannot write to the spool at {where} ({exc}); alerts are "
+                    "kept in memory until the disk has room (lost if the process ends before)"
+                )
+            return self._memory, self._memory.add(message), message
+        self._said_full = False  # the disk has room: a later full disk is said again
+        return self.spool, entry_id, message
+
+    def _move_to_spool(self) -> None:
+        """Move what waits in memory into the spool, if it takes writes again."""
+        for entry in self._memory.entries():
+            if entry.claimed or entry.message is None:
+                continue
+            try:
+                self.spool.add(entry.message, claimed=False)
+            except _WRITE_ERRORS:
+                return  # still no room: try again at the next retry
+            self._memory.delivered(entry.id)
+            self._said_full = False  # the disk has room: a later full disk is said again
 
     async def retry(self, *, force: bool = False) -> bool:
         """Send what waits in the spool and is due (everything with ``force``).
@@ -233,19 +285,26 @@ class Delivery:
         Returns:
             Whether nothing is left for this process (see :meth:`settled`).
         """
-        entries = self.spool.claim_due(force=force)
+        self._move_to_spool()
+        entries: list[tuple[SpoolLike, _Entry]] = [
+            (self._memory, e) for e in self._memory.claim_due(force=force)
+        ]
+        try:
+            entries += [(self.spool, e) for e in self.spool.claim_due(force=force)]
+        except _WRITE_ERRORS:  # no room for the claims: they wait, safe, in the spool
+            log.debug("could not claim the spooled digests", exc_info=True)
         if entries:
             try:
-                for entry in entries:
+                for spool, entry in entries:
                     message = entry.message
                     if message is None:  # unreadable: keep it for a person to look at
-                        self.spool.failed(
+                        spool.failed(
                             entry.id, error="unreadable entry", next_attempt=self._later(9)
                         )
                         continue
                     if entry.created < self._started and self._mark_delayed is not None:
                         message = self._mark_delayed(message, entry.created)
-                    await self._send(entry.id, message, attempts=entry.attempts)
+                    await self._send(spool, entry.id, message, attempts=entry.attempts)
             finally:
                 await self.chain.aclose()
         return self.settled()
@@ -255,7 +314,7 @@ class Delivery:
 
         Entries a live sibling on a shared spool is sending are its work, not ours.
         """
-        return self.spool.next_due() is None
+        return self.next_retry_at is None
 
     def undelivered(self) -> list[tuple[str, str | None]]:
         """Title and last error (None if never tried to the end) of every digest waiting.
@@ -265,20 +324,27 @@ class Delivery:
         mine = getattr(self.spool, "owner", None)
         return [
             (e.title, e.last_error)
-            for e in self.spool.entries()
+            for e in [*self.spool.entries(), *self._memory.entries()]
             if getattr(e, "owner", None) in (None, mine)
         ]
 
-    async def _send(self, entry_id: int, message: OutgoingMessage, *, attempts: int) -> bool:
+    async def _send(
+        self, spool: SpoolLike, entry_id: int, message: OutgoingMessage, *, attempts: int
+    ) -> bool:
         try:
             await self.chain.send(message)
         except DeliveryError as error:
-            self.spool.failed(entry_id, error=_short(error), next_attempt=self._later(attempts))
+            # A full disk may refuse the note: the entry stays claimed, kept, and is retried.
+            with contextlib.suppress(*_WRITE_ERRORS):
+                spool.failed(entry_id, error=_short(error), next_attempt=self._later(attempts))
             if not isinstance(error, NoChannelTookError):
                 log.warning("could not deliver %s: %s", message.message_id, error)
             return False
-        self.spool.delivered(entry_id)
         self.sent += 1
+        try:
+            spool.delivered(entry_id)
+        except _WRITE_ERRORS:  # sent, but still in the spool: at worst a duplicate later
+            log.debug("could not remove a delivered digest", exc_info=True)
         return True
 
     def _later(self, attempts: int) -> float:

@@ -807,6 +807,11 @@ class EngineCore(Intake):
                 f"  {title}: {error or 'was being sent when time ran out'}"
                 for title, error in waiting
             ]
+            if delivery.in_memory:
+                lines.append(
+                    f"  {delivery.in_memory} of them only in memory: the disk at "
+                    f"{self.settings.spool_path} had no room; lost as this process ends"
+                )
             if waiting and isinstance(delivery.spool, Spool):
                 lines.append(
                     f"  kept in the spool at {self.settings.spool_path}: the next start sends them"

@@ -97,6 +97,7 @@ def build_delivery(
         clock=clock,
         started=started,
         mark_delayed=rerender.delayed,
+        on_problem=warn,
     )
 
 
