@@ -319,6 +319,19 @@ class Aggregator:
                 incident.thread_subject = subject
                 return
 
+    def forget_notifications(self) -> None:
+        """Judge every open incident's window as if no digest had gone out yet.
+
+        While the engine pushes to a shared store, each push is formed here and
+        counts as a notification, though only the store decides what is sent.
+        When the store refuses and the engine sends on its own, the pushes must
+        not hold its first email back by ``group_interval``: ``group_wait``
+        applies again (a digest the store already sent may be sent twice:
+        duplicates, never silence).
+        """
+        for incident in self._incidents.values():
+            incident.last_notified = None
+
     def restore(self, digest: Digest) -> None:
         """Put a digest that no channel took back as pending, so nothing is lost.
 

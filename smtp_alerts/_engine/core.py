@@ -705,6 +705,7 @@ class EngineCore(Intake):
         """The store refused: send on our own from now on (duplicates, never loss)."""
         warn(f"smtp-alerts: the shared store is busy or read-only ({exc}); sending per process")
         self._link = None
+        self._aggregator.forget_notifications()
 
     async def _push_quietly(self) -> None:
         link = self._link

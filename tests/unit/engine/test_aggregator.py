@@ -296,6 +296,19 @@ class TestAggregator:
         assert (problem.count, problem.total, problem.is_new) == (6, 6, True)
         assert (problem.first_seen, problem.last_seen) == (T0, N1 + 10)
 
+    def test_forgotten_notifications_bring_group_wait_back(self, clock: ManualClock) -> None:
+        """After the store refused, a restored push waits group_wait, not group_interval."""
+        aggregator = make(clock)
+        aggregator.add(alert("a", at=T0))
+        clock.now = T0 + 0.25  # a push: formed for the store, not sent
+        pushed = formed(aggregator)
+        aggregator.restore(pushed)
+        assert aggregator.next_due() == T0 + 0.25 + GI
+        aggregator.forget_notifications()
+        assert aggregator.next_due() == T0 + GW
+        clock.now = T0 + GW
+        assert aggregator.due() == [DEFAULT_GROUP]
+
     def test_restore_of_a_follow_up_keeps_what_was_shown(
         self, clock: ManualClock, notified: Aggregator
     ) -> None:
