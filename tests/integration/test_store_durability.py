@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import random
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from contextlib import closing
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from smtp_alerts.testing import Faults, GmailServer
-
-from .test_process import run_script, server_env
+from tests.helpers import event_counts, next_start, server_env, wait_for
+from tests.helpers import run_code as run_script
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -43,22 +41,6 @@ def kept(spool: Path) -> int:
     except sqlite3.OperationalError:  # not created yet
         return 0
     return spooled(spool) + int(pending)
-
-
-def next_start(env: dict[str, str]) -> None:
-    """A later process on the same SPOOL_DIR that only starts and exits: it sends what was kept."""
-    result = run_script("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
-    assert result.returncode == 0, result.stderr
-
-
-def wait_for(condition: object, seconds: float = 20.0) -> bool:
-    """Poll ``condition`` (a callable) until it holds or ``seconds`` pass."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return False
 
 
 FIVE_INCIDENTS = """
@@ -128,17 +110,6 @@ def start(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def counts(server: GmailServer) -> list[int]:
-    """The events each email reports (its rows' "events  N events" lines, summed)."""
-    found = []
-    for received in server.messages:
-        part = received.message.get_body(preferencelist=("plain",))
-        assert part is not None
-        rows = re.findall(r"^ +events +([\d,]+) event", part.get_content(), re.MULTILINE)
-        found.append(sum(int(row.replace(",", "")) for row in rows))
-    return found
-
-
 @pytest.mark.parametrize(("processes", "errors"), [(4, 1000), (16, 250)])
 def test_one_incident_on_many_processes_is_one_email_with_summed_counts(
     tmp_path: Path, processes: int, errors: int
@@ -155,7 +126,7 @@ def test_one_incident_on_many_processes_is_one_email_with_summed_counts(
             assert worker.returncode == 0, stderr
         # Whatever a handed-over window left is sent by the next start.
         next_start(env)
-        found = counts(server)
+        found = event_counts(server)
     assert 1 <= len(found) <= 2, found
     assert sum(found) == processes * errors, found
 
