@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -310,3 +311,46 @@ def test_a_store_that_refuses_degrades_to_per_process_sending(
     assert engine._link is None  # sending on its own now
     engine.close()
     assert "sending per process" in capfd.readouterr().err
+
+
+OPEN_TOGETHER = """
+import os, sys
+from pathlib import Path
+from smtp_alerts._delivery.spool.database import Database
+
+failed = 0
+for trial in range({trials}):
+    path = Path({root!r}) / str(trial) / "spool.sqlite3"
+    path.parent.mkdir()
+    go, release = os.pipe()
+    children = []
+    for _ in range(8):
+        pid = os.fork()
+        if pid == 0:
+            os.close(release)
+            os.read(go, 1)  # every child starts at once, when the pipe closes
+            try:
+                Database(path).close()
+            except Exception as exc:
+                print(repr(exc), file=sys.stderr)
+                os._exit(1)
+            os._exit(0)
+        children.append(pid)
+    os.close(go)
+    os.close(release)
+    failed += sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in children)
+print(failed)
+"""
+
+
+def test_workers_creating_the_spool_together_all_open_it(tmp_path: Path) -> None:
+    """8 processes open a new spool at once (gunicorn workers' first alerts): none is refused.
+
+    Each reads the new file, then needs it alone to turn WAL on: SQLite answered
+    one of them "database is locked" at once, and that worker sent per process
+    with its alerts in memory only (an extra email, and lost on a kill).
+    """
+    code = OPEN_TOGETHER.format(trials=40, root=str(tmp_path))
+    result = run_script(code, {**os.environ})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0", result.stderr
