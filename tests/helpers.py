@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -70,3 +72,50 @@ def run_script(
         timeout=timeout,
         check=False,
     )
+
+
+def server_env(server: GmailServer, **extra: str) -> dict[str, str]:
+    """This environment without any SMTP_ALERTS_* of its own, configured for ``server``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
+    return {**env, **server.environ(**{"SHUTDOWN_TIMEOUT": "10s", **extra})}
+
+
+def run_code(
+    code: str, env: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` (dedented) with ``python -c`` in ``env``; its output captured."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def next_start(env: dict[str, str]) -> None:
+    """A later process on the same SPOOL_DIR that only starts and exits: it sends what was kept."""
+    result = run_code("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
+    assert result.returncode == 0, result.stderr
+
+
+def wait_for(condition: Callable[[], object], seconds: float = 20.0) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def event_counts(server: GmailServer) -> list[int]:
+    """The events each email ``server`` received reports (its rows' "events  N events" lines)."""
+    found = []
+    for received in server.messages:
+        part = received.message.get_body(preferencelist=("plain",))
+        assert part is not None
+        rows = re.findall(r"^ +events +([\d,]+) event", part.get_content(), re.MULTILINE)
+        found.append(sum(int(row.replace(",", "")) for row in rows))
+    return found

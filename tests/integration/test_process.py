@@ -14,30 +14,14 @@ from pathlib import Path
 import pytest
 
 from smtp_alerts.testing import Faults, GmailServer
-
-
-def server_env(server: GmailServer, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
-    return {**env, **server.environ(**{"SHUTDOWN_TIMEOUT": "10s", **extra})}
+from tests.helpers import run_code as run_script
+from tests.helpers import server_env
 
 
 def _plain(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None
     return str(part.get_content())
-
-
-def run_script(
-    code: str, env: dict[str, str], timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 class TestExit:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from contextlib import closing
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from smtp_alerts.testing import Faults, GmailServer
-
-from .test_process import run_script, server_env
+from tests.helpers import event_counts, next_start, server_env, wait_for
+from tests.helpers import run_code as run_script
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -43,22 +42,6 @@ def kept(spool: Path) -> int:
     except sqlite3.OperationalError:  # not created yet
         return 0
     return spooled(spool) + int(pending)
-
-
-def next_start(env: dict[str, str]) -> None:
-    """A later process on the same SPOOL_DIR that only starts and exits: it sends what was kept."""
-    result = run_script("import smtp_alerts\nsmtp_alerts.get_engine().close()\n", env)
-    assert result.returncode == 0, result.stderr
-
-
-def wait_for(condition: object, seconds: float = 20.0) -> bool:
-    """Poll ``condition`` (a callable) until it holds or ``seconds`` pass."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return False
 
 
 FIVE_INCIDENTS = """
@@ -128,17 +111,6 @@ def start(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def counts(server: GmailServer) -> list[int]:
-    """The events each email reports (its rows' "events  N events" lines, summed)."""
-    found = []
-    for received in server.messages:
-        part = received.message.get_body(preferencelist=("plain",))
-        assert part is not None
-        rows = re.findall(r"^ +events +([\d,]+) event", part.get_content(), re.MULTILINE)
-        found.append(sum(int(row.replace(",", "")) for row in rows))
-    return found
-
-
 @pytest.mark.parametrize(("processes", "errors"), [(4, 1000), (16, 250)])
 def test_one_incident_on_many_processes_is_one_email_with_summed_counts(
     tmp_path: Path, processes: int, errors: int
@@ -155,7 +127,7 @@ def test_one_incident_on_many_processes_is_one_email_with_summed_counts(
             assert worker.returncode == 0, stderr
         # Whatever a handed-over window left is sent by the next start.
         next_start(env)
-        found = counts(server)
+        found = event_counts(server)
     assert 1 <= len(found) <= 2, found
     assert sum(found) == processes * errors, found
 
@@ -339,3 +311,46 @@ def test_a_store_that_refuses_degrades_to_per_process_sending(
     assert engine._link is None  # sending on its own now
     engine.close()
     assert "sending per process" in capfd.readouterr().err
+
+
+OPEN_TOGETHER = """
+import os, sys
+from pathlib import Path
+from smtp_alerts._delivery.spool.database import Database
+
+failed = 0
+for trial in range({trials}):
+    path = Path({root!r}) / str(trial) / "spool.sqlite3"
+    path.parent.mkdir()
+    go, release = os.pipe()
+    children = []
+    for _ in range(8):
+        pid = os.fork()
+        if pid == 0:
+            os.close(release)
+            os.read(go, 1)  # every child starts at once, when the pipe closes
+            try:
+                Database(path).close()
+            except Exception as exc:
+                print(repr(exc), file=sys.stderr)
+                os._exit(1)
+            os._exit(0)
+        children.append(pid)
+    os.close(go)
+    os.close(release)
+    failed += sum(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in children)
+print(failed)
+"""
+
+
+def test_workers_creating_the_spool_together_all_open_it(tmp_path: Path) -> None:
+    """8 processes open a new spool at once (gunicorn workers' first alerts): none is refused.
+
+    Each reads the new file, then needs it alone to turn WAL on: SQLite answered
+    one of them "database is locked" at once, and that worker sent per process
+    with its alerts in memory only (an extra email, and lost on a kill).
+    """
+    code = OPEN_TOGETHER.format(trials=40, root=str(tmp_path))
+    result = run_script(code, {**os.environ})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0", result.stderr

@@ -40,7 +40,9 @@ BUSY_TIMEOUT = 30.0
 """Seconds a write waits for another process's transaction before failing."""
 SCHEMA_VERSION = 1
 _DIRECTORY_MODE = 0o700  # as the Spool makes it: log text and tracebacks, owner only
-# SQLite's result codes for a file that is damaged or not a database at all.
+# SQLite's result codes: a lock held elsewhere; a file damaged or not a database at all.
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 
@@ -129,8 +131,24 @@ class Database:
             return self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        with sqlite_gate():
-            conn = self._connect_gated()
+        # Processes that create the file together (a pre-fork server's workers,
+        # each on its first alert) deadlock on it: each reads it (a shared lock)
+        # and then needs it alone to turn WAL on, and SQLite answers one of them
+        # "database is locked" at once, without waiting its busy timeout. That
+        # lock is free a moment later: try again, outside the gate, so this
+        # process's other threads go on meanwhile.
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        pause = 0.005
+        while True:
+            try:
+                with sqlite_gate():
+                    conn = self._connect_gated()
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
         self._identity = _identity(self.path)
         return conn
 
@@ -302,6 +320,14 @@ def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
         return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
     text = str(exc)
     return "not a database" in text or "malformed" in text
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite says another connection holds the lock it needs (busy or locked)."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "is locked" in str(exc)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
