@@ -19,9 +19,7 @@ from pathlib import Path
 import pytest
 
 from smtp_alerts.testing import Faults, GmailServer
-
-from .test_process import run_script, server_env
-from .test_store_durability import next_start, wait_for
+from tests.helpers import next_start, run_code, server_env, wait_for
 
 KEPT_LINE = "kept in memory until the disk has room"
 
@@ -255,7 +253,7 @@ def test_file_size_limit_efbig_sends_everything(tmp_path: Path) -> None:
     """EFBIG on every spool write (no root needed): a round still sends all its digests."""
     with GmailServer() as server:
         env = server_env(server, SPOOL_DIR=str(tmp_path / "spool"), GROUP_WAIT="100ms")
-        result = run_script(EFBIG_CHILD, env, timeout=60)
+        result = run_code(EFBIG_CHILD, env, timeout=60)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == "flushed"
         assert_all_delivered_once(server)
