@@ -174,6 +174,7 @@ class EngineCore(Intake):
             settings, clock=self._clock, context=self._render_context, hooks=self._meta_hooks
         )
         self._accepted = 0
+        self._took_new = False  # the last drains took a new problem, not only repeats
         self._suppressed = 0
         self._dropped_total = 0
         self._digests = 0
@@ -550,7 +551,12 @@ class EngineCore(Intake):
                 if pushing is None or pushing.done():
                     pushing = asyncio.get_running_loop().create_task(self._push_quietly())
             # New work may be due sooner than the dispatcher planned: let it look.
-            if took or self._flush_requests or self._closing:
+            # On a shared store only a new problem can: repeats reach the store
+            # with the next push, and the dispatcher wakes for that on its own
+            # (a claim per drain would be a write transaction every 20 ms of a
+            # flood, taking GIL time from the program).
+            took_new, self._took_new = self._took_new, False
+            if self._flush_requests or self._closing or (took and (self._link is None or took_new)):
                 dispatch.set()
 
     def _drain_timeout(self) -> float | None:
@@ -641,6 +647,7 @@ class EngineCore(Intake):
             item = queue.popleft()
             if isinstance(item, Alert):
                 aggregator.add(item)
+                self._took_new = True
                 continue
             counted = repeats.get(id(item[0]))
             if counted is None:
