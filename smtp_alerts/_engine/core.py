@@ -34,6 +34,7 @@ from .._delivery.rounds import Delivery, SpoolLike
 from .._delivery.spool import Spool
 from .._store import SqliteStore, Windows
 from .._util.clock import SYSTEM_CLOCK, Clock
+from .._util.stderr import warn
 from ..models import Alert, OutgoingMessage
 from ..settings import Settings
 from . import process
@@ -45,7 +46,6 @@ from .loop import EngineLoop, WorkerPool
 from .outbox import Rerender, build_delivery, spool_has_entries
 from .render import RenderContext, render
 from .shared import StoreLink, StoreUnavailableError
-from .stderr import warn
 
 if TYPE_CHECKING:
     from ..transports import Transport

@@ -37,6 +37,7 @@ from typing import SupportsInt, cast
 
 from .._util.clock import Clock
 from .._util.printable import printable, printable_repr
+from .._util.stderr import warn
 from ..models import Alert, Fingerprint
 from .capture import (
     DEFAULT_GROUP,
@@ -54,7 +55,6 @@ from .capture import (
     scrub_context,
 )
 from .loop import EngineLoop
-from .stderr import warn
 
 __all__ = ["IGNORED_LOGGERS", "KNOWN_LIMIT", "Intake", "Repeat"]
 

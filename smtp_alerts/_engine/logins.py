@@ -19,9 +19,9 @@ from .._delivery.meta_alert import MetaAlert, meta_alert, meta_digest
 from .._delivery.rounds import Delivery
 from .._delivery.spool import Spool
 from .._util.clock import Clock
+from .._util.stderr import warn
 from ..settings import Settings
 from .render import RenderContext, render
-from .stderr import warn
 
 __all__ = ["LoginWatcher", "MetaHook"]
 

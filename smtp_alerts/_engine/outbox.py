@@ -29,9 +29,9 @@ from .._delivery.rounds import Delivery, MemorySpool, SpoolLike
 from .._delivery.spool import SPOOL_FILENAME, Attempt, Spool, sqlite_gate
 from .._util.clock import Clock
 from .._util.humanize import format_time
+from .._util.stderr import warn
 from ..models import Digest, OutgoingMessage
 from .render import MIN_MAX_BYTES, RenderContext, render
-from .stderr import warn
 
 if TYPE_CHECKING:
     from .._delivery.auth_watch import AuthWatch

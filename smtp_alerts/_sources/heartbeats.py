@@ -30,12 +30,12 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .._util.humanize import format_duration, format_time
+from .._util.stderr import warn
 from ..settings import parse_duration
 from .heartbeat_state import BeatStore, Recovery, Registration
 
@@ -131,7 +131,7 @@ class HeartbeatMonitor:
     def __init__(self, engine: AlertSink) -> None:
         self._engine = engine
         self._clock = engine.clock
-        self._store = BeatStore(engine.settings.spool_path / STATE_FILENAME, warn=_warn)
+        self._store = BeatStore(engine.settings.spool_path / STATE_FILENAME, warn=warn)
         self._reset_tasks()
 
     def _reset_tasks(self) -> None:
@@ -398,12 +398,6 @@ class HeartbeatMonitor:
     def _refresh(self) -> None:
         with self._store.io_lock:
             self._send_recoveries(self._store.merge())
-
-
-def _warn(text: str) -> None:
-    # stderr, as the engine does: our own loggers never reach an alert handler.
-    with contextlib.suppress(Exception):
-        print(text, file=sys.stderr, flush=True)
 
 
 def heartbeat_monitor(engine: AlertSink) -> HeartbeatMonitor:

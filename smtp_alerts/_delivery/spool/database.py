@@ -25,13 +25,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..._util.stderr import warn
 from .gate import sqlite_gate
 
 __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "Database"]
@@ -113,7 +113,7 @@ class Database:
         self.path = path
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._tell = on_problem or _to_stderr
+        self._tell = on_problem or warn
         #: What the last recovery did, in one line (None when none was needed).
         self.recovered: str | None = None
         self._identity: tuple[int, int] | None = None
@@ -358,8 +358,3 @@ def _copy_into(lost: sqlite3.Connection, path: Path) -> int:
         finally:
             target.close()
     return int(count)
-
-
-def _to_stderr(line: str) -> None:
-    """The default way to tell a person: the library's last resort, a line on stderr."""
-    print(line, file=sys.stderr, flush=True)

@@ -1,4 +1,4 @@
-"""The engine's last resort for telling a human something: a line on stderr."""
+"""The library's last resort for telling a human something: a line on stderr."""
 
 from __future__ import annotations
 
