@@ -5,10 +5,13 @@ Two costs, kept apart on purpose:
 - :func:`record_key` runs for every record. It builds a tuple from fields the
   record already has (no formatting, no traceback rendering) so the engine can
   recognise a repeat of a known problem and only count it.
-- :func:`capture_record` runs once per new problem. It formats the message and
-  the traceback while the record's arguments and frames are still as they were,
-  and computes the canonical fingerprint of docs/architecture.md: logger name,
-  level, call site, message template, exception type and innermost frame.
+- :func:`capture_record` runs once per new problem. It formats the message
+  while the record's arguments are still as they were, and snapshots the
+  exception (its text and its frames' names and lines, but not their source
+  lines) into a :class:`PendingAlert`, whose traceback the engine's thread
+  formats later (:meth:`PendingAlert.finish`): no source file is read in the
+  caller's thread. The canonical fingerprint of docs/architecture.md: logger
+  name, level, call site, message template, exception type and innermost frame.
   What it keeps is safe text, bounded in size (see :data:`MESSAGE_MAX_CHARS`):
   odd input (a failing ``__str__``, lone surrogates, an ``IntEnum`` level)
   degrades the one field it is in and never fails the capture.
@@ -24,6 +27,7 @@ import logging
 import re
 import traceback
 from collections.abc import Hashable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import SupportsInt, cast
 
@@ -35,18 +39,23 @@ __all__ = [
     "CONTEXT_VALUE_MAX_CHARS",
     "DEFAULT_GROUP",
     "MESSAGE_MAX_CHARS",
+    "TEMPLATE_MAX_CHARS",
     "TRACEBACK_MAX_CHARS",
+    "PendingAlert",
     "capture_failed",
     "capture_record",
     "clip_traceback",
     "exception_type_name",
-    "format_exception",
     "innermost_frame",
     "mask_variable_parts",
     "message_template",
     "record_fingerprint",
     "record_key",
+    "record_site",
     "scrub_context",
+    "shape_matches",
+    "snapshot_exception",
+    "template_shape",
 ]
 
 DEFAULT_GROUP = "default"
@@ -87,7 +96,8 @@ MASKED = "[masked]"
 # occurrences (numbers, hex ids) recovers one, so "user 17 failed" and
 # "user 42 failed" are one problem, not a flood of distinct ones.
 _VARIABLE_PARTS = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-fA-F]{8,}\b|\d+")
-_MAX_TEMPLATE = 500
+TEMPLATE_MAX_CHARS = 500
+"""Longest message template kept in a fingerprint."""
 
 
 def record_key(record: logging.LogRecord) -> Hashable:
@@ -133,6 +143,52 @@ def record_key(record: logging.LogRecord) -> Hashable:
     return key
 
 
+def record_site(raw_key: Hashable) -> Hashable:
+    """The call site of a :func:`record_key`: the same key without the message.
+
+    Records logged with their text formatted before the call (an f-string)
+    have a new record key each time; their call site is the cheap key under
+    which the intake remembers the shapes of text that site logs.
+    """
+    key = cast("tuple[Hashable, ...]", raw_key)
+    inner = key[0]
+    if inner.__class__ is tuple:  # (key, group, alert_key): see record_key
+        inner_key = cast("tuple[Hashable, ...]", inner)
+        return (inner_key[:4] + inner_key[5:], *key[1:])
+    return key[:4] + key[5:]
+
+
+def template_shape(template: str) -> tuple[str, ...]:
+    """The fixed pieces of a masked template, around its ``#`` variable parts."""
+    return tuple(template.split("#"))
+
+
+def shape_matches(text: str, pieces: tuple[str, ...]) -> bool:
+    """Whether ``text`` has the fixed ``pieces`` of a template in order, around its variable parts.
+
+    The intake's cheap test that an f-string's text has the shape of one
+    already masked at the same call site (each ``#`` stands for one or more
+    characters), so the masking regex runs once per shape, not per record.
+    ``text`` is compared as far as templates go (:data:`TEMPLATE_MAX_CHARS`).
+    """
+    if len(text) > TEMPLATE_MAX_CHARS:
+        text = text[:TEMPLATE_MAX_CHARS]
+    first = pieces[0]
+    if len(pieces) == 1:
+        return text == first
+    last = pieces[-1]
+    if not (text.startswith(first) and text.endswith(last)):
+        return False
+    position = len(first)
+    end = len(text) - len(last)
+    for piece in pieces[1:-1]:
+        found = text.find(piece, position + 1, end - 1) if piece else position + 1
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return end - position >= 1
+
+
 def _hashable(value: object) -> Hashable:
     return value if value is None or value.__class__ is str else printable(value, 200)
 
@@ -152,7 +208,7 @@ def message_template(record: logging.LogRecord) -> tuple[str, bool]:
     msg = record.msg
     if msg.__class__ is not str:
         return _non_str_template(msg), False
-    template = str(msg)[:_MAX_TEMPLATE]
+    template = str(msg)[:TEMPLATE_MAX_CHARS]
     if record.args:
         return template, False
     masked = mask_variable_parts(template)
@@ -161,7 +217,7 @@ def message_template(record: logging.LogRecord) -> tuple[str, bool]:
 
 def mask_variable_parts(text: str) -> str:
     """``text`` with numbers and hex ids replaced by ``#``, capped in length."""
-    return _VARIABLE_PARTS.sub("#", text[:_MAX_TEMPLATE])
+    return _VARIABLE_PARTS.sub("#", text[:TEMPLATE_MAX_CHARS])
 
 
 def exception_type_name(exc_type: type[BaseException]) -> str:
@@ -233,7 +289,66 @@ def _level(value: object) -> int:
         return 0
 
 
-def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert:
+class PendingAlert:
+    """A new problem captured in the caller's thread, its traceback still to be formatted.
+
+    The caller's thread keeps what cannot wait (the exception's text and its
+    frames' names and line numbers, as they were); reading source lines and
+    formatting the traceback is left to the engine's thread (:meth:`finish`).
+
+    Attributes:
+        alert: the capture, without its traceback.
+        error: the exception's snapshot, or None.
+        stack: the record's ``stack_info``, already text, shown after the traceback.
+        details: text shown before the traceback (``engine.alert(details=...)``).
+    """
+
+    __slots__ = ("alert", "details", "error", "stack")
+
+    def __init__(
+        self,
+        alert: Alert,
+        error: traceback.TracebackException | None,
+        stack: str | None,
+        details: str | None = None,
+    ) -> None:
+        self.alert = alert
+        self.error = error
+        self.stack = stack
+        self.details = details
+
+    def finish(self) -> Alert:
+        """The alert with its traceback formatted (source lines read now); never raises."""
+        text = None if self.error is None else _format_snapshot(self.error, self.alert.exc_type)
+        if self.details:
+            text = f"{self.details}\n\n{text}" if text else self.details
+        if self.stack:
+            text = f"{text}\n{self.stack}" if text else self.stack
+        return replace(self.alert, traceback=clip_traceback(text))
+
+
+def snapshot_exception(
+    exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
+) -> traceback.TracebackException | None:
+    """The exception's text and frames, without reading source lines (cheap, no file I/O).
+
+    Returns:
+        The snapshot, or None when even that failed (the type name is still kept).
+    """
+    try:
+        return traceback.TracebackException(exc_type, exc, tb, lookup_lines=False)
+    except Exception:  # noqa: BLE001 - an odd exception must not lose the alert
+        return None
+
+
+def _format_snapshot(error: traceback.TracebackException, type_name: str | None) -> str:
+    try:
+        return "".join(error.format()).rstrip("\n")
+    except Exception as failure:  # noqa: BLE001 - a broken __str__ must not lose the alert
+        return f"{type_name} (traceback formatting failed: {printable_repr(failure)})"
+
+
+def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert | PendingAlert:
     """Capture everything a digest shows about a record's problem.
 
     Every text is safe (see :mod:`smtp_alerts._util.printable`) and clipped.
@@ -243,20 +358,24 @@ def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert
         fingerprint: its canonical fingerprint, from :func:`record_fingerprint`.
 
     Returns:
-        The captured :class:`~smtp_alerts.models.Alert`.
+        The captured :class:`~smtp_alerts.models.Alert`, or a :class:`PendingAlert`
+        when it has a traceback or stack to format on the engine's thread.
     """
     exc_type_name = None
-    tb_text = None
+    error = None
+    text = None
     exc_info = record.exc_info
     if exc_info is not None and exc_info[0] is not None:
         exc_type_name = exception_type_name(exc_info[0])
-        tb_text = format_exception(exc_info[0], exc_info[1], exc_info[2])
+        error = snapshot_exception(exc_info[0], exc_info[1], exc_info[2])
+        if error is None:
+            text = f"{exc_type_name} (its traceback could not be read)"
     elif record.exc_text:
-        tb_text = printable(record.exc_text)
-    if record.stack_info:
-        stack = printable(record.stack_info)
-        tb_text = f"{tb_text}\n{stack}" if tb_text else stack
-    return Alert(
+        text = printable(record.exc_text)
+    stack = printable(record.stack_info) if record.stack_info else None
+    if error is None and stack is not None:
+        text = f"{text}\n{stack}" if text else stack
+    alert = Alert(
         fingerprint=fingerprint,
         level=_level(record.levelno),
         logger=printable(record.name, 500),
@@ -265,10 +384,11 @@ def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert
         source="log",
         location=printable(f"{record.pathname}:{record.lineno} in {record.funcName}", 1_000),
         exc_type=exc_type_name,
-        traceback=clip_traceback(tb_text),
+        traceback=clip_traceback(text),
         group=record_group(record),
         context=scrub_context(getattr(record, "alert_context", None)),
     )
+    return alert if error is None else PendingAlert(alert, error, stack)
 
 
 def capture_failed(record: logging.LogRecord, error: BaseException) -> Alert:
@@ -353,14 +473,3 @@ def _context_value(key: str, value: object) -> str:
         return MASKED
     text = printable(value, CONTEXT_VALUE_MAX_CHARS)
     return MASKED if _SECRET_VALUE.match(text) else text
-
-
-def format_exception(
-    exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
-) -> str:
-    """The formatted traceback, safe and clipped; never raises, even for a broken __str__."""
-    try:
-        text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
-    except Exception as error:  # noqa: BLE001 - a broken __str__ must not lose the alert
-        text = f"{exc_type.__name__} (traceback formatting failed: {printable_repr(error)})"
-    return clip_traceback(text) or ""

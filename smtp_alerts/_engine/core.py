@@ -35,10 +35,11 @@ from .._delivery.spool import Spool
 from .._store import SqliteStore, Windows
 from .._util.clock import SYSTEM_CLOCK, Clock
 from .._util.stderr import warn
-from ..models import Alert, OutgoingMessage
+from ..models import OutgoingMessage
 from ..settings import Settings
 from . import process
 from .aggregator import Aggregator
+from .capture import PendingAlert
 from .intake import Intake
 from .limits import EmailQuota
 from .logins import LoginWatcher, MetaHook
@@ -310,9 +311,10 @@ class EngineCore(Intake):
             thread = self._thread
             if self._finish_by is None:  # the channels share what is left of it
                 self._finish_by = time.monotonic() + self.settings.shutdown_timeout
-        # Repeats go through the known table; emptying it routes them to the
-        # closed check, so nothing is queued after the last drain.
+        # Repeats go through the known tables; emptying them routes them to
+        # the closed check, so nothing is queued after the last drain.
         self._known.clear()
+        self._sites.clear()
         return thread
 
     def _arm_deadline(self, timeout: float) -> None:
@@ -645,16 +647,17 @@ class EngineCore(Intake):
         repeats: dict[int, list[Any]] = {}
         for _ in range(count):
             item = queue.popleft()
-            if isinstance(item, Alert):
-                aggregator.add(item)
+            if item.__class__ is not tuple:
+                aggregator.add(item.finish() if isinstance(item, PendingAlert) else item)
                 self._took_new = True
                 continue
-            counted = repeats.get(id(item[0]))
+            fingerprint, created = item
+            counted = repeats.get(id(fingerprint))
             if counted is None:
-                repeats[id(item[0])] = [item[0], 1, item[1]]
+                repeats[id(fingerprint)] = [fingerprint, 1, created]
             else:
                 counted[1] += 1
-                counted[2] = item[1]
+                counted[2] = created
         lost = 0
         for fingerprint, repeated, last in repeats.values():
             if not aggregator.count(fingerprint, last, repeated):
@@ -664,6 +667,7 @@ class EngineCore(Intake):
         self._take_dropped(lost)
         if aggregator.pop_evicted():
             self._known.clear()  # re-capture the evicted on their next occurrence
+            self._sites.clear()
         return count
 
     def _take_dropped(self, lost: int) -> None:

@@ -9,8 +9,12 @@ The caller's cost is kept to the minimum docs/architecture.md ("Caller's cost") 
 
 - a repeat of a known problem costs one tuple, one dict lookup and one deque
   append (no formatting, no traceback, no lock, no system call);
-- a new problem is captured once (message and traceback formatted while its
-  arguments and frames are as they were) and wakes the loop;
+- a repeat of text formatted before the call (an f-string) costs a look-up
+  of its call site and a comparison with the shapes of text already masked
+  there: the masking regex runs once per shape, not once per record;
+- a new problem is captured once (its message formatted and its exception
+  snapshot while its arguments and frames are as they were; its traceback is
+  formatted later, on the engine's thread) and wakes the loop if it is idle;
 - when the intake is full the record is counted as dropped, and the next
   digest says how many: nothing is lost silently;
 - a record that comes after the engine closed (an ``atexit`` handler that
@@ -29,11 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
+import traceback
 from collections import deque
 from collections.abc import Hashable, Mapping
-from typing import SupportsInt, cast
+from typing import Any, SupportsInt, cast
 
 from .._util.clock import Clock
 from .._util.printable import printable, printable_repr
@@ -42,21 +48,25 @@ from ..models import Alert, Fingerprint
 from .capture import (
     DEFAULT_GROUP,
     MESSAGE_MAX_CHARS,
+    PendingAlert,
     capture_failed,
     capture_record,
     clip_traceback,
     exception_type_name,
-    format_exception,
     innermost_frame,
     key_fingerprint,
     mask_variable_parts,
     record_fingerprint,
     record_key,
+    record_site,
     scrub_context,
+    shape_matches,
+    snapshot_exception,
+    template_shape,
 )
 from .loop import EngineLoop
 
-__all__ = ["IGNORED_LOGGERS", "KNOWN_LIMIT", "Intake", "Repeat"]
+__all__ = ["IGNORED_LOGGERS", "KNOWN_LIMIT", "SHAPES_PER_SITE", "Intake", "Queued", "Repeat"]
 
 #: Loggers whose records never become alerts: ours and those of what we run on,
 #: so a failing delivery cannot alert about itself in a loop.
@@ -65,12 +75,22 @@ IGNORED_LOGGERS = ("smtp_alerts", "aiosmtplib", "apprise", "asyncio", "urllib3",
 _IGNORED: Fingerprint = ("<ignored>",)
 
 #: Entries of the caller-side table of known problems (record keys and
-#: fingerprints) before it is emptied; repeats of a forgotten problem are
-#: captured again, never lost.
+#: fingerprints), and of call sites with shapes, before the oldest quarter is
+#: forgotten; repeats of a forgotten problem are captured again, never lost.
 KNOWN_LIMIT = 40_000
+
+#: Shapes of pre-formatted text remembered per call site; a site that logs
+#: more shapes than this has the rest masked each time (still one problem per shape).
+SHAPES_PER_SITE = 8
 
 Repeat = tuple[Fingerprint, float]
 """A queued repeat of a known problem: its canonical fingerprint and when it happened."""
+
+Queued = Repeat | Alert | PendingAlert
+"""What the intake queues: a repeat, or a new problem's capture."""
+
+Shapes = list[tuple[tuple[str, ...], Fingerprint]]
+"""A call site's shapes of pre-formatted text: each template's fixed pieces and its fingerprint."""
 
 
 class Intake:
@@ -101,8 +121,11 @@ class Intake:
         # engine, counting a drop); a plain lock would deadlock it.
         self._lock = threading.RLock()
         self._starting = False
-        self._queue: deque[Repeat | Alert] = deque()
+        self._queue: deque[Queued] = deque()
+        # Canonical fingerprints (the objects the engine counts by identity)
+        # by record key and by fingerprint, and shapes of text by call site.
         self._known: dict[Hashable, Fingerprint] = {}
+        self._sites: dict[Hashable, Shapes] = {}
         self._wake_pending = False
         self._busy = False  # records arrived recently: the loop polls, producers need not wake it
         self._dropped = 0
@@ -167,20 +190,22 @@ class Intake:
         Returns:
             False when the alert was dropped (intake full or engine closed).
         """
+        failure = None
         try:
-            fingerprint, alert_level, text, group_name = _direct_identity(
+            fingerprint, alert_level, error, group_name = _direct_identity(
                 message, level=level, name=name, key=key, exc=exc, group=group, source=source
             )
-        except Exception as error:  # noqa: BLE001 - odd input degrades, never raises
-            text = f"<the level, key or group could not be read: {printable_repr(error)}>"
-            fingerprint, alert_level = ("alert-failed", source), logging.ERROR
+        except Exception as exc_:  # noqa: BLE001 - odd input degrades, never raises
+            failure = f"<the level, key or group could not be read: {printable_repr(exc_)}>"
+            fingerprint, alert_level, error = ("alert-failed", source), logging.ERROR, None
             group_name = DEFAULT_GROUP
         now = self._clock()
-        if fingerprint in self._known:
-            return self._put_repeat(fingerprint, now)
-        if details is not None:
-            shown = printable(details)
-            text = f"{shown}\n\n{text}" if text else shown
+        canonical = self._known.get(fingerprint)
+        if canonical is not None:
+            return self._put_repeat(canonical, now)
+        shown = None if details is None else printable(details)
+        if failure is not None:
+            shown = f"{shown}\n\n{failure}" if shown else failure
         alert = Alert(
             fingerprint=fingerprint,
             level=alert_level,
@@ -189,10 +214,12 @@ class Intake:
             created=now,
             source=source,
             exc_type=exception_type_name(type(exc)) if exc is not None else None,
-            traceback=clip_traceback(text),
+            traceback=clip_traceback(shown),
             group=group_name,
             context=scrub_context(context),
         )
+        if error is not None:  # formatted on the engine's thread, after the details
+            return self._put_new(PendingAlert(alert, error, None, shown), ())
         return self._put_new(alert, ())
 
     def _submit_new_record(self, record: logging.LogRecord, raw_key: Hashable) -> bool:
@@ -204,18 +231,43 @@ class Intake:
         if threading.current_thread() is self._thread:
             return False  # the engine's own thread: never alert about ourselves
         try:
+            msg = record.msg
+            site: Hashable = None
+            if msg.__class__ is str and not record.args:
+                # Text formatted before the call: its call site is the cheap key.
+                site = record_site(raw_key)
+                for pieces, canonical in self._sites.get(site, ()):
+                    if shape_matches(msg, pieces):
+                        return self._put_repeat(canonical, record.created)
             fingerprint, inferred = record_fingerprint(record)
-            if fingerprint in self._known:
+            canonical = self._known.get(fingerprint)
+            if inferred and site is not None:
+                self._remember_shape(site, fingerprint, canonical or fingerprint)
+            if canonical is not None:
                 if not inferred:
-                    self._known[raw_key] = fingerprint
-                return self._put_repeat(fingerprint, record.created)
-            alert = capture_record(record, fingerprint)
+                    self._known[raw_key] = canonical
+                return self._put_repeat(canonical, record.created)
+            captured = capture_record(record, fingerprint)
         except Exception as error:  # noqa: BLE001 - capture degrades, never raises
             return self._put_new(capture_failed(record, error), ())
         # The record key holds the message itself: a huge one is not kept in
         # the known table (its repeats are fingerprinted again, from a prefix).
-        remember = not inferred and not (type(record.msg) is str and len(record.msg) > 1_000)
-        return self._put_new(alert, (raw_key,) if remember else ())
+        remember = not inferred and not (type(msg) is str and len(msg) > 1_000)
+        return self._put_new(captured, (raw_key,) if remember else ())
+
+    def _remember_shape(
+        self, site: Hashable, fingerprint: Fingerprint, canonical: Fingerprint
+    ) -> None:
+        """Remember the masked template of ``fingerprint`` as a shape its call site logs."""
+        shapes = self._sites.get(site)
+        if shapes is None:
+            if len(self._sites) > KNOWN_LIMIT:
+                _forget_oldest(self._sites)
+            shapes = self._sites[site] = []
+        if len(shapes) < SHAPES_PER_SITE:
+            template = fingerprint[4]
+            if isinstance(template, str):
+                shapes.append((template_shape(template), canonical))
 
     def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
         queue = self._queue
@@ -233,24 +285,30 @@ class Intake:
             self._wake()
         return True
 
-    def _put_new(self, alert: Alert, raw_keys: tuple[Hashable, ...]) -> bool:
+    def _put_new(self, captured: Alert | PendingAlert, raw_keys: tuple[Hashable, ...]) -> bool:
         if self._thread is None:
             self._start()
+        alert = captured.alert if isinstance(captured, PendingAlert) else captured
         if not self._accepting:
             return self._late_alert(alert)
         queue = self._queue
-        if len(queue) >= self._capacity:
+        queued = len(queue)
+        if queued >= self._capacity:
             return self._drop()
-        queue.append(alert)
+        queue.append(captured)
         # Known only once the capture is queued, so no repeat can overtake it.
         known = self._known
         if len(known) > KNOWN_LIMIT:
-            known.clear()  # bounded memory; what is dropped from it is only re-captured
-        known[alert.fingerprint] = alert.fingerprint
+            _forget_oldest(known)  # bounded memory; the forgotten are only re-captured
+        fingerprint = alert.fingerprint
+        known[fingerprint] = fingerprint
         for raw_key in raw_keys:
-            known[raw_key] = alert.fingerprint
-        self._wake_pending = True
-        self._wake()
+            known[raw_key] = fingerprint
+        # Wake an idle loop; a busy one polls (many new problems at once must
+        # not cost a system call each).
+        if not self._wake_pending or queued == self._high_water:
+            self._wake_pending = True
+            self._wake()
         return True
 
     def _drop(self) -> bool:
@@ -333,8 +391,8 @@ def _direct_identity(
     exc: BaseException | None,
     group: object,
     source: str,
-) -> tuple[Fingerprint, int, str | None, str]:
-    """A direct alert's fingerprint, level, traceback text and group, from odd input too."""
+) -> tuple[Fingerprint, int, traceback.TracebackException | None, str]:
+    """A direct alert's fingerprint, level, exception snapshot and group, from odd input too."""
     group_name = DEFAULT_GROUP if group is None else printable(group, 200) or DEFAULT_GROUP
     alert_level = int(cast("SupportsInt", level))  # an IntEnum becomes its plain number
     exc_type = exception_type_name(type(exc)) if exc is not None else None
@@ -346,8 +404,17 @@ def _direct_identity(
         fingerprint = (source, printable(name, 500), alert_level, template, exc_type, inner)
         if group_name != DEFAULT_GROUP:
             fingerprint += ("group", group_name)
-    text = format_exception(type(exc), exc, exc.__traceback__) if exc is not None else None
-    return fingerprint, alert_level, text, group_name
+    error = snapshot_exception(type(exc), exc, exc.__traceback__) if exc is not None else None
+    return fingerprint, alert_level, error, group_name
+
+
+def _forget_oldest(table: dict[Hashable, Any]) -> None:
+    """Forget the oldest quarter of a table (dicts keep insertion order), from any thread."""
+    # list() of an islice runs in C without running Python code, so no other
+    # thread changes the table under it; pop() tolerates a key another
+    # thread removed meanwhile.
+    for key in list(itertools.islice(table, len(table) // 4)):
+        table.pop(key, None)
 
 
 def _quoted(message: str) -> str:
