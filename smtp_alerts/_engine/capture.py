@@ -336,7 +336,9 @@ def snapshot_exception(
         The snapshot, or None when even that failed (the type name is still kept).
     """
     try:
-        return traceback.TracebackException(exc_type, exc, tb, lookup_lines=False)
+        # exc is None only for an odd exc_info; TracebackException copes with it.
+        value = cast("BaseException", exc)
+        return traceback.TracebackException(exc_type, value, tb, lookup_lines=False)
     except Exception:  # noqa: BLE001 - an odd exception must not lose the alert
         return None
 

@@ -647,7 +647,7 @@ class EngineCore(Intake):
         repeats: dict[int, list[Any]] = {}
         for _ in range(count):
             item = queue.popleft()
-            if item.__class__ is not tuple:
+            if not isinstance(item, tuple):
                 aggregator.add(item.finish() if isinstance(item, PendingAlert) else item)
                 self._took_new = True
                 continue

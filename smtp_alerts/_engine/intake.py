@@ -236,9 +236,9 @@ class Intake:
             if msg.__class__ is str and not record.args:
                 # Text formatted before the call: its call site is the cheap key.
                 site = record_site(raw_key)
-                for pieces, canonical in self._sites.get(site, ()):
+                for pieces, shaped in self._sites.get(site, ()):
                     if shape_matches(msg, pieces):
-                        return self._put_repeat(canonical, record.created)
+                        return self._put_repeat(shaped, record.created)
             fingerprint, inferred = record_fingerprint(record)
             canonical = self._known.get(fingerprint)
             if inferred and site is not None:
