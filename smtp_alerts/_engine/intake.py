@@ -48,6 +48,7 @@ from ..models import Alert, Fingerprint
 from .capture import (
     DEFAULT_GROUP,
     MESSAGE_MAX_CHARS,
+    TEMPLATE_MAX_CHARS,
     PendingAlert,
     capture_failed,
     capture_record,
@@ -89,8 +90,9 @@ Repeat = tuple[Fingerprint, float]
 Queued = Repeat | Alert | PendingAlert
 """What the intake queues: a repeat, or a new problem's capture."""
 
-Shapes = list[tuple[tuple[str, ...], Fingerprint]]
-"""A call site's shapes of pre-formatted text: each template's fixed pieces and its fingerprint."""
+Shapes = list[tuple[str, str, int, tuple[str, ...] | None, Fingerprint]]
+"""A call site's shapes of pre-formatted text: a template's fixed start and end and
+least length (enough for one variable part), or all its fixed pieces; and its fingerprint."""
 
 
 class Intake:
@@ -158,7 +160,23 @@ class Intake:
             if fingerprint is _IGNORED:
                 return False
             return self._put_repeat(fingerprint, record.created)
-        return self._submit_new_record(record, raw_key)
+        msg = record.msg
+        if msg.__class__ is not str or record.args:
+            return self._submit_new_record(record, raw_key, None)
+        # Text formatted before the call (an f-string): its call site is the
+        # cheap key, and a shape of text already masked there decides.
+        site = raw_key[:4] if len(raw_key) == 5 else record_site(raw_key)  # type: ignore[index,arg-type]
+        shapes = self._sites.get(site)
+        if shapes is not None:
+            for first, last, least, pieces, shaped in shapes:
+                if (
+                    len(msg) >= least
+                    and msg.startswith(first)
+                    and msg.endswith(last)
+                    and (pieces is None or shape_matches(msg, pieces))
+                ):
+                    return self._put_repeat(shaped, record.created)
+        return self._submit_new_record(record, raw_key, site)
 
     def alert(
         self,
@@ -222,7 +240,9 @@ class Intake:
             return self._put_new(PendingAlert(alert, error, None, shown), ())
         return self._put_new(alert, ())
 
-    def _submit_new_record(self, record: logging.LogRecord, raw_key: Hashable) -> bool:
+    def _submit_new_record(
+        self, record: logging.LogRecord, raw_key: Hashable, site: Hashable
+    ) -> bool:
         if record.name.startswith(IGNORED_LOGGERS) and (
             record.name in IGNORED_LOGGERS or record.name.partition(".")[0] in IGNORED_LOGGERS
         ):
@@ -230,19 +250,12 @@ class Intake:
             return False
         if threading.current_thread() is self._thread:
             return False  # the engine's own thread: never alert about ourselves
+        msg = record.msg
         try:
-            msg = record.msg
-            site: Hashable = None
-            if msg.__class__ is str and not record.args:
-                # Text formatted before the call: its call site is the cheap key.
-                site = record_site(raw_key)
-                for pieces, shaped in self._sites.get(site, ()):
-                    if shape_matches(msg, pieces):
-                        return self._put_repeat(shaped, record.created)
             fingerprint, inferred = record_fingerprint(record)
             canonical = self._known.get(fingerprint)
             if inferred and site is not None:
-                self._remember_shape(site, fingerprint, canonical or fingerprint)
+                self._remember_shape(site, msg, fingerprint[4], canonical or fingerprint)
             if canonical is not None:
                 if not inferred:
                     self._known[raw_key] = canonical
@@ -256,18 +269,22 @@ class Intake:
         return self._put_new(captured, (raw_key,) if remember else ())
 
     def _remember_shape(
-        self, site: Hashable, fingerprint: Fingerprint, canonical: Fingerprint
+        self, site: Hashable, text: str, template: object, canonical: Fingerprint
     ) -> None:
-        """Remember the masked template of ``fingerprint`` as a shape its call site logs."""
+        """Remember ``template`` (masked from ``text``) as a shape its call site logs."""
         shapes = self._sites.get(site)
         if shapes is None:
             if len(self._sites) > KNOWN_LIMIT:
                 _forget_oldest(self._sites)
             shapes = self._sites[site] = []
-        if len(shapes) < SHAPES_PER_SITE:
-            template = fingerprint[4]
-            if isinstance(template, str):
-                shapes.append((template_shape(template), canonical))
+        if len(shapes) < SHAPES_PER_SITE and isinstance(template, str):
+            pieces = template_shape(template)
+            if len(pieces) == 2 and len(text) <= TEMPLATE_MAX_CHARS:
+                # One variable part: its fixed start and end say it all.
+                first, last = pieces
+                shapes.append((first, last, len(first) + len(last) + 1, None, canonical))
+            else:
+                shapes.append(("", "", 0, pieces, canonical))
 
     def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
         queue = self._queue
