@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-import traceback
 from collections.abc import Hashable, Mapping
 from dataclasses import replace
 from types import TracebackType
@@ -33,6 +32,7 @@ from typing import SupportsInt, cast
 
 from .._util.printable import clip_tail, escape_surrogates, printable, printable_repr
 from ..models import Alert, Context, Fingerprint
+from .snapshot import Snapshot, exception_type_name, format_snapshot, snapshot
 
 __all__ = [
     "CONTEXT_MAX_ITEMS",
@@ -54,7 +54,7 @@ __all__ = [
     "record_site",
     "scrub_context",
     "shape_matches",
-    "snapshot_exception",
+    "snapshot",
     "template_shape",
 ]
 
@@ -220,14 +220,6 @@ def mask_variable_parts(text: str) -> str:
     return _VARIABLE_PARTS.sub("#", text[:TEMPLATE_MAX_CHARS])
 
 
-def exception_type_name(exc_type: type[BaseException]) -> str:
-    """``KeyError`` for builtins, ``package.module.Error`` for the rest."""
-    module = exc_type.__module__
-    if module in ("builtins", "__main__"):
-        return exc_type.__qualname__
-    return f"{module}.{exc_type.__qualname__}"
-
-
 def innermost_frame(tb: TracebackType | None) -> tuple[str, int] | None:
     """The file and line where the exception was raised, if there is a traceback."""
     if tb is None:
@@ -308,7 +300,7 @@ class PendingAlert:
     def __init__(
         self,
         alert: Alert,
-        error: traceback.TracebackException | None,
+        error: Snapshot | None,
         stack: str | None,
         details: str | None = None,
     ) -> None:
@@ -319,7 +311,7 @@ class PendingAlert:
 
     def finish(self) -> Alert:
         """The alert with its traceback formatted (source lines read now); never raises."""
-        text = None if self.error is None else _format_snapshot(self.error, self.alert.exc_type)
+        text = None if self.error is None else _format(self.error, self.alert.exc_type)
         if self.details:
             text = f"{self.details}\n\n{text}" if text else self.details
         if self.stack:
@@ -327,26 +319,10 @@ class PendingAlert:
         return replace(self.alert, traceback=clip_traceback(text))
 
 
-def snapshot_exception(
-    exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
-) -> traceback.TracebackException | None:
-    """The exception's text and frames, without reading source lines (cheap, no file I/O).
-
-    Returns:
-        The snapshot, or None when even that failed (the type name is still kept).
-    """
+def _format(error: Snapshot, type_name: str | None) -> str:
     try:
-        # exc is None only for an odd exc_info; TracebackException copes with it.
-        value = cast("BaseException", exc)
-        return traceback.TracebackException(exc_type, value, tb, lookup_lines=False)
-    except Exception:  # noqa: BLE001 - an odd exception must not lose the alert
-        return None
-
-
-def _format_snapshot(error: traceback.TracebackException, type_name: str | None) -> str:
-    try:
-        return "".join(error.format()).rstrip("\n")
-    except Exception as failure:  # noqa: BLE001 - a broken __str__ must not lose the alert
+        return format_snapshot(error)
+    except Exception as failure:  # noqa: BLE001 - a traceback must not lose the alert
         return f"{type_name} (traceback formatting failed: {printable_repr(failure)})"
 
 
@@ -369,9 +345,7 @@ def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert
     exc_info = record.exc_info
     if exc_info is not None and exc_info[0] is not None:
         exc_type_name = exception_type_name(exc_info[0])
-        error = snapshot_exception(exc_info[0], exc_info[1], exc_info[2])
-        if error is None:
-            text = f"{exc_type_name} (its traceback could not be read)"
+        error = snapshot(exc_info[0], exc_info[1], exc_info[2])
     elif record.exc_text:
         text = printable(record.exc_text)
     stack = printable(record.stack_info) if record.stack_info else None

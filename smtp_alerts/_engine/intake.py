@@ -36,7 +36,6 @@ import contextlib
 import itertools
 import logging
 import threading
-import traceback
 from collections import deque
 from collections.abc import Hashable, Mapping
 from typing import Any, SupportsInt, cast
@@ -62,10 +61,11 @@ from .capture import (
     record_site,
     scrub_context,
     shape_matches,
-    snapshot_exception,
+    snapshot,
     template_shape,
 )
 from .loop import EngineLoop
+from .snapshot import Snapshot
 
 __all__ = ["IGNORED_LOGGERS", "KNOWN_LIMIT", "SHAPES_PER_SITE", "Intake", "Queued", "Repeat"]
 
@@ -408,7 +408,7 @@ def _direct_identity(
     exc: BaseException | None,
     group: object,
     source: str,
-) -> tuple[Fingerprint, int, traceback.TracebackException | None, str]:
+) -> tuple[Fingerprint, int, Snapshot | None, str]:
     """A direct alert's fingerprint, level, exception snapshot and group, from odd input too."""
     group_name = DEFAULT_GROUP if group is None else printable(group, 200) or DEFAULT_GROUP
     alert_level = int(cast("SupportsInt", level))  # an IntEnum becomes its plain number
@@ -421,7 +421,7 @@ def _direct_identity(
         fingerprint = (source, printable(name, 500), alert_level, template, exc_type, inner)
         if group_name != DEFAULT_GROUP:
             fingerprint += ("group", group_name)
-    error = snapshot_exception(type(exc), exc, exc.__traceback__) if exc is not None else None
+    error = snapshot(type(exc), exc, exc.__traceback__) if exc is not None else None
     return fingerprint, alert_level, error, group_name
 
 
