@@ -275,6 +275,8 @@ def record_group(record: logging.LogRecord) -> str:
 def _level(value: object) -> int:
     # An IntEnum level is an int with another repr: the fingerprint (and the
     # spool, which keeps exact types) wants the plain number.
+    if type(value) is int:
+        return value
     try:
         return int(cast("SupportsInt", value))
     except Exception:  # noqa: BLE001 - odd input degrades, never fails
