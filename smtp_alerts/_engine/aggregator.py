@@ -521,6 +521,20 @@ class Aggregator:
         ]
         return [name for _, name in sorted(ready)]
 
+    def full_groups(self) -> frozenset[str] | None:
+        """The groups whose new problems are folded now; None when all groups' are.
+
+        The intake reads it to capture such problems lightly (their message
+        only: an other-problems row shows no more).
+        """
+        if sum(len(i.members) for i in self._incidents.values()) >= self._in_all:
+            return None
+        return frozenset(
+            name
+            for name, incident in self._incidents.items()
+            if len(incident.members) >= self._per_incident
+        )
+
     def pending_groups(self) -> list[str]:
         """The groups with anything pending, due or not (for a flush)."""
         return [name for name, incident in self._incidents.items() if incident.has_pending]

@@ -668,6 +668,8 @@ class EngineCore(Intake):
         if aggregator.pop_evicted():
             self._known.clear()  # re-capture the evicted on their next occurrence
             self._sites.clear()
+        # Incidents fill up as problems arrive and empty when they close.
+        self._full_groups = aggregator.full_groups()
         return count
 
     def _take_dropped(self, lost: int) -> None:

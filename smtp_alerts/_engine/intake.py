@@ -50,6 +50,7 @@ from .capture import (
     TEMPLATE_MAX_CHARS,
     PendingAlert,
     capture_failed,
+    capture_light,
     capture_record,
     clip_traceback,
     exception_type_name,
@@ -57,6 +58,7 @@ from .capture import (
     key_fingerprint,
     mask_variable_parts,
     record_fingerprint,
+    record_group,
     record_key,
     record_site,
     scrub_context,
@@ -128,6 +130,9 @@ class Intake:
         # by record key and by fingerprint, and shapes of text by call site.
         self._known: dict[Hashable, Fingerprint] = {}
         self._sites: dict[Hashable, Shapes] = {}
+        # The engine's word on which groups fold their new problems (None:
+        # all of them); their captures are light. Replaced whole, never changed.
+        self._full_groups: frozenset[str] | None = frozenset()
         self._wake_pending = False
         self._busy = False  # records arrived recently: the loop polls, producers need not wake it
         self._dropped = 0
@@ -260,7 +265,11 @@ class Intake:
                 if not inferred:
                     self._known[raw_key] = canonical
                 return self._put_repeat(canonical, record.created)
-            captured = capture_record(record, fingerprint)
+            full = self._full_groups
+            if full is None or (full and record_group(record) in full):
+                captured: Alert | PendingAlert = capture_light(record, fingerprint)
+            else:
+                captured = capture_record(record, fingerprint)
         except Exception as error:  # noqa: BLE001 - capture degrades, never raises
             return self._put_new(capture_failed(record, error), ())
         # The record key holds the message itself: a huge one is not kept in

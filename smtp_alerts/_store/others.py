@@ -25,6 +25,7 @@ __all__ = [
     "EXAMPLE_MAX_CHARS",
     "NEVER_FOLDED",
     "OTHER_SOURCE",
+    "OTHER_TAG",
     "PROBLEMS_IN_ALL",
     "PROBLEMS_PER_INCIDENT",
     "example_of",
@@ -52,7 +53,8 @@ OTHER_SOURCE = "other"
 NEVER_FOLDED = frozenset({"crash", "check", "job", "meta"})
 """Sources whose problems are always kept one by one."""
 
-_TAG = "other-problems"
+OTHER_TAG = "other-problems"
+"""The first part of an other-problems row's fingerprint."""
 
 
 def other_fingerprint(alert: Alert) -> Fingerprint:
@@ -60,12 +62,12 @@ def other_fingerprint(alert: Alert) -> Fingerprint:
 
     The same on every process and host: group, logger and level.
     """
-    return (_TAG, alert.group, alert.logger, alert.level)
+    return (OTHER_TAG, alert.group, alert.logger, alert.level)
 
 
 def is_other(fingerprint: Fingerprint) -> bool:
     """Whether ``fingerprint`` is an other-problems row's."""
-    return len(fingerprint) == 4 and fingerprint[0] == _TAG
+    return len(fingerprint) == 4 and fingerprint[0] == OTHER_TAG
 
 
 def other_row(alert: Alert, *, cap: int = PROBLEMS_PER_INCIDENT) -> Alert:

@@ -35,7 +35,7 @@ from smtp_alerts._util.clock import Clock
 from smtp_alerts.models import Alert, Digest, Problem
 
 from .base import Claimed, Quota, Renderer
-from .others import NEVER_FOLDED, PROBLEMS_PER_INCIDENT, is_other, other_row
+from .others import NEVER_FOLDED, OTHER_TAG, PROBLEMS_PER_INCIDENT, is_other, other_row
 from .windows import REASON_FLUSH, Windows, reason, severity_order
 
 __all__ = ["SqliteStore"]
@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS store_members (
 """
 
 _HOUR, _DAY = 3600.0, 86400.0
+
+_OTHER_KEYS = json.dumps([OTHER_TAG])[:-1] + ",%"
+"""A LIKE pattern for the row key of every other-problems row (its fingerprint's JSON)."""
+_KEPT_ROWS = "SELECT COUNT(*) FROM store_problems WHERE grp = ? AND fp NOT LIKE ?"
 
 _ADD_COUNTS = (
     "UPDATE store_problems SET pending = pending + ?, total = total + ?,"
@@ -142,9 +146,7 @@ class SqliteStore:
                 group = delta.group
                 opened = min((p.first_seen for p in delta.problems), default=now)
                 self._open(conn, group, opened, now)
-                (rows,) = conn.execute(
-                    "SELECT COUNT(*) FROM store_problems WHERE grp = ?", (group,)
-                ).fetchone()
+                (rows,) = conn.execute(_KEPT_ROWS, (group, _OTHER_KEYS)).fetchone()
                 for problem in delta.problems:
                     rows += self._add(conn, group, problem, full=rows >= PROBLEMS_PER_INCIDENT)
                 if delta.dropped:
@@ -169,29 +171,41 @@ class SqliteStore:
             (group, secrets.token_hex(8), min(opened, now)),
         )
 
-    def _add(self, conn: sqlite3.Connection, group: str, problem: Problem, *, full: bool) -> int:
+    def _add(
+        self,
+        conn: sqlite3.Connection,
+        group: str,
+        problem: Problem,
+        *,
+        full: bool,
+        fold: bool = False,
+    ) -> int:
         """Add a problem's counts to its row, or to its other-problems row when ``full``.
 
+        An engine's own other-problems row replaces the stored sample (it says
+        how many problems it holds); one the store folds here keeps its first.
+
         Returns:
-            The number of rows added (0 or 1).
+            The number of problems it added one by one (0 or 1).
         """
         alert = problem.alert
         fp = _key(alert)
         other = is_other(alert.fingerprint)
         counts = (problem.count, problem.count, problem.first_seen, problem.last_seen)
-        if other:  # its sample says how many problems it holds: the latest word wins
+        if other and not fold:  # the latest word on how many problems it holds wins
             updated = conn.execute(_ADD_COUNTS_AND_SAMPLE, (*counts, _sample(alert), group, fp))
         else:
             updated = conn.execute(_ADD_COUNTS, (*counts, group, fp))
         added = 0
         if not updated.rowcount:
             if full and not other and alert.source not in NEVER_FOLDED:
-                return self._add(conn, group, replace(problem, alert=other_row(alert)), full=True)
+                folded = replace(problem, alert=other_row(alert))
+                return self._add(conn, group, folded, full=True, fold=True)
             conn.execute(
                 "INSERT INTO store_problems VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
                 (group, fp, _sample(alert), *counts),
             )
-            added = 1
+            added = 0 if other else 1
         if alert.level >= logging.CRITICAL or alert.source == "crash":
             conn.execute(
                 "UPDATE store_windows SET critical_at = MIN(COALESCE(critical_at, ?), ?)"

@@ -147,6 +147,33 @@ class TestCounting:
         assert [p.count for p in digest.problems] == [50]
         engine.close()
 
+    def test_distinct_problems_past_the_cap_share_one_row(self, logger: logging.Logger) -> None:
+        """3,000 distinct texts: 1,000 rows and one other-problems row; every event counted."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        letters = "ghijklmnopqrstuvwxyz"  # no hex digits: nothing in a name is masked
+        names = [f"{a}{b}{c}" for a in letters for b in letters for c in letters[:8]][:3_000]
+        for name in names * 2:  # each twice: the second time a repeat
+            logger.error(f"user {name} could not log in")  # noqa: G004 - the point of the test
+        assert engine.flush(timeout=10)
+        (message,) = transport.sent
+        digest = message.digest
+        assert digest is not None
+        assert len(digest.problems) == 1_001
+        (row,) = [p for p in digest.problems if p.alert.source == "other"]
+        assert row.count == 2 * 2_000
+        assert row.alert.context[0] == ("distinct problems", "2,000")
+        assert sum(p.count for p in digest.problems) == 6_000
+        assert engine.stats().dropped == 0
+        text = message.email.get_body(("plain",))
+        assert text is not None
+        body = text.get_content()
+        assert f"Other problems from {logger.name}, counted together" in body
+        assert "distinct problems" in body
+        assert len(message.email.as_bytes()) < 1_000_000
+        engine.close()
+
     def test_intake_overflow_is_counted_and_reported(self, logger: logging.Logger) -> None:
         """Records that do not fit the intake are counted, and the next digest says so."""
         transport = GatedTransport()
