@@ -665,9 +665,9 @@ class EngineCore(Intake):
         self._accepted += count - lost
         self._suppressed += sum(repeated for _, repeated, _ in repeats.values()) - lost
         self._take_dropped(lost)
-        if aggregator.pop_evicted():
-            self._known.clear()  # re-capture the evicted on their next occurrence
-            self._sites.clear()
+        evicted = aggregator.pop_evicted()
+        if evicted:
+            self._forget(evicted)  # re-capture the evicted on their next occurrence
         # Incidents fill up as problems arrive and empty when they close.
         self._full_groups = aggregator.full_groups()
         return count

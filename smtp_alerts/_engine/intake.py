@@ -69,13 +69,39 @@ from .capture import (
 from .loop import EngineLoop
 from .snapshot import Snapshot
 
-__all__ = ["IGNORED_LOGGERS", "KNOWN_LIMIT", "SHAPES_PER_SITE", "Intake", "Queued", "Repeat"]
+__all__ = [
+    "IGNORED_LOGGERS",
+    "KNOWN_LIMIT",
+    "SHAPES_PER_SITE",
+    "Intake",
+    "Known",
+    "Queued",
+    "Repeat",
+]
 
 #: Loggers whose records never become alerts: ours and those of what we run on,
 #: so a failing delivery cannot alert about itself in a loop.
 IGNORED_LOGGERS = ("smtp_alerts", "aiosmtplib", "apprise", "asyncio", "urllib3", "mail.log")
 
 _IGNORED: Fingerprint = ("<ignored>",)
+
+
+class Known:
+    """A problem the intake knows: its canonical fingerprint, until the engine forgets it.
+
+    One object per problem, shared by every key it is known under (record
+    keys, the fingerprint, call-site shapes), so the engine forgets a
+    problem whose sample it evicted by clearing one attribute: repeats of it
+    are captured again, and no other problem is forgotten with it.
+    """
+
+    __slots__ = ("fingerprint",)
+
+    def __init__(self, fingerprint: Fingerprint) -> None:
+        self.fingerprint: Fingerprint | None = fingerprint
+
+
+_IGNORED_RECORD = Known(_IGNORED)
 
 #: Entries of the caller-side table of known problems (record keys and
 #: fingerprints), and of call sites with shapes, before the oldest quarter is
@@ -92,7 +118,7 @@ Repeat = tuple[Fingerprint, float]
 Queued = Repeat | Alert | PendingAlert
 """What the intake queues: a repeat, or a new problem's capture."""
 
-Shapes = list[tuple[str, str, int, tuple[str, ...] | None, Fingerprint]]
+Shapes = list[tuple[str, str, int, tuple[str, ...] | None, "Known"]]
 """A call site's shapes of pre-formatted text: a template's fixed start and end and
 least length (enough for one variable part), or all its fixed pieces; and its fingerprint."""
 
@@ -128,7 +154,7 @@ class Intake:
         self._queue: deque[Queued] = deque()
         # Canonical fingerprints (the objects the engine counts by identity)
         # by record key and by fingerprint, and shapes of text by call site.
-        self._known: dict[Hashable, Fingerprint] = {}
+        self._known: dict[Hashable, Known] = {}
         self._sites: dict[Hashable, Shapes] = {}
         # The engine's word on which groups fold their new problems (None:
         # all of them); their captures are light. Replaced whole, never changed.
@@ -160,11 +186,13 @@ class Intake:
             ignored (a library logger); True otherwise.
         """
         raw_key = record_key(record)
-        fingerprint = self._known.get(raw_key)
-        if fingerprint is not None:
-            if fingerprint is _IGNORED:
-                return False
-            return self._put_repeat(fingerprint, record.created)
+        known = self._known.get(raw_key)
+        if known is not None:
+            fingerprint = known.fingerprint
+            if fingerprint is not None:
+                if fingerprint is _IGNORED:
+                    return False
+                return self._put_repeat(fingerprint, record.created)
         msg = record.msg
         if msg.__class__ is not str or record.args:
             return self._submit_new_record(record, raw_key, None)
@@ -180,7 +208,10 @@ class Intake:
                     and msg.endswith(last)
                     and (pieces is None or shape_matches(msg, pieces))
                 ):
-                    return self._put_repeat(shaped, record.created)
+                    fingerprint = shaped.fingerprint
+                    if fingerprint is None:
+                        break  # forgotten by the engine: capture it again
+                    return self._put_repeat(fingerprint, record.created)
         return self._submit_new_record(record, raw_key, site)
 
     def alert(
@@ -223,9 +254,9 @@ class Intake:
             fingerprint, alert_level, error = ("alert-failed", source), logging.ERROR, None
             group_name = DEFAULT_GROUP
         now = self._clock()
-        canonical = self._known.get(fingerprint)
-        if canonical is not None:
-            return self._put_repeat(canonical, now)
+        known = self._known.get(fingerprint)
+        if known is not None and known.fingerprint is not None:
+            return self._put_repeat(known.fingerprint, now)
         shown = None if details is None else printable(details)
         if failure is not None:
             shown = f"{shown}\n\n{failure}" if shown else failure
@@ -251,20 +282,20 @@ class Intake:
         if record.name.startswith(IGNORED_LOGGERS) and (
             record.name in IGNORED_LOGGERS or record.name.partition(".")[0] in IGNORED_LOGGERS
         ):
-            self._known[raw_key] = _IGNORED
+            self._known[raw_key] = _IGNORED_RECORD
             return False
         if threading.current_thread() is self._thread:
             return False  # the engine's own thread: never alert about ourselves
         msg = record.msg
         try:
             fingerprint, inferred = record_fingerprint(record)
-            canonical = self._known.get(fingerprint)
-            if inferred and site is not None:
-                self._remember_shape(site, msg, fingerprint[4], canonical or fingerprint)
-            if canonical is not None:
-                if not inferred:
-                    self._known[raw_key] = canonical
-                return self._put_repeat(canonical, record.created)
+            known = self._known.get(fingerprint)
+            if known is not None and known.fingerprint is not None:
+                if inferred and site is not None:
+                    self._remember_shape(site, msg, fingerprint[4], known)
+                elif not inferred:
+                    self._known[raw_key] = known
+                return self._put_repeat(known.fingerprint, record.created)
             full = self._full_groups
             if full is None or (full and record_group(record) in full):
                 captured: Alert | PendingAlert = capture_light(record, fingerprint)
@@ -275,25 +306,26 @@ class Intake:
         # The record key holds the message itself: a huge one is not kept in
         # the known table (its repeats are fingerprinted again, from a prefix).
         remember = not inferred and not (type(msg) is str and len(msg) > 1_000)
-        return self._put_new(captured, (raw_key,) if remember else ())
+        shape = (site, msg, fingerprint[4]) if inferred and site is not None else None
+        return self._put_new(captured, (raw_key,) if remember else (), shape)
 
-    def _remember_shape(
-        self, site: Hashable, text: str, template: object, canonical: Fingerprint
-    ) -> None:
+    def _remember_shape(self, site: Hashable, text: str, template: object, known: Known) -> None:
         """Remember ``template`` (masked from ``text``) as a shape its call site logs."""
         shapes = self._sites.get(site)
         if shapes is None:
             if len(self._sites) > KNOWN_LIMIT:
                 _forget_oldest(self._sites)
             shapes = self._sites[site] = []
+        elif len(shapes) >= SHAPES_PER_SITE:  # make room: drop what the engine forgot
+            shapes[:] = [shape for shape in shapes if shape[4].fingerprint is not None]
         if len(shapes) < SHAPES_PER_SITE and isinstance(template, str):
             pieces = template_shape(template)
             if len(pieces) == 2 and len(text) <= TEMPLATE_MAX_CHARS:
                 # One variable part: its fixed start and end say it all.
                 first, last = pieces
-                shapes.append((first, last, len(first) + len(last) + 1, None, canonical))
+                shapes.append((first, last, len(first) + len(last) + 1, None, known))
             else:
-                shapes.append(("", "", 0, pieces, canonical))
+                shapes.append(("", "", 0, pieces, known))
 
     def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
         queue = self._queue
@@ -311,7 +343,12 @@ class Intake:
             self._wake()
         return True
 
-    def _put_new(self, captured: Alert | PendingAlert, raw_keys: tuple[Hashable, ...]) -> bool:
+    def _put_new(
+        self,
+        captured: Alert | PendingAlert,
+        raw_keys: tuple[Hashable, ...],
+        shape: tuple[Hashable, str, object] | None = None,
+    ) -> bool:
         if self._thread is None:
             self._start()
         alert = captured.alert if isinstance(captured, PendingAlert) else captured
@@ -323,19 +360,32 @@ class Intake:
             return self._drop()
         queue.append(captured)
         # Known only once the capture is queued, so no repeat can overtake it.
-        known = self._known
-        if len(known) > KNOWN_LIMIT:
-            _forget_oldest(known)  # bounded memory; the forgotten are only re-captured
-        fingerprint = alert.fingerprint
-        known[fingerprint] = fingerprint
+        table = self._known
+        if len(table) > KNOWN_LIMIT:
+            _forget_oldest(table)  # bounded memory; the forgotten are only re-captured
+        known = Known(alert.fingerprint)
+        table[alert.fingerprint] = known
         for raw_key in raw_keys:
-            known[raw_key] = fingerprint
+            table[raw_key] = known
+        if shape is not None:
+            self._remember_shape(*shape, known)
         # Wake an idle loop; a busy one polls (many new problems at once must
         # not cost a system call each).
         if not self._wake_pending or queued == self._high_water:
             self._wake_pending = True
             self._wake()
         return True
+
+    def _forget(self, fingerprints: list[Fingerprint]) -> None:
+        """Forget problems whose samples the engine evicted (the engine's thread calls it).
+
+        Their repeats are captured again; every other problem stays known.
+        """
+        table = self._known
+        for fingerprint in fingerprints:
+            known = table.pop(fingerprint, None)
+            if known is not None:
+                known.fingerprint = None
 
     def _drop(self) -> bool:
         with self._lock:

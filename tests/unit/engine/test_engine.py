@@ -174,6 +174,33 @@ class TestCounting:
         assert len(message.email.as_bytes()) < 1_000_000
         engine.close()
 
+    def test_forgetting_an_evicted_problem_forgets_no_other(self, logger: logging.Logger) -> None:
+        """The engine forgets only the problems it evicted: the rest stay cheap repeats."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+
+        def log_all(n: int) -> None:  # one call site per problem
+            logger.error("problem A %s", n)
+            logger.error(f"problem B {n}")  # noqa: G004 - a call-site shape, forgotten too
+            logger.error("problem C %s", n)
+
+        log_all(0)
+        assert engine.flush(timeout=10)
+        first = digests(transport)[0].problems
+        fingerprints = {p.alert.message: p.alert.fingerprint for p in first}
+        kept = engine._known[fingerprints["problem C 0"]]
+        engine._forget([fingerprints["problem A 0"], fingerprints["problem B 0"]])
+        assert kept.fingerprint is not None
+        for n in range(1, 11):
+            log_all(n)
+        assert engine.flush(timeout=10)
+        counts = {p.alert.message: p.total for p in digests(transport)[1].problems}
+        assert counts == {"problem A 0": 11, "problem B 0": 11, "problem C 0": 11}
+        assert engine._known[fingerprints["problem C 0"]] is kept
+        assert engine.stats().dropped == 0
+        engine.close()
+
     def test_intake_overflow_is_counted_and_reported(self, logger: logging.Logger) -> None:
         """Records that do not fit the intake are counted, and the next digest says so."""
         transport = GatedTransport()
