@@ -83,8 +83,10 @@ DEFAULT_GROUP = "default"
 DEFAULT_MAX_SAMPLES = PROBLEMS_IN_ALL
 """How many captured alerts (one per fingerprint) an aggregator keeps by default."""
 
-FOLDED_LIMIT = 50_000
-"""Folded fingerprints remembered, so their repeats count in their other-problems row."""
+FOLDED_LIMIT = 30_000
+"""Folded fingerprints remembered, so their repeats count in their other-problems row
+(as many as the intake's table of known problems routes as repeats); one forgotten and
+seen again is counted as a distinct problem again."""
 
 _HeapItem = tuple[float, int, "Fingerprint"]
 

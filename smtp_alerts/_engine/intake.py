@@ -106,7 +106,7 @@ _IGNORED_RECORD = Known(_IGNORED)
 #: Entries of the caller-side table of known problems (record keys and
 #: fingerprints), and of call sites with shapes, before the oldest quarter is
 #: forgotten; repeats of a forgotten problem are captured again, never lost.
-KNOWN_LIMIT = 40_000
+KNOWN_LIMIT = 30_000
 
 #: Shapes of pre-formatted text remembered per call site; a site that logs
 #: more shapes than this has the rest masked each time (still one problem per shape).
