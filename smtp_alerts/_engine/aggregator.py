@@ -141,6 +141,7 @@ class _Others:
     """What an other-problems row says besides its counts."""
 
     examples: list[str]
+    cap: int  # the incident's cap, which the row's title names
     distinct: int = 1
 
 
@@ -170,7 +171,7 @@ def _problem(entry: _Entry) -> Problem:
     assert entry.alert is not None  # noqa: S101 - an invariant, not input validation
     alert = entry.alert
     if entry.others is not None:
-        alert = with_examples(alert, entry.others.examples, entry.others.distinct)
+        alert = with_examples(alert, entry.others.examples, entry.others.distinct, entry.others.cap)
     return Problem(
         alert=alert,
         count=entry.pending,
@@ -348,7 +349,7 @@ class Aggregator:
             row.alert = other_row(alert, cap=self._per_incident)
             self._samples += 1
         if row.others is None:
-            row.others = _Others(examples=[example_of(alert)])
+            row.others = _Others(examples=[example_of(alert)], cap=self._per_incident)
         elif first_of_its_kind:
             row.others.distinct += 1
             if len(row.others.examples) < 3:

@@ -76,10 +76,7 @@ def other_row(alert: Alert, *, cap: int = PROBLEMS_PER_INCIDENT) -> Alert:
         fingerprint=other_fingerprint(alert),
         level=alert.level,
         logger=alert.logger,
-        message=(
-            f"Other problems from {alert.logger}, counted together: this incident keeps "
-            f"{cap:,} problems one by one"
-        ),
+        message=_title(alert.logger, None, cap),
         created=alert.created,
         source=OTHER_SOURCE,
         group=alert.group,
@@ -87,11 +84,20 @@ def other_row(alert: Alert, *, cap: int = PROBLEMS_PER_INCIDENT) -> Alert:
     )
 
 
-def with_examples(row: Alert, examples: list[str], distinct: int) -> Alert:
-    """The row's sample saying how many distinct problems it holds, and a few examples."""
-    lines = [("distinct problems", f"{distinct:,}" if distinct else "unknown")]
-    lines += [("example", example) for example in examples[:EXAMPLES]]
-    return replace(row, context=tuple(lines))
+def with_examples(row: Alert, examples: list[str], distinct: int, cap: int) -> Alert:
+    """The row's sample saying how many distinct problems it holds, with a few examples."""
+    return replace(
+        row,
+        message=_title(row.logger, distinct, cap),
+        context=tuple(("example", example) for example in examples[:EXAMPLES]),
+    )
+
+
+def _title(logger: str, distinct: int | None, cap: int) -> str:
+    what = "More problems" if distinct is None else f"{distinct:,} more problems"
+    return (
+        f"{what} from {logger}, counted together: this incident keeps {cap:,} problems one by one"
+    )
 
 
 def example_of(alert: Alert) -> str:

@@ -186,4 +186,8 @@ def test_an_incident_keeps_its_cap_of_problems_whatever_the_engines_push(
     assert row.count == 2 * (2 * half - PROBLEMS_PER_INCIDENT)  # all from the second engine
     assert row.alert.context[0] == ("example", "problem two-490")
     assert sum(p.count for p in digest.problems) == half + 2 * half + 3
-    assert "Other problems from app" in claimed.message.email.get_body().get_content()  # type: ignore[union-attr]
+    body = claimed.message.email.get_body(("plain",))
+    assert body is not None
+    assert "More problems from app, counted together" in body.get_content()
+    assert "problem" in claimed.message.email["Subject"]
+    assert "More problems" not in claimed.message.email["Subject"]
