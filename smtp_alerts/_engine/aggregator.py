@@ -244,20 +244,16 @@ class Aggregator:
         problems_per_incident: int = PROBLEMS_PER_INCIDENT,
         problems_in_all: int = PROBLEMS_IN_ALL,
     ) -> None:
-        for name, value in (
-            ("group_wait", group_wait),
-            ("group_interval", group_interval),
-            ("repeat_interval", repeat_interval),
+        for name, value, least, unit in (
+            ("group_wait", group_wait, 0, " seconds"),
+            ("group_interval", group_interval, 0, " seconds"),
+            ("repeat_interval", repeat_interval, 0, " seconds"),
+            ("max_samples", max_samples, 1, ""),
+            ("problems_per_incident", problems_per_incident, 1, ""),
+            ("problems_in_all", problems_in_all, 1, ""),
         ):
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
-        for name, count in (
-            ("max_samples", max_samples),
-            ("problems_per_incident", problems_per_incident),
-            ("problems_in_all", problems_in_all),
-        ):
-            if count < 1:
-                raise ValueError(f"{name} must be >= 1, got {count!r}")
+            if value < least:
+                raise ValueError(f"{name} must be >= {least}{unit}, got {value!r}")
         self._per_incident = problems_per_incident
         self._in_all = problems_in_all
         # Folded fingerprint -> its other-problems row (oldest forgotten first).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 from smtp_alerts._engine.aggregator import DEFAULT_GROUP, Aggregator
@@ -10,21 +9,12 @@ from smtp_alerts._store.others import OTHER_SOURCE, is_other
 from smtp_alerts.models import Alert, Digest, Problem
 from smtp_alerts.testing import ManualClock
 
-GW, GI, RI = 10.0, 300.0, 14_400.0
-T0 = 1_700_000_000.0
+from .test_aggregator import GW, RI, T0
+from .test_aggregator import make as make_aggregator
 
 
 def make(clock: ManualClock, *, per_incident: int = 3, in_all: int = 100) -> Aggregator:
-    ids = itertools.count(1)
-    return Aggregator(
-        group_wait=GW,
-        group_interval=GI,
-        repeat_interval=RI,
-        clock=clock,
-        new_incident_id=lambda: f"inc-{next(ids)}",
-        problems_per_incident=per_incident,
-        problems_in_all=in_all,
-    )
+    return make_aggregator(clock, problems_per_incident=per_incident, problems_in_all=in_all)
 
 
 def alert(
