@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import SupportsInt, cast
 
 from .._util.printable import clip_tail, escape_surrogates, printable, printable_repr
+from .._util.source_paths import portable_path
 from ..models import Alert, Context, Fingerprint
 from .snapshot import Snapshot, exception_type_name, format_snapshot, snapshot
 
@@ -227,12 +228,13 @@ def mask_variable_parts(text: str) -> str:
 
 
 def innermost_frame(tb: TracebackType | None) -> tuple[str, int] | None:
-    """The file and line where the exception was raised, if there is a traceback."""
+    """The file (as :func:`~smtp_alerts._util.source_paths.portable_path` has it) and
+    line where the exception was raised, if there is a traceback."""
     if tb is None:
         return None
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename, tb.tb_lineno
+    return portable_path(tb.tb_frame.f_code.co_filename), tb.tb_lineno
 
 
 def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
@@ -255,7 +257,7 @@ def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
     parts: list[Hashable] = [
         printable(record.name),
         _level(record.levelno),
-        printable(record.pathname),
+        printable(_portable(record.pathname)),
         _level(record.lineno),
         escape_surrogates(template),
     ]
@@ -265,6 +267,10 @@ def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
     if group != DEFAULT_GROUP:
         parts += ["group", group]  # a group is its own incident, so its own problem
     return tuple(parts), inferred
+
+
+def _portable(pathname: object) -> object:
+    return portable_path(pathname) if type(pathname) is str else pathname
 
 
 def key_fingerprint(key: str, group: str) -> Fingerprint:
