@@ -208,13 +208,14 @@ class TestCounting:
         transport = MemoryTransport()
         engine = Engine(make_settings(), transport=transport)
         logger.addHandler(AlertHandler(engine=engine))
+        orders: dict[str, int] = {}
         try:
-            {}["missing"]
+            orders["missing"]
         except KeyError as error:
             engine.alert("GET /orders/{id} failed", exc=error, key="GET /orders/{id} KeyError")
             logger.exception("Internal Server Error: /orders/7")  # what Django logs
         try:
-            {}["other"]
+            orders["other"]
         except KeyError:
             logger.exception("Internal Server Error: /orders/8")  # not reported: counted
         assert engine.flush(timeout=10)
