@@ -65,6 +65,14 @@ def memory_engine() -> Iterator[Sent]:
         engine.close()
 
 
+def assert_named_and_safe(sent: Sent, subject: str, *absent: str) -> None:
+    """The emails name ``subject`` and carry none of the planted secrets, nor ``absent``."""
+    text = sent.text()
+    assert subject in text
+    for secret in (*PLANTED, *absent):
+        assert secret not in text
+
+
 def context_of(problem: Problem) -> dict[str, str]:
     """A problem's context table as a dict."""
     return dict(problem.alert.context)
