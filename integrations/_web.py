@@ -86,6 +86,20 @@ class WebFailure:
         """What makes two failed requests the same bug: method, route and exception type."""
         return exception_key(f"{self.method} {self.route}", exc)
 
+    def answered_key(self, exc: BaseException, status: int, *, http_error: bool) -> str:
+        """The key of an exception a handler answered with ``status`` (500 or more).
+
+        An HTTP error (``HTTPException(500)``, ``abort(500)``) raised from another
+        exception is that exception's bug; without one, the route and the status
+        say what failed. Any other exception is keyed as if unhandled.
+        """
+        if not http_error:
+            return self.key(exc)
+        cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if cause is not None:
+            return self.key(cause)
+        return f"{self.method} {self.route} HTTP {status}"
+
     def message(self, exc: BaseException) -> str:
         """One line: the request and what it raised."""
         text = str(exc).partition("\n")[0] if str(exc) else ""

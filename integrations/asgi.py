@@ -170,22 +170,14 @@ def _reporting(handler: Handler, installed: _Installed) -> Handler:
         if isinstance(status, int) and status >= 500:
             scope = request.scope
             failure = describe_scope(scope, status, installed.app)
-            failure.report(installed.engine, exc, key=_handled_key(failure, exc, status))
+            http_error = isinstance(exc, HTTPException)
+            key = failure.answered_key(exc, status, http_error=http_error)
+            failure.report(installed.engine, exc, key=key)
             scope[_REPORTED] = exc
         return response
 
     setattr(report_server_errors, _WRAPPED, True)
     return report_server_errors
-
-
-def _handled_key(failure: WebFailure, exc: Exception, status: int) -> str:
-    """An answered exception's key: an HTTPException by its cause, else by the route and status."""
-    if not isinstance(exc, HTTPException):
-        return failure.key(exc)
-    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    if cause is not None:
-        return failure.key(cause)
-    return f"{failure.method} {failure.route} HTTP {status}"
 
 
 def _is_async(handler: object) -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("flask", reason="flask is in the test extra")
 
-from flask import Flask, g
+from flask import Flask, abort, g
 
 from smtp_alerts.integrations.flask import init_app
 
@@ -121,6 +121,49 @@ class TestInitApp:
             assert client.get(f"/split/{parts}").status_code == 500
         counts = {p.alert.exc_type: p.count for p in sent.problems()}
         assert counts == {"ZeroDivisionError": 2, "KeyError": 1}
+
+    def test_server_errors_answered_by_the_apps_handlers_are_reported(self, sent: Sent) -> None:
+        """A handler answering 503 and abort(500) are reported; a 404 and a 400 are not."""
+        app = Flask("shop")
+        init_app(app, engine=sent.engine)
+
+        class PaymentDeclinedError(Exception):
+            pass
+
+        @app.errorhandler(PaymentDeclinedError)
+        def declined(error: PaymentDeclinedError) -> tuple[str, int]:
+            return "payment unavailable", 503
+
+        @app.errorhandler(ValueError)
+        def invalid(error: ValueError) -> tuple[str, int]:
+            return "bad input", 400
+
+        @app.route("/pay/<int:order_id>")
+        def pay(order_id: int) -> str:
+            raise PaymentDeclinedError(f"card declined for order {order_id}")
+
+        @app.route("/reports/<name>")
+        def report(name: str) -> str:
+            abort(500)
+
+        @app.route("/check/<int:n>")
+        def check(n: int) -> str:
+            raise ValueError(n)
+
+        client = app.test_client()
+        statuses = [client.get(path).status_code for path in ("/pay/1", "/pay/2", "/reports/a")]
+        statuses += [client.get(path).status_code for path in ("/reports/b", "/check/1", "/nope")]
+        assert statuses == [503, 503, 500, 500, 400, 404]
+        problems = {p.alert.logger: p for p in sent.problems()}
+        assert {name: p.count for name, p in problems.items()} == {
+            "GET /pay/<int:order_id>": 2,
+            "GET /reports/<name>": 2,
+        }
+        assert context_of(problems["GET /pay/<int:order_id>"])["status"] == "503"
+        assert (
+            problems["GET /reports/<name>"].alert.exc_type
+            == "werkzeug.exceptions.InternalServerError"
+        )
 
 
 def test_without_flask_the_import_names_the_package() -> None:
