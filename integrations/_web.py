@@ -14,20 +14,30 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import smtp_alerts
 
 from ._common import exception_key, report, safe_url
 
-__all__ = ["NO_ROUTE", "WebFailure", "engine_or_default", "masked_path", "user_id"]
+__all__ = ["NO_ROUTE", "WebFailure", "engine_or_default", "masked_path", "safely", "user_id"]
+
+T = TypeVar("T")
 
 NO_ROUTE = "<no route>"
 """The route of a request that failed before (or without) routing."""
 
 _log = logging.getLogger("smtp_alerts.integrations")
 
-# A path segment that carries an id (a number, a hex or UUID token): one route.
-_VARIABLE_SEGMENT = re.compile(r"(?<=/)[^/]*\d[^/]*")
+# A path segment that carries an id: a number, or a longer token with a digit
+# in it (a hex or UUID id, "order-1234"); "v1" or "ipv6" are names.
+_SEGMENT = re.compile(r"(?<=/)[^/]+")
+
+
+def _masked_segment(match: re.Match[str]) -> str:
+    segment = match.group()
+    has_digit = any(c.isdigit() for c in segment)
+    return "{}" if segment.isdigit() or (has_digit and len(segment) >= 6) else segment
 
 
 def masked_path(path: str) -> str:
@@ -35,7 +45,7 @@ def masked_path(path: str) -> str:
 
     ``/orders/42/items/7`` and ``/orders/43/items/8`` are one key: ``/orders/{}/items/{}``.
     """
-    return _VARIABLE_SEGMENT.sub("{}", safe_url(path))
+    return _SEGMENT.sub(_masked_segment, safe_url(path))
 
 
 def user_id(user: object) -> str | None:
@@ -50,6 +60,14 @@ def user_id(user: object) -> str | None:
         if value is not None and not callable(value):
             return str(value)
     return None
+
+
+def safely(read: Callable[[], T]) -> T | None:
+    """What ``read`` returns, or None when it fails: one odd field must not change the key."""
+    try:
+        return read()
+    except Exception:  # noqa: BLE001 - a request that cannot say this says nothing
+        return None
 
 
 def engine_or_default(engine: smtp_alerts.Engine | None) -> smtp_alerts.Engine | None:

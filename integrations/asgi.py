@@ -211,18 +211,27 @@ def describe_scope(scope: Scope, status: int | None, app: object) -> WebFailure:
 def route_template(scope: Scope, app: object) -> str | None:
     """The template of the route that took the request (``/orders/{order_id}``), if any.
 
-    Starlette's router names it in ``scope["route"]``; older versions do not,
-    so the app's routes are asked which one matches.
+    Starlette's router names it in ``scope["route"]`` (inside a ``Mount``,
+    after the mount's own path); older versions do not, so the app's routes
+    are asked which one matches.
     """
     path = getattr(scope.get("route"), "path", None)
     if isinstance(path, str):
-        return path
+        return _mount_prefix(scope) + path
     for route in getattr(scope.get("app", app), "routes", ()):
         matches = getattr(route, "matches", None)
         if matches is not None and matches(scope)[0] is Match.FULL:
             found = getattr(route, "path", None)
             return found if isinstance(found, str) else None
     return None
+
+
+def _mount_prefix(scope: Scope) -> str:
+    """The path a ``Mount`` matched before the route (``/api``); Starlette keeps it in root_path."""
+    if "app_root_path" not in scope:  # set by a Mount only
+        return ""
+    root, app_root = str(scope.get("root_path", "")), str(scope["app_root_path"])
+    return root[len(app_root) :] if root.startswith(app_root) else ""
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._common import require, safe_keys, safe_url
-from ._web import NO_ROUTE, WebFailure, masked_path, user_id
+from ._web import NO_ROUTE, WebFailure, masked_path, safely, user_id
 
 require("flask", package="flask", extra="flask")
 
@@ -138,8 +138,8 @@ def describe_request(status: int) -> WebFailure:
             "endpoint": request.endpoint,
             "host": request.host,
             "path": safe_url(request.path),
-            "fields": _field_names(),
-            "user": _user_id(),
+            "fields": safely(_field_names),
+            "user": safely(_user_id),
         },
     )
 

@@ -33,7 +33,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .._common import exception_key, require, safe_keys, safe_url
-from .._web import NO_ROUTE, WebFailure, user_id
+from .._web import NO_ROUTE, WebFailure, safely, user_id
 
 require("django", package="django", extra="django")
 
@@ -141,8 +141,8 @@ def _describe(request: Any, status: int | None) -> WebFailure:
                 # Not request.get_host(): it raises for the hosts DisallowedHost is about.
                 "host": meta.get("HTTP_HOST") or meta.get("SERVER_NAME"),
                 "path": safe_url(str(request.path)),
-                "fields": _field_names(request, meta),
-                "user": user_id(_loaded_user(request)),
+                "fields": safely(lambda: _field_names(request, meta)),
+                "user": safely(lambda: user_id(_loaded_user(request))),
             },
         )
     except Exception:  # noqa: BLE001 - an odd request still makes an alert

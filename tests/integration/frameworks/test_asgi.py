@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from smtp_alerts.integrations.asgi import AlertMiddleware, install
 from smtp_alerts.testing import GmailServer
@@ -263,6 +263,14 @@ class TestStarlette:
         assert context_of(problems[report])["status"] == "502"
         assert COOKIE not in sent.text()
 
+    def test_a_mounted_route_is_named_with_its_mount(self, sent: Sent) -> None:
+        """Inside a Mount the route template is the mount's path and the route's."""
+        app = Starlette(routes=[Mount("/api/v1", routes=starlette_app().routes)])
+        install(app, engine=sent.engine)
+        assert asyncio.run(call(app, "/api/v1/orders/7")) == 500
+        (problem,) = sent.problems()
+        assert context_of(problem)["route"] == "/api/v1/orders/{order_id:int}"
+
     def test_install_twice_reports_once(self, sent: Sent) -> None:
         """A second install() only changes the engine: one event per failed request."""
         app = starlette_app()
@@ -290,12 +298,12 @@ def test_alert_middleware_around_a_bare_asgi_app(sent: Sent) -> None:
     app = AlertMiddleware(bare, engine=sent.engine)
 
     async def burst() -> list[int]:
-        return [await call(app, f"/items/{n}") for n in (41, 42, 43)]
+        return [await call(app, f"/v1/items/{n}") for n in (41, 42, 43)]
 
     assert asyncio.run(burst()) == [500] * 3
     (problem,) = sent.problems()
     assert problem.count == 3
-    assert context_of(problem)["route"] == "/items/{}"
+    assert context_of(problem)["route"] == "/v1/items/{}"
 
 
 def test_without_starlette_the_import_names_the_package() -> None:
