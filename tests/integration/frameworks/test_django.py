@@ -18,6 +18,7 @@ pytest.importorskip("django", reason="django is in the test extra")
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
+from django.utils.functional import SimpleLazyObject
 
 from smtp_alerts.testing import capture_alerts
 
@@ -57,19 +58,31 @@ def health(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("orders/<int:id>/", order),
+    path("lazy/orders/<int:id>/", order),
     path("async-orders/<int:id>/", async_order),
     path("charge/", charge),
     path("health/", health),
 ]
 
 
+#: Users looked up from the "database" (a lazy user evaluated), by path.
+LOOKED_UP: list[str] = []
+
+
 def user_middleware(get_response: Callable[[HttpRequest], Any]) -> Callable[[HttpRequest], Any]:
-    """What an authentication middleware leaves on the request: a loaded user."""
+    """What an authentication middleware leaves on the request: a user, loaded or lazy."""
 
     def middleware(request: HttpRequest) -> Any:
-        request.user = SimpleNamespace(
+        user = SimpleNamespace(
             pk=42, is_authenticated=True, username="alice", email="alice@example.com"
         )
+
+        def look_up() -> SimpleNamespace:
+            LOOKED_UP.append(request.path)
+            return user
+
+        lazy = request.path.startswith("/lazy/")
+        request.user = SimpleLazyObject(look_up) if lazy else user
         return get_response(request)
 
     return middleware
@@ -142,6 +155,13 @@ class TestViews:
         assert_named_and_safe(
             sent, "KeyError in POST /orders/<int:id>/", "query-secret", "alice"
         )  # subject
+
+    def test_a_user_the_request_did_not_load_is_not_looked_up(self, sent: Sent) -> None:
+        """No database query while handling an error: a lazy user stays unevaluated, unshown."""
+        assert client().get("/lazy/orders/1/").status_code == 500
+        (problem,) = sent.problems()
+        assert "user" not in context_of(problem)
+        assert LOOKED_UP == []
 
     def test_an_async_view_under_asgi_is_reported_once(self, sent: Sent) -> None:
         """Under ASGI Django answers the exception on another thread: still one event each."""
