@@ -21,6 +21,7 @@ field's value or the user's name.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -102,18 +103,21 @@ class _Hooks:
     def handle_user_exception(self, exc: Exception) -> Any:
         """Flask's own; an exception a handler answered is kept for :meth:`on_finished`."""
         answer = self.original(exc)  # raises when no handler takes it: on_exception reports
-        g.setdefault(_ANSWERED, exc)
+        with contextlib.suppress(Exception):  # never in the way of the app's answer
+            g.setdefault(_ANSWERED, exc)
         return answer
 
     def on_finished(self, _sender: Flask, response: Any, **_: Any) -> None:
         """Report the exception a handler answered, when its answer was a server error."""
-        exc = g.pop(_ANSWERED, None)
-        status = getattr(response, "status_code", 0)
-        if exc is None or not isinstance(status, int) or status < 500:
-            return
-        failure = _failure(status)
-        key = failure.answered_key(exc, status, http_error=isinstance(exc, HTTPException))
-        failure.report(self.engine, exc, key=key)
+        # Flask turns an exception raised here into a 500 of its own: none may leave.
+        with contextlib.suppress(Exception):
+            exc = g.pop(_ANSWERED, None)
+            status = getattr(response, "status_code", 0)
+            if exc is None or not isinstance(status, int) or status < 500:
+                return
+            failure = _failure(status)
+            key = failure.answered_key(exc, status, http_error=isinstance(exc, HTTPException))
+            failure.report(self.engine, exc, key=key)
 
 
 def _failure(status: int) -> WebFailure:

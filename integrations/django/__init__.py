@@ -90,22 +90,21 @@ class _SecurityHandler(logging.Handler):
     """Reports ``django.security.*`` error records keyed by their exception type, not their text."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is None:
-            return  # nothing to key it by: a root AlertHandler takes it as a record
-        request = getattr(record, "request", None)
-        failure = (
-            _describe(request, getattr(record, "status_code", None))
-            if request is not None
-            else WebFailure("django", "?", NO_ROUTE)
-        )
-        _report(
-            failure,
-            exc,
-            key=exception_key(record.name, exc),
-            name=record.name,
-            level=record.levelno,
-        )
+        """Report ``record``'s exception; never raises into Django's request handling."""
+        try:
+            exc = record.exc_info[1] if record.exc_info else None
+            if exc is None:
+                return  # nothing to key it by: a root AlertHandler takes it as a record
+            request = getattr(record, "request", None)
+            failure = (
+                _describe(request, getattr(record, "status_code", None))
+                if request is not None
+                else WebFailure("django", "?", NO_ROUTE)
+            )
+            key = exception_key(record.name, exc)
+            _report(failure, exc, key=key, name=record.name, level=record.levelno)
+        except Exception:  # noqa: BLE001 - logging's own way: a line on stderr
+            self.handleError(record)
 
 
 def _report(
