@@ -7,6 +7,7 @@ this module as the URLconf and no database.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -207,6 +208,19 @@ class TestSecurity:
         assert problem.alert.logger == "django.security.DisallowedHost"
         context = context_of(problem)
         assert (context["status"], context["host"]) == ("400", "bogus0.example")
+
+    def test_djangos_recipe_to_silence_disallowed_host_silences_the_alert(self, sent: Sent) -> None:
+        """A null handler on django.security.DisallowedHost that does not propagate: no alert."""
+        logger = logging.getLogger("django.security.DisallowedHost")
+        null = logging.NullHandler()
+        logger.addHandler(null)
+        logger.propagate = False
+        try:
+            assert client().get("/health/", headers={"host": "bogus.example"}).status_code == 400
+        finally:
+            logger.removeHandler(null)
+            logger.propagate = True
+        assert sent.problems() == []
 
 
 def test_without_django_the_import_names_the_package() -> None:
