@@ -147,7 +147,9 @@ class _Installed:
 
 
 def _handles_http_exception(key: object) -> bool:
-    return isinstance(key, type) and issubclass(HTTPException, key)
+    """Whether the ExceptionMiddleware handler registered as ``key`` takes an HTTPException."""
+    # Exception's handler is ServerErrorMiddleware's: HTTPException never reaches it.
+    return isinstance(key, type) and key is not Exception and issubclass(HTTPException, key)
 
 
 async def _default_http_exception(_request: Request, exc: Exception) -> Response:
@@ -172,7 +174,9 @@ def _reporting(handler: Handler, installed: _Installed) -> Handler:
             failure = describe_scope(scope, status, installed.app)
             http_error = isinstance(exc, HTTPException)
             key = failure.answered_key(exc, status, http_error=http_error)
-            failure.report(installed.engine, exc, key=key)
+            # The engine of the latest install(): this wrapper may come from an earlier one.
+            current = getattr(installed.app, _INSTALLED, installed)
+            failure.report(current.engine, exc, key=key)
             scope[_REPORTED] = exc
         return response
 

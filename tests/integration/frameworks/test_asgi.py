@@ -271,6 +271,25 @@ class TestStarlette:
         (problem,) = sent.problems()
         assert context_of(problem)["route"] == "/api/v1/orders/{order_id:int}"
 
+    def test_an_app_wide_exception_handler_hides_nothing(self, sent: Sent) -> None:
+        """With a handler for Exception (ServerErrorMiddleware's), HTTP 500s are still reported."""
+
+        def oops(request: Request, exc: Exception) -> PlainTextResponse:
+            return PlainTextResponse("sorry", status_code=500)
+
+        app = starlette_app()
+        app.add_exception_handler(Exception, oops)
+        install(app, engine=sent.engine)
+
+        async def burst() -> list[int]:
+            return [await call(app, path) for path in ("/orders/1", "/reports/a", "/missing/1")]
+
+        assert asyncio.run(burst()) == [500, 502, 404]
+        assert sorted((p.alert.exc_type or "", p.count) for p in sent.problems()) == [
+            ("KeyError", 1),
+            ("starlette.exceptions.HTTPException", 1),
+        ]
+
     def test_install_twice_reports_once(self, sent: Sent) -> None:
         """A second install() only changes the engine: one event per failed request."""
         app = starlette_app()
@@ -282,6 +301,21 @@ class TestStarlette:
 
         assert asyncio.run(burst()) == [500] * 3
         assert [p.count for p in sent.problems()] == [3]
+
+    def test_a_second_install_sends_to_its_own_engine(self, sent: Sent) -> None:
+        """After a request built the stack, install(engine=other): every report goes to other."""
+        app = starlette_app()
+        with memory_engine() as first:
+            install(app, engine=first.engine)
+            assert asyncio.run(call(app, "/reports/a")) == 502
+            install(app, engine=sent.engine)
+
+            async def burst() -> list[int]:
+                return [await call(app, path) for path in ("/reports/b", "/orders/1")]
+
+            assert asyncio.run(burst()) == [502, 500]
+            assert [p.count for p in first.problems()] == [1]
+        assert sorted(p.count for p in sent.problems()) == [1, 1]
 
     def test_install_takes_only_starlette_apps(self) -> None:
         """Any other ASGI app is wrapped in AlertMiddleware instead; install() says so."""
