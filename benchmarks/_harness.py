@@ -33,6 +33,15 @@ from smtp_alerts.testing import GmailServer
 WORKLOADS = Path(__file__).resolve().parent / "_workloads.py"
 
 
+class MeasurementError(Exception):
+    """A measurement's process failed; the message is the last line of its stderr."""
+
+    def __init__(self, stderr: str) -> None:
+        lines = stderr.strip().splitlines()
+        super().__init__(lines[-1] if lines else "no output")
+        self.stderr = stderr
+
+
 @dataclass(frozen=True)
 class Measurement:
     """One child's figures (see ``_workloads.Result``) plus what the server received."""
@@ -60,10 +69,10 @@ def arguments(doc: str | None, *, quick: str, runs: str) -> argparse.ArgumentPar
 
 
 def machine() -> str:
-    """The first line of a benchmark's output: Python, cores, when."""
+    """The first line of a benchmark's output: Python, cores, the load (others' work), when."""
     return (
-        f"Python {sys.version.split()[0]} on {os.cpu_count()} cores; "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+        f"Python {sys.version.split()[0]} on {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M:%S')}"
     )
 
 
@@ -82,6 +91,9 @@ def run_child(
     **settings: str,
 ) -> Measurement:
     """Run ``_workloads.py`` with ``spec`` in a fresh process; its figures and emails.
+
+    Raises:
+        MeasurementError: the child failed (its stderr is kept on the error).
 
     Args:
         server: where the child's engine sends.
@@ -110,7 +122,7 @@ def run_child(
             check=False,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"measurement {spec} failed:\n{done.stderr[-3000:]}")
+            raise MeasurementError(done.stderr)
         spool_bytes = sum(f.stat().st_size for f in spool.rglob("*") if f.is_file())
     finally:
         shutil.rmtree(spool, ignore_errors=True)

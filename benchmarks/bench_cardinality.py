@@ -28,12 +28,13 @@ N / 10, ``--plot out.png`` for the curve of cost and RSS against cardinality).
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import Measurement, arguments, machine, median_of, run_child
+from _harness import Measurement, MeasurementError, arguments, machine, median_of, run_child
 
 from smtp_alerts.testing import GmailServer
 
@@ -114,7 +115,8 @@ def format_row(row: Row, runs: list[Measurement]) -> str:
     def med(value: str) -> float:
         return median_of(runs, value)
 
-    engine = med("engine_cpu_ns") / row.n
+    measured = any(run.figures["engine_cpu_ns"] is not None for run in runs)
+    engine = f"{med('engine_cpu_ns') / row.n:,.0f}" if measured else "-"
     note = "" if all(run.figures["drained"] for run in runs) else " (drain stalled)"
     note += "" if len(runs) > 1 else " [1 run]"
     return (
@@ -122,7 +124,7 @@ def format_row(row: Row, runs: list[Measurement]) -> str:
         f"{med('rss_loop_kib') / 1024:>11.1f} /{med('rss_close_kib') / 1024:>7.1f}"
         f"{med('close_s'):>9.2f}{med('emails'):>7.0f}"
         f"{max(run.largest_email for run in runs) / 1024:>10,.0f}"
-        f"{med('spool_bytes') / MiB:>9.1f}{med('dropped'):>9,.0f}{engine:>9,.0f}"
+        f"{med('spool_bytes') / MiB:>9.1f}{med('dropped'):>9,.0f}{engine:>9}"
         f"  {row.target}{note}"
     )
 
@@ -158,11 +160,18 @@ def main() -> None:
         for row in rows(10 if args.quick else 1):
             if args.only and row.workload != args.only:
                 continue
-            runs = measure_row(server, row, args.runs, Path(sites))
+            try:
+                runs = measure_row(server, row, args.runs, Path(sites))
+            except MeasurementError as exc:  # one failed row must not cost the others
+                print(f"{row.label:<46}{row.n:>10,}{row.k:>10,}  failed: {exc}", flush=True)
+                continue
             table.append((row, runs))
             print(format_row(row, runs), flush=True)
     engine_cpu_summary(table)
-    print(f"\n(the whole run took {time.monotonic() - started:.0f} s)")
+    print(
+        f"\n(the whole run took {time.monotonic() - started:.0f} s; "
+        f"load average now {os.getloadavg()[0]:.1f})"
+    )
     if args.plot:
         from _plot import plot_cardinality  # noqa: PLC0415 - matplotlib is optional
 

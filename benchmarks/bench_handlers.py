@@ -52,6 +52,7 @@ from typing import Any
 
 from _harness import (
     Measurement,
+    MeasurementError,
     arguments,
     dummy_endpoint,
     endpoint_requests,
@@ -247,7 +248,11 @@ def block_times(
         count = max(1, n // share)
         spec = {"workload": workload, "n": count, "kind": kind, "dsn": dsn}
         requests = endpoint_requests()
-        measured = [run_child(server, spec, sites_dir=sites) for _ in range(runs)]
+        try:
+            measured = [run_child(server, spec, sites_dir=sites) for _ in range(runs)]
+        except MeasurementError as exc:  # a failing peer must not cost the other rows
+            print(f"{label:<32}{count:>10,}   failed: {exc}")
+            continue
         sent = (endpoint_requests() - requests) / runs if kind.startswith("sentry") else None
         print(_block_row(label, count, measured, sent))
 
