@@ -32,11 +32,16 @@ def plot_cardinality(table: Sequence[tuple[Row, list[Measurement]]], path: Path)
     mpl.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing the backend
 
-    series: dict[str, list[tuple[int, float, float]]] = {}
+    series: dict[str, list[tuple[int, float, float, float]]] = {}
     for row, runs in table:
         if row.series:
             series.setdefault(row.series, []).append(
-                (row.k, median_of(runs, "ratio"), median_of(runs, "rss_close_kib") / 1024)
+                (
+                    row.k,
+                    median_of(runs, "ratio"),
+                    median_of(runs, "rss_close_kib") / 1024,
+                    median_of(runs, "dropped"),
+                )
             )
     figure, (cost, memory) = plt.subplots(1, 2, figsize=(12, 5.4), dpi=110)
     for name, points in sorted(series.items()):
@@ -47,6 +52,17 @@ def plot_cardinality(table: Sequence[tuple[Row, list[Measurement]]], path: Path)
         memory.plot(x, [p[2] for p in points], marker=marker, color=color, lw=2, label=name)
         if target is not None:
             _target(cost, target, f"target, {name}: {target:g}x", color)
+        for k, ratio, _, dropped in points:
+            if dropped:  # a dropped call costs little: the point flatters, say so on it
+                cost.annotate(
+                    f"{dropped:,.0f} of the calls\ndropped by the intake",
+                    (k, ratio),
+                    textcoords="offset points",
+                    xytext=(-8, -28),
+                    ha="right",
+                    fontsize=8,
+                    color=color,
+                )
     _target(cost, 1.0, "NullHandler", "black", dashed=False)
     _target(memory, RSS_TARGET_MIB, f"target: {RSS_TARGET_MIB:g} MiB", "dimgrey")
     cost.set_ylim(bottom=0)

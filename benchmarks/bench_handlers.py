@@ -225,8 +225,8 @@ PEERS = (
     ("QueueHandler + QueueListener", "queue", 1),
     ("AlertHandler", "alert", 1),
     ("loguru (enqueue=True)", "loguru", 10),
-    ("sentry-sdk logging integration", "sentry", 50),
-    ("sentry-sdk, no breadcrumbs", "sentry_lean", 50),
+    ("sentry-sdk logging integration", "sentry", 500),
+    ("sentry-sdk, no breadcrumbs", "sentry_lean", 500),
 )
 OPTIONAL = {"loguru": "loguru", "sentry": "sentry_sdk", "sentry_lean": "sentry_sdk"}
 
