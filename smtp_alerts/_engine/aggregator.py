@@ -34,16 +34,18 @@ import heapq
 import itertools
 import logging
 import secrets
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from smtp_alerts._store.others import (
+    EXAMPLES,
     NEVER_FOLDED,
+    OTHER_SOURCE,
     PROBLEMS_IN_ALL,
     PROBLEMS_PER_INCIDENT,
     example_of,
     is_other,
-    other_fingerprint,
+    other_key,
     other_row,
     with_examples,
 )
@@ -57,13 +59,15 @@ from smtp_alerts._store.windows import (
     reason,
     severity_order,
 )
-from smtp_alerts.models import Digest, Problem
+from smtp_alerts.models import Alert, Digest, Problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from smtp_alerts._util.clock import Clock
-    from smtp_alerts.models import Alert, Fingerprint
+    from smtp_alerts.models import Fingerprint
+
+    from .capture import Light
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -302,8 +306,16 @@ class Aggregator:
         entry = self._entries.get(alert.fingerprint)
         if entry is None:
             folded = self._folded.get(alert.fingerprint)
-            if folded is not None or self._over_cap(alert):
-                self._fold(alert, folded)
+            if folded is not None or self._over_cap(alert.source, alert.group, alert.created):
+                self._fold(
+                    alert.fingerprint,
+                    alert.group,
+                    alert.logger,
+                    alert.level,
+                    alert.created,
+                    alert.message,
+                    folded,
+                )
                 return
             entry = _Entry(fingerprint=alert.fingerprint, group=alert.group, alert=None)
             self._entries[alert.fingerprint] = entry
@@ -315,42 +327,119 @@ class Aggregator:
         if is_new_sample:
             self._evict()
 
-    def _over_cap(self, alert: Alert) -> bool:
+    def add_lights(self, captured: list[Light]) -> None:
+        """Count new problems captured lightly (the intake's word: their incident was full).
+
+        Folded as :meth:`add` would fold them, without building alerts, and
+        counted in each other-problems row once per batch (a flood of
+        distinct problems costs a few dict operations each). One that turns
+        out not to be folded (its incident closed meanwhile) is kept as a
+        problem of its own with what was captured.
+        """
+        entries, folded = self._entries, self._folded
+        full: dict[str, bool] = {}  # per group, judged once per batch
+        rows: dict[
+            Fingerprint, list[Any]
+        ] = {}  # row -> [first, last, n, level, group, logger, message]
+        for fingerprint, level, logger, message, created, group, exc_type in captured:
+            entry = entries.get(fingerprint)
+            if entry is not None and entry.alert is not None:
+                self._occur(entry, created, 1, level, entry.alert.source)
+                continue
+            row_key = folded.get(fingerprint)
+            if row_key is None:
+                over = full.get(group)
+                if over is None:
+                    over = full[group] = self._over_cap("log", group, created)
+                if not over:
+                    alert = Alert(fingerprint, level, logger, message, created, group=group)
+                    self.add(replace(alert, exc_type=exc_type) if exc_type else alert)
+                    continue
+                row_key = self._remember_folded(fingerprint, group, logger, level, message, created)
+            seen = rows.get(row_key)
+            if seen is None:
+                rows[row_key] = [created, created, 1, level, group, logger, message]
+            else:
+                seen[0] = min(seen[0], created)
+                seen[1] = max(seen[1], created)
+                seen[2] += 1
+        for row_key, (first, last, n, level, group, logger, message) in rows.items():
+            row = self._other_row(row_key, group, logger, level, message, first)
+            self._occur(row, first, 1, level, OTHER_SOURCE)
+            if n > 1:
+                self._occur(row, last, n - 1, level, OTHER_SOURCE)
+
+    def _over_cap(self, source: str, group: str, at: float) -> bool:
         """Whether a new problem must be folded: its incident (or all of them) is full."""
-        if alert.source in NEVER_FOLDED:
+        if source in NEVER_FOLDED:
             return False
-        incident = self._incidents.get(alert.group)
+        incident = self._incidents.get(group)
         if incident is not None and len(incident.members) >= self._per_incident:
-            return not self._closable(incident, alert.created)
+            return not self._closable(incident, at)
         if len(self._entries) < self._in_all:
             return False
         return sum(len(i.members) for i in self._incidents.values()) >= self._in_all
 
-    def _fold(self, alert: Alert, row_key: Fingerprint | None) -> None:
-        """Count ``alert`` in its other-problems row (made on the first fold)."""
+    def _fold(  # noqa: PLR0917 - one occurrence's fields
+        self,
+        fingerprint: Fingerprint,
+        group: str,
+        logger: str,
+        level: int,
+        created: float,
+        message: str,
+        row_key: Fingerprint | None,
+    ) -> None:
+        """Count an occurrence in its other-problems row (made on the first fold)."""
         if row_key is None:
-            row_key = other_fingerprint(alert)
-            if len(self._folded) >= FOLDED_LIMIT:
-                for key in list(itertools.islice(self._folded, FOLDED_LIMIT // 4)):
-                    del self._folded[key]
-            self._folded[alert.fingerprint] = row_key
-            first_of_its_kind = True
+            row_key = self._remember_folded(fingerprint, group, logger, level, message, created)
+        row = self._other_row(row_key, group, logger, level, message, created)
+        self._occur(row, created, 1, level, OTHER_SOURCE)
+
+    def _remember_folded(  # noqa: PLR0917 - one occurrence's fields
+        self,
+        fingerprint: Fingerprint,
+        group: str,
+        logger: str,
+        level: int,
+        message: str,
+        created: float,
+    ) -> Fingerprint:
+        """Fold a problem not seen before: its row counts one more distinct problem."""
+        row_key = other_key(group, logger, level)
+        folded = self._folded
+        if len(folded) >= FOLDED_LIMIT:
+            for key in list(itertools.islice(folded, FOLDED_LIMIT // 4)):
+                del folded[key]
+        folded[fingerprint] = row_key
+        row = self._other_row(row_key, group, logger, level, message, created)
+        others = row.others
+        if others is None:
+            row.others = _Others(examples=[example_of(message)], cap=self._per_incident)
         else:
-            first_of_its_kind = False
+            others.distinct += 1
+            if len(others.examples) < EXAMPLES:
+                others.examples.append(example_of(message))
+        return row_key
+
+    def _other_row(  # noqa: PLR0917 - the row's identity and a sample's fields
+        self,
+        row_key: Fingerprint,
+        group: str,
+        logger: str,
+        level: int,
+        message: str,
+        created: float,
+    ) -> _Entry:
+        """The other-problems row ``row_key``, made (with its sample) when missing."""
         row = self._entries.get(row_key)
         if row is None:
-            row = _Entry(fingerprint=row_key, group=alert.group, alert=None)
-            self._entries[row_key] = row
+            row = self._entries[row_key] = _Entry(fingerprint=row_key, group=group, alert=None)
         if row.alert is None:
-            row.alert = other_row(alert, cap=self._per_incident)
+            sample = Alert(row_key, level, logger, message, created, group=group)
+            row.alert = other_row(sample, cap=self._per_incident)
             self._samples += 1
-        if row.others is None:
-            row.others = _Others(examples=[example_of(alert)], cap=self._per_incident)
-        elif first_of_its_kind:
-            row.others.distinct += 1
-            if len(row.others.examples) < 3:
-                row.others.examples.append(example_of(alert))
-        self._occur(row, alert.created, 1, alert.level, alert.source)
+        return row
 
     def count(self, fingerprint: Fingerprint, created: float, n: int = 1) -> bool:
         """Count ``n`` more occurrences of a captured fingerprint, the last at ``created``.

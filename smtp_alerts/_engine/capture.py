@@ -43,6 +43,7 @@ __all__ = [
     "MESSAGE_MAX_CHARS",
     "TEMPLATE_MAX_CHARS",
     "TRACEBACK_MAX_CHARS",
+    "Light",
     "PendingAlert",
     "capture_failed",
     "capture_light",
@@ -365,25 +366,26 @@ def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert
     return alert if error is None else PendingAlert(alert, error, stack)
 
 
-def capture_light(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert:
+Light = tuple[Fingerprint, int, str, str, float, str, "str | None"]
+"""A new problem captured lightly, as a plain tuple (cheaper than an :class:`Alert`):
+fingerprint, level, logger, message, created, group and exception type."""
+
+
+def capture_light(record: logging.LogRecord, fingerprint: Fingerprint) -> Light:
     """A new problem's capture when its incident is full: what its other-problems row shows.
 
     Its message's start, its logger, level and time; no traceback, location
     or context (the row shows a few examples, nothing more).
     """
-    return Alert(
-        fingerprint=fingerprint,
-        level=_level(record.levelno),
-        logger=printable(record.name, 500),
-        message=format_message(record, LIGHT_MESSAGE_MAX_CHARS),
-        created=record.created,
-        source="log",
-        exc_type=(
-            exception_type_name(record.exc_info[0])
-            if record.exc_info and record.exc_info[0] is not None
-            else None
-        ),
-        group=record_group(record),
+    exc_info = record.exc_info
+    return (
+        fingerprint,
+        _level(record.levelno),
+        printable(record.name, 500),
+        format_message(record, LIGHT_MESSAGE_MAX_CHARS),
+        record.created,
+        record_group(record),
+        exception_type_name(exc_info[0]) if exc_info and exc_info[0] is not None else None,
     )
 
 

@@ -39,7 +39,7 @@ from ..models import OutgoingMessage
 from ..settings import Settings
 from . import process
 from .aggregator import Aggregator
-from .capture import PendingAlert
+from .capture import Light, PendingAlert
 from .intake import Intake
 from .limits import EmailQuota
 from .logins import LoginWatcher, MetaHook
@@ -645,11 +645,15 @@ class EngineCore(Intake):
         # Repeats carry the canonical fingerprint object from the known table,
         # so its id is a cheap key (a tuple's hash is computed anew every time).
         repeats: dict[int, list[Any]] = {}
+        lights: list[Light] = []
         for _ in range(count):
             item = queue.popleft()
             if not isinstance(item, tuple):
                 aggregator.add(item.finish() if isinstance(item, PendingAlert) else item)
                 self._took_new = True
+                continue
+            if len(item) != 2:  # a new problem captured lightly: its incident is full
+                lights.append(item)
                 continue
             fingerprint, created = item
             counted = repeats.get(id(fingerprint))
@@ -658,6 +662,9 @@ class EngineCore(Intake):
             else:
                 counted[1] += 1
                 counted[2] = created
+        if lights:
+            aggregator.add_lights(lights)
+            self._took_new = True
         lost = 0
         for fingerprint, repeated, last in repeats.values():
             if not aggregator.count(fingerprint, last, repeated):

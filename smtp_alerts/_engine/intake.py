@@ -48,6 +48,7 @@ from .capture import (
     DEFAULT_GROUP,
     MESSAGE_MAX_CHARS,
     TEMPLATE_MAX_CHARS,
+    Light,
     PendingAlert,
     capture_failed,
     capture_light,
@@ -120,8 +121,8 @@ SHAPES_PER_SITE = 8
 Repeat = tuple[Fingerprint, float]
 """A queued repeat of a known problem: its canonical fingerprint and when it happened."""
 
-Queued = Repeat | Alert | PendingAlert
-"""What the intake queues: a repeat, or a new problem's capture."""
+Queued = Repeat | Light | Alert | PendingAlert
+"""What the intake queues: a repeat, or a new problem's capture (light, plain or pending)."""
 
 Shapes = list[tuple[str, str, int, tuple[str, ...] | None, "Known"]]
 """A call site's shapes of pre-formatted text: a template's fixed start and end and
@@ -311,7 +312,7 @@ class Intake:
                 return self._put_repeat(known.fingerprint, record.created)
             full = self._full_groups
             if full is None or (full and record_group(record) in full):
-                captured: Alert | PendingAlert = capture_light(record, fingerprint)
+                captured: Alert | PendingAlert | Light = capture_light(record, fingerprint)
             else:
                 captured = capture_record(record, fingerprint)
         except Exception as error:  # noqa: BLE001 - capture degrades, never raises
@@ -358,15 +359,19 @@ class Intake:
 
     def _put_new(
         self,
-        captured: Alert | PendingAlert,
+        captured: Alert | PendingAlert | Light,
         raw_keys: tuple[Hashable, ...],
         shape: tuple[Hashable, str, object] | None = None,
     ) -> bool:
         if self._thread is None:
             self._start()
-        alert = captured.alert if isinstance(captured, PendingAlert) else captured
+        if isinstance(captured, tuple):
+            fingerprint, message = captured[0], captured[3]
+        else:
+            alert = captured.alert if isinstance(captured, PendingAlert) else captured
+            fingerprint, message = alert.fingerprint, alert.message
         if not self._accepting:
-            return self._late_alert(alert)
+            return self._late_alert(message)
         queue = self._queue
         queued = len(queue)
         if queued >= self._capacity:
@@ -376,8 +381,8 @@ class Intake:
         table = self._known
         if len(table) > KNOWN_LIMIT:
             _forget_oldest(table)  # bounded memory; the forgotten are only re-captured
-        known = Known(alert.fingerprint)
-        table[alert.fingerprint] = known
+        known = Known(fingerprint)
+        table[fingerprint] = known
         for raw_key in raw_keys:
             table[raw_key] = known
         if shape is not None:
@@ -405,18 +410,18 @@ class Intake:
             self._dropped += 1
         return False
 
-    def _late_alert(self, alert: Alert) -> bool:
+    def _late_alert(self, message: str) -> bool:
         """Count an alert that came after close; the first of a burst is said at once."""
         with self._lock:
             self._late += 1
             self._late_total += 1
             first = self._late == 1
             if first:
-                self._late_first = alert.message
+                self._late_first = message
         if first:
             warn(
                 "smtp-alerts: a record was logged after the engine closed and will not be "
-                f"sent: {_quoted(alert.message)} (later ones are counted and reported at exit)"
+                f"sent: {_quoted(message)} (later ones are counted and reported at exit)"
             )
         return False
 

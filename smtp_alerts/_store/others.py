@@ -31,6 +31,7 @@ __all__ = [
     "example_of",
     "is_other",
     "other_fingerprint",
+    "other_key",
     "other_row",
     "with_examples",
 ]
@@ -58,11 +59,13 @@ OTHER_TAG = "other-problems"
 
 
 def other_fingerprint(alert: Alert) -> Fingerprint:
-    """The fingerprint of the row that counts ``alert``'s problem past the cap.
+    """The fingerprint of the row that counts ``alert``'s problem past the cap."""
+    return other_key(alert.group, alert.logger, alert.level)
 
-    The same on every process and host: group, logger and level.
-    """
-    return (OTHER_TAG, alert.group, alert.logger, alert.level)
+
+def other_key(group: str, logger: str, level: int) -> Fingerprint:
+    """An other-problems row's fingerprint, the same on every process and host."""
+    return (OTHER_TAG, group, logger, level)
 
 
 def is_other(fingerprint: Fingerprint) -> bool:
@@ -80,7 +83,7 @@ def other_row(alert: Alert, *, cap: int = PROBLEMS_PER_INCIDENT) -> Alert:
         created=alert.created,
         source=OTHER_SOURCE,
         group=alert.group,
-        context=(("example", example_of(alert)),),
+        context=(("example", example_of(alert.message)),),
     )
 
 
@@ -100,9 +103,9 @@ def _title(logger: str, distinct: int | None, cap: int) -> str:
     )
 
 
-def example_of(alert: Alert) -> str:
-    """An example line for an other-problems row: the message's first line, clipped."""
-    first = alert.message.partition("\n")[0]
+def example_of(message: str) -> str:
+    """An example line for an other-problems row: a message's first line, clipped."""
+    first = message.partition("\n")[0]
     if len(first) > EXAMPLE_MAX_CHARS:
         first = first[: EXAMPLE_MAX_CHARS - 1] + "\u2026"
     return first

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from smtp_alerts._engine.aggregator import DEFAULT_GROUP, Aggregator
+from smtp_alerts._engine.capture import Light
 from smtp_alerts._store.others import OTHER_SOURCE, is_other
 from smtp_alerts.models import Alert, Digest, Problem
 from smtp_alerts.testing import ManualClock
@@ -159,3 +160,43 @@ def test_memory_is_bounded_whatever_the_cardinality() -> None:
     digest = formed(aggregator)
     assert len(digest.problems) == 1_001
     assert sum(p.count for p in digest.problems) == 100_000
+
+
+def test_light_captures_fold_in_batches_and_keep_what_is_not_full() -> None:
+    """The intake's light captures count exactly; one whose incident emptied is kept."""
+    clock = ManualClock(T0)
+    aggregator = make(clock, per_incident=2)
+    aggregator.add(alert("a"))
+    aggregator.add(alert("b"))
+    light: list[Light] = [
+        (
+            ("log", DEFAULT_GROUP, "shop.api", f"l{n % 4}"),
+            logging.ERROR,
+            "shop.api",
+            f"user l{n % 4} could not log in",
+            T0 + n,
+            DEFAULT_GROUP,
+            None,
+        )
+        for n in range(10)
+    ]
+    aggregator.add_lights(light[:6])
+    aggregator.add_lights(light[6:])
+    digest = formed(aggregator)
+    (row,) = others(digest)
+    assert row.count == 10
+    assert (row.first_seen, row.last_seen) == (T0, T0 + 9)
+    assert row.alert.message.startswith("4 more problems from shop.api")
+    # A light capture for a group whose incident has room is kept one by one.
+    other_group: Light = (
+        ("log", "billing", "shop.api", "x"),
+        logging.ERROR,
+        "shop.api",
+        "card declined",
+        T0,
+        "billing",
+        "KeyError",
+    )
+    aggregator.add_lights([other_group])
+    (kept,) = formed(aggregator, "billing").problems
+    assert (kept.alert.message, kept.alert.exc_type, kept.count) == ("card declined", "KeyError", 1)
