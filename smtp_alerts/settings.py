@@ -10,6 +10,7 @@ secret. Durations accept a number of seconds or ``500ms``, ``30s``, ``5m``,
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import os
 import re
@@ -196,6 +197,8 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
+        if importlib.util.find_spec("redis") is None:  # looked up, not imported
+            raise ValueError("needs redis-py: pip install 'smtp-alerts[redis]'")
         target = parse_redis_url(value.get_secret_value())
         if target.clear_text_credential:
             raise ValueError(

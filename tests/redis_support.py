@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -85,8 +87,19 @@ class RedisServer:
         """Whether it runs."""
         return self._process is not None and self._process.poll() is None
 
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP): it keeps its data and its port, and answers nothing."""
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a frozen server go on (SIGCONT)."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
+
     def ensure_running(self) -> None:
-        """Start it again when a test stopped it."""
+        """Start it again when a test stopped it, thaw it when a test froze it."""
+        self.resume()
         if not self.running:
             assert self._directory is not None  # started once by the fixture
             self.start(self._directory)

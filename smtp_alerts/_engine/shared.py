@@ -98,7 +98,7 @@ class StoreLink:
             StoreUnavailableError: the store refused.
         """
         await self.push()
-        if not force:
+        if not force and not self.store.polls_remotely:
             # A read first: an idle engine polling must not take the write lock.
             due = self.next_due()
             if due is None or due > self._clock():

@@ -59,6 +59,14 @@ class Claimed:
 class IncidentStore(Protocol):
     """Incidents per group, their problems, windows, quotas, thread roots and the outbox."""
 
+    @property
+    def polls_remotely(self) -> bool:
+        """Whether others change its due times unseen (Redis): then every poll claims.
+
+        A local store's :meth:`next_due` is a cheap read that sees every
+        engine's pushes, so an idle engine reads before it takes a write lock.
+        """
+
     def push(self, deltas: Sequence[Digest]) -> None:
         """Add a process's counts since its last push, one delta per group, atomically.
 

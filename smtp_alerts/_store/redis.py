@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from importlib import resources
@@ -92,6 +93,9 @@ class RedisStore:
         ca_file: an extra CA bundle for ``rediss://``.
     """
 
+    polls_remotely = True
+    """Other hosts change its due times unseen: every poll runs the script."""
+
     def __init__(
         self,
         url: str,
@@ -103,8 +107,9 @@ class RedisStore:
         lease: float = DEFAULT_LEASE,
         ca_file: str | None = None,
     ) -> None:
-        self.where = parse_redis_url(url).where
-        extra: dict[str, Any] = {"ssl_ca_certs": ca_file} if ca_file else {}
+        target = parse_redis_url(url)
+        self.where = target.where
+        extra: dict[str, Any] = {"ssl_ca_certs": ca_file} if ca_file and target.tls else {}
         self._client = redis.Redis.from_url(
             url,
             socket_timeout=TIMEOUT,
@@ -120,6 +125,8 @@ class RedisStore:
         self._lease = lease
         self._offset = 0.0  # our clock minus Redis's, at the last tick
         self._due: float | None = None  # the store's earliest due time, Redis's clock
+        self._left = False
+        self._synced: tuple[float, float] | None = None  # Redis's time, our monotonic time
 
     def close(self) -> None:
         """Close the connections."""
@@ -153,15 +160,23 @@ class RedisStore:
             "deltas": deltas,
             "w": self._tick_windows(),
             "cap": PROBLEMS_PER_INCIDENT,
-            "ttl": MEMBER_TTL,
+            "ttl": 0 if self._left else MEMBER_TTL,  # one that left stays gone
             "lease": self._lease,
             "nid": secrets.token_hex(6),
             "claim": int(claim),
             "force": int(force),
             "q": [quota.per_hour, quota.per_day] if quota else [1, 1],
         }
-        asked = self._clock()
+        if self._synced is not None:
+            # Redis's time now (its time at the last tick, plus what has passed
+            # since) plus the timeout: a tick that reaches Redis later than that
+            # (a frozen or overloaded Redis) changes nothing there, so counts this
+            # host then keeps locally are never counted twice.
+            redis_then, mono_then = self._synced
+            args["deadline"] = redis_then + time.monotonic() - mono_then + TIMEOUT
+        asked, mono = self._clock(), time.monotonic()
         result: dict[str, Any] = json.loads(self._run("tick", args))
+        self._synced = (float(result["now"]), mono)
         self._offset = asked - float(result["now"])
         self._due = None if result["due"] is False else float(result["due"])
         return result
@@ -249,6 +264,7 @@ class RedisStore:
 
     def leave(self) -> bool:
         """Leave, and say whether another live engine stays (atomic: one last engine)."""
+        self._left = True
         return bool(self._run("leave", {}))
 
 

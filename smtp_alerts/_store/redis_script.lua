@@ -253,9 +253,12 @@ local function members_alive()
 end
 
 if op == 'tick' then
+  if args.deadline and now > args.deadline then return redis.error_reply('LATE tick refused') end
   local win = args.w
-  redis.call('SET', K .. ':m:' .. owner, 1, 'PX', math.floor(args.ttl * 1000))
-  redis.call('SADD', K .. ':members', owner)
+  if args.ttl > 0 then
+    redis.call('SET', K .. ':m:' .. owner, 1, 'PX', math.floor(args.ttl * 1000))
+    redis.call('SADD', K .. ':members', owner)
+  end
   local refused = push(args.deltas, win, args.cap)
   for _, token in ipairs(redis.call('ZRANGEBYSCORE', K .. ':leases', '-inf', now)) do
     merge_back(token, win)

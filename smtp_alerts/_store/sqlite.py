@@ -118,6 +118,9 @@ class SqliteStore:
         clock: the store's clock: it alone decides which windows are due.
     """
 
+    polls_remotely = False
+    """Due times change only through this file: an idle engine may read before it claims."""
+
     def __init__(self, spool: Spool, windows: Windows, *, clock: Clock) -> None:
         self._spool = spool
         self._windows = windows
