@@ -129,6 +129,23 @@ class TestImport:
         )
         assert result.stdout.strip().splitlines()[0] == "False", result.stderr
 
+    def test_handler_does_not_import_redis_without_redis_url(self) -> None:
+        """Without REDIS_URL neither a handler nor an alert imports redis-py."""
+        result = run_script(
+            """
+            import logging, sys, smtp_alerts
+            handler = smtp_alerts.AlertHandler(to=["a@example.com"], from_="b@example.com",
+                                               host="127.0.0.1", port=9, timeout="1s",
+                                               shutdown_timeout="1s")
+            logging.getLogger().addHandler(handler)
+            logging.error("x")
+            handler.flush(timeout=2)
+            print("redis" in sys.modules)
+            """,
+            dict(os.environ),
+        )
+        assert result.stdout.strip().splitlines()[0] == "False", result.stderr
+
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 class TestKilledMidSend:
