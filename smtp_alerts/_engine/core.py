@@ -34,6 +34,7 @@ from .._delivery.rounds import Delivery, SpoolLike
 from .._delivery.spool import Spool
 from .._store import IncidentStore, SqliteStore, Windows
 from .._store.failover import FailoverStore
+from .._store.silences import SilenceBook, SqliteSilences
 from .._util.clock import SYSTEM_CLOCK, Clock
 from .._util.stderr import warn
 from ..models import OutgoingMessage
@@ -48,6 +49,7 @@ from .loop import EngineLoop, WorkerPool
 from .outbox import Rerender, build_delivery, spool_has_entries
 from .render import RenderContext, render
 from .shared import StoreLink, StoreUnavailableError
+from .silencing import Silencer
 
 if TYPE_CHECKING:
     from ..transports import Transport
@@ -518,12 +520,13 @@ class EngineCore(Intake):
         windows = Windows(settings.group_wait, settings.group_interval, settings.repeat_interval)
         try:
             store: IncidentStore = SqliteStore(spool, windows, clock=self._clock)
+            book: SilenceBook = SqliteSilences(spool, clock=self._clock)
         except (OSError, sqlite3.Error) as exc:
             warn(f"smtp-alerts: the shared store is not usable ({exc}); sending per process")
             return
         if settings.redis_url is not None:
             try:
-                store = _through_redis(settings, spool, store, windows, self._clock)
+                store, book = _through_redis(settings, spool, store, windows, self._clock)
             except (ImportError, RuntimeError) as exc:  # RuntimeError: loading at shutdown
                 warn(f"smtp-alerts: Redis cannot be used ({exc}); this host sends on its own")
         context = self._render_context
@@ -533,6 +536,7 @@ class EngineCore(Intake):
             lambda digest: render(digest, context),
             self._quota,
             self._clock,
+            silencer=Silencer(book),
         )
         self._wake()  # what was drained before the store opened goes to it now
 
@@ -867,8 +871,8 @@ def _prepare_redis() -> None:
 
 def _through_redis(
     settings: Settings, spool: Spool, local: IncidentStore, windows: Windows, clock: Clock
-) -> IncidentStore:
-    """The fleet's store in Redis, with this host's store behind it for outages."""
+) -> tuple[IncidentStore, SilenceBook]:
+    """The fleet's store in Redis, with this host's store behind it for outages; its silences."""
     # Imported here: redis-py is loaded only when REDIS_URL is set.
     from .._store.redis import RedisStore, namespace_for  # noqa: PLC0415
 
@@ -881,7 +885,7 @@ def _through_redis(
         namespace=namespace_for(settings.to),
         ca_file=str(settings.ca_file) if settings.ca_file else None,
     )
-    return FailoverStore(remote, local)
+    return FailoverStore(remote, local), remote.silences()
 
 
 def _finish(loop: EngineLoop) -> None:

@@ -30,7 +30,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from typing import Any, TypeVar
@@ -46,10 +46,19 @@ from smtp_alerts.models import Digest, Problem
 
 from .base import Claimed, Quota, Renderer
 from .others import NEVER_FOLDED, PROBLEMS_PER_INCIDENT, is_other, other_row
+from .silences import Silence
 from .sqlite import row_key, sample_alert, sample_json
 from .windows import REASON_FLUSH, Windows, reason, severity_order
 
-__all__ = ["DEFAULT_LEASE", "MEMBER_TTL", "RedisStore", "RedisUnavailableError", "namespace_for"]
+__all__ = [
+    "DEFAULT_LEASE",
+    "MEMBER_TTL",
+    "RedisSilences",
+    "RedisStore",
+    "RedisUnavailableError",
+    "connect",
+    "namespace_for",
+]
 
 log = logging.getLogger("smtp_alerts.store")
 
@@ -68,6 +77,30 @@ TIMEOUT = 1.0
 _CRIT, _FOLDABLE, _OTHER, _REPLACE = 1, 2, 4, 8
 
 _SCRIPT = resources.files(__package__).joinpath("redis_script.lua").read_text(encoding="utf-8")
+
+
+def connect(url: str, *, ca_file: str | None = None) -> redis.Redis:
+    """A client for ``url`` whose every call is bounded (no retries: a slow Redis is away)."""
+    target = parse_redis_url(url)
+    extra: dict[str, Any] = {"ssl_ca_certs": ca_file} if ca_file and target.tls else {}
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=TIMEOUT,
+        socket_connect_timeout=TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+        **extra,
+    )
+
+
+def _bounded(where: str, call: Callable[[], T]) -> T:
+    """``call()``, any Redis failure as :class:`RedisUnavailableError` naming ``where`` only."""
+    try:
+        return call()
+    except redis.RedisError as exc:
+        # The class and where, never the text: a URL in it may hold a password.
+        raise RedisUnavailableError(
+            f"Redis at {where} did not answer ({type(exc).__name__})"
+        ) from None
 
 
 class RedisUnavailableError(OSError):
@@ -107,16 +140,9 @@ class RedisStore:
         lease: float = DEFAULT_LEASE,
         ca_file: str | None = None,
     ) -> None:
-        target = parse_redis_url(url)
-        self.where = target.where
-        extra: dict[str, Any] = {"ssl_ca_certs": ca_file} if ca_file and target.tls else {}
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=TIMEOUT,
-            socket_connect_timeout=TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-            **extra,
-        )
+        self.where = parse_redis_url(url).where
+        self._client = connect(url, ca_file=ca_file)
+        self._namespace = namespace
         self._script = self._client.register_script(_SCRIPT)
         self._prefix = f"{{smtp-alerts:{namespace}}}"
         self._spool = spool
@@ -139,13 +165,11 @@ class RedisStore:
     # -- the script ----------------------------------------------------------------------
 
     def _call(self, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except redis.RedisError as exc:
-            # The class and where, never the text: a URL in it may hold a password.
-            raise RedisUnavailableError(
-                f"Redis at {self.where} did not answer ({type(exc).__name__})"
-            ) from None
+        return _bounded(self.where, call)
+
+    def silences(self) -> RedisSilences:
+        """The silences of this store, on the same connections."""
+        return RedisSilences(self._client, namespace=self._namespace)
 
     def _run(self, op: str, args: dict[str, Any]) -> Any:
         payload = json.dumps(args, separators=(",", ":"))
@@ -266,6 +290,76 @@ class RedisStore:
         """Leave, and say whether another live engine stays (atomic: one last engine)."""
         self._left = True
         return bool(self._run("leave", {}))
+
+
+class RedisSilences:
+    """The fleet's silences: a hash of silences and a hash of their counts, in Redis.
+
+    Args:
+        client: a client from :func:`connect`.
+        namespace: the store's namespace (see :func:`namespace_for`).
+    """
+
+    def __init__(self, client: redis.Redis, *, namespace: str) -> None:
+        self._client = client
+        kwargs = client.connection_pool.connection_kwargs
+        self._where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        prefix = f"{{smtp-alerts:{namespace}}}"
+        self._specs, self._held = f"{prefix}:silences", f"{prefix}:silenced"
+
+    def now(self) -> float:
+        """Redis's clock: it decides when silences end, whatever the hosts' clocks say."""
+        seconds, micros = _bounded(self._where, self._client.time)
+        return seconds + micros / 1e6
+
+    def add(self, silence: Silence) -> None:
+        """Keep a new silence."""
+        _bounded(self._where, lambda: self._client.hset(self._specs, silence.id, silence.to_json()))
+
+    def end(self, silence_id: str) -> bool:
+        """End a silence now; whether it existed."""
+        raw = _bounded(self._where, lambda: self._client.hget(self._specs, silence_id))
+        if raw is None:
+            return False
+        silence = Silence.from_json(raw)
+        ended = replace(silence, ends_at=min(silence.ends_at, self.now()))
+        _bounded(self._where, lambda: self._client.hset(self._specs, silence_id, ended.to_json()))
+        return True
+
+    def all(self) -> list[Silence]:
+        """Every silence not yet reported."""
+        specs, held = _bounded(self._where, self._read)
+        return [Silence.from_json(raw, int(held.get(key, 0))) for key, raw in sorted(specs.items())]
+
+    def _read(self) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hgetall(self._specs)
+        pipe.hgetall(self._held)
+        specs, held = pipe.execute()
+        return specs, held
+
+    def hold(self, counts: Mapping[str, int]) -> None:
+        """Add occurrences held, per silence id."""
+
+        def add() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            for silence_id, count in counts.items():
+                pipe.hincrby(self._held, silence_id, count)
+            pipe.execute()
+
+        _bounded(self._where, add)
+
+    def forget(self, ids: Sequence[str]) -> None:
+        """Drop silences whose end a digest has said."""
+        if ids:
+
+            def drop() -> None:
+                pipe = self._client.pipeline(transaction=True)
+                pipe.hdel(self._specs, *ids)
+                pipe.hdel(self._held, *ids)
+                pipe.execute()
+
+            _bounded(self._where, drop)
 
 
 def _encode(delta: Digest, *, folded: bool = False) -> dict[str, Any]:
