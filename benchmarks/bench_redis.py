@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
-import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -30,14 +28,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests/
 
 from bench_handlers import attached, error_call, summary, time_calls
-from bench_store import QUOTA, WINDOWS, _context, _delta
+from bench_store import QUOTA, WINDOWS, _context, _delta, _ms, side_by_side
 
 from smtp_alerts import AlertHandler, Engine
 from smtp_alerts._delivery.spool import Spool
 from smtp_alerts._engine.render import render
 from smtp_alerts._store.redis import RedisStore
 from smtp_alerts.testing import GmailServer
-from tests.helpers import event_counts, next_start
+from tests.helpers import event_counts, next_start, start_script
 from tests.integration.test_redis_fleet import WORKER, host_env
 from tests.redis_support import RedisServer
 
@@ -64,18 +62,8 @@ def _ticker(
 
 def bench_ticks(url: str, processes: int, rounds: int) -> list[tuple[str, float]]:
     """(kind, seconds) of each script call, ``processes`` ticking side by side."""
-    out: multiprocessing.Queue[list[tuple[str, float]]] = multiprocessing.Queue()
     with tempfile.TemporaryDirectory() as root:
-        workers = [
-            multiprocessing.Process(target=_ticker, args=(url, f"{root}/{n}", rounds, out))
-            for n in range(processes)
-        ]
-        for worker in workers:
-            worker.start()
-        times = [t for _ in workers for t in out.get(timeout=300)]
-        for worker in workers:
-            worker.join()
-    return times
+        return side_by_side(_ticker, [(url, f"{root}/{n}", rounds) for n in range(processes)])
 
 
 def emails_per_incident(server: RedisServer, hosts: int, errors: int) -> tuple[int, int]:
@@ -86,16 +74,11 @@ def emails_per_incident(server: RedisServer, hosts: int, errors: int) -> tuple[i
         ready.mkdir()
         code = textwrap.dedent(WORKER.format(n=errors, ready=str(ready), processes=hosts))
         workers = [
-            subprocess.Popen(  # noqa: S603 - our own interpreter and script
-                [sys.executable, "-c", code],
-                env=host_env(gmail, server.url, Path(root), host, GROUP_WAIT="1s"),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            start_script(code, host_env(gmail, server.url, Path(root), host, GROUP_WAIT="1s"))
             for host in range(hosts)
         ]
         for worker in workers:
-            worker.wait(120)
+            worker.communicate(timeout=120)
         next_start(host_env(gmail, server.url, Path(root), 0))
         found = event_counts(gmail)
     return len(found), sum(found)
@@ -122,10 +105,6 @@ def emit_cost(url: str, n: int) -> None:
             print(f"   {name:<30} median {median:,.0f} ns, p99 {p99:,.0f} ns ({ratio:.2f}x)")
         for engine in engines.values():
             engine.close()
-
-
-def _ms(times: list[float], q: int) -> float:
-    return statistics.quantiles(times, n=100)[q - 1] * 1000
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ An engine aggregates locally and pushes its deltas (:meth:`IncidentStore.push`);
 whichever engine finds a window due claims it (:meth:`IncidentStore.claim_due`),
 and the store forms the digest from its own counts, has the engine render it,
 and puts it in the outbox, all at once. The SQLite implementation does it in one
-transaction; a Redis one (a later issue) can follow the same contract with
+transaction; the Redis one (:mod:`.redis`) follows the same contract with
 conditional updates: each claim is fenced by the incident's sequence (a claim
 whose sequence moved on meanwhile changes nothing), and due times are decided by
 the store's own clock, never the caller's.

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import redis
 
 from smtp_alerts.testing import GmailServer
-from tests.helpers import event_counts, next_start, server_env, wait_for
+from tests.helpers import STEPS, event_counts, next_start, server_env, start_script, wait_for
 from tests.redis_support import RedisServer, free_port
 
 pytestmark = [
@@ -58,16 +55,6 @@ def host_env(
     )
 
 
-def start(code: str, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.parametrize(("hosts", "per_host", "errors"), [(2, 1, 500), (4, 2, 250)])
 def test_one_incident_on_many_hosts_is_one_email_with_summed_counts(
     tmp_path: Path, redis_url: str, hosts: int, per_host: int, errors: int
@@ -79,7 +66,7 @@ def test_one_incident_on_many_hosts_is_one_email_with_summed_counts(
         ready.mkdir()
         code = WORKER.format(n=errors, ready=str(ready), processes=processes)
         workers = [
-            start(code, host_env(server, redis_url, tmp_path, host, GROUP_WAIT="1s"))
+            start_script(code, host_env(server, redis_url, tmp_path, host, GROUP_WAIT="1s"))
             for host in range(hosts)
             for _ in range(per_host)
         ]
@@ -106,7 +93,7 @@ def test_quota_is_shared_by_the_hosts(tmp_path: Path, redis_url: str) -> None:
             host_env(server, redis_url, tmp_path, host, GROUP_WAIT="0s", MAX_PER_HOUR="2")
             for host in range(3)
         ]
-        workers = [start(code, envs[n % 3]) for n in range(6)]
+        workers = [start_script(code, envs[n % 3]) for n in range(6)]
         said = "".join(worker.communicate(timeout=60)[1] for worker in workers)
         assert len(server.messages) == 2, said
         assert "held back by the email quota" in said
@@ -148,7 +135,7 @@ def test_a_claimer_killed_between_claim_and_ack_is_sent_once_by_another_host(
 ) -> None:
     """SIGKILL after the claim: after its lease another host sends the counts, once."""
     with GmailServer() as server:
-        victim = start(CLAIM_AND_DIE, host_env(server, redis_url, tmp_path, 0))
+        victim = start_script(CLAIM_AND_DIE, host_env(server, redis_url, tmp_path, 0))
         victim.communicate(timeout=30)
         assert victim.returncode == -signal.SIGKILL
         with redis.Redis.from_url(redis_url) as client:
@@ -172,17 +159,12 @@ def _now(client: redis.Redis) -> float:
     return seconds + micros / 1e6
 
 
-OUTAGE = """
-import logging, pathlib, sys, time, smtp_alerts
+OUTAGE = (
+    STEPS
+    + """
+import logging, smtp_alerts
 log = logging.getLogger("worker")
 log.addHandler(smtp_alerts.AlertHandler())
-step = pathlib.Path(sys.argv[1])
-
-def wait(name):
-    deadline = time.monotonic() + 60
-    while not (step / name).exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-
 for _ in range(100):
     log.error("the shared database refused a connection")
 wait("redis-frozen")
@@ -190,6 +172,7 @@ for _ in range(50):
     log.error("the shared database refused a connection")
 wait("done")
 """
+)
 
 
 def test_redis_frozen_mid_incident_loses_nothing_and_says_so(
@@ -201,7 +184,7 @@ def test_redis_frozen_mid_incident_loses_nothing_and_says_so(
     steps.mkdir()
     with GmailServer() as server:
         env = host_env(server, redis_url, tmp_path, 0, GROUP_WAIT="2s")
-        worker = start(OUTAGE, env, str(steps))
+        worker = start_script(OUTAGE, env, str(steps))
         try:
             with redis.Redis.from_url(redis_url) as client:
                 assert wait_for(lambda: list(client.scan_iter("{smtp-alerts:*}:w:default")))
@@ -243,7 +226,7 @@ def test_a_password_in_redis_url_is_never_shown(tmp_path: Path, redis_url: str) 
             "logging.getLogger().addHandler(smtp_alerts.AlertHandler())\n"
             "logging.error('db down')\n"
         )
-        worker = start(code, env)
+        worker = start_script(code, env)
         _, said = worker.communicate(timeout=60)
         assert worker.returncode == 0, said
         assert len(server.messages) == 1  # sent on its own: never silence

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from smtp_alerts.cli import main
 from smtp_alerts.models import Alert
 from smtp_alerts.testing import GmailServer, ManualClock, WebhookListener
 from smtp_alerts.transports import MemoryTransport
-from tests.helpers import server_env, wait_for
+from tests.helpers import STEPS, server_env, start_script, wait_for
 
 
 @pytest.fixture
@@ -163,17 +162,11 @@ def test_a_silence_never_hides_the_meta_alert(tmp_path: Path) -> None:
         engine.close(timeout=5)
 
 
-HOST = """
-import logging, pathlib, sys, time, smtp_alerts
-log = logging.getLogger("app")
-log.addHandler(smtp_alerts.AlertHandler())
-step = pathlib.Path(sys.argv[1])
-
-def wait(name):
-    deadline = time.monotonic() + 60
-    while not (step / name).exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-
+HOST = (
+    STEPS
+    + """
+import logging, smtp_alerts
+logging.getLogger("app").addHandler(smtp_alerts.AlertHandler())
 for _ in range(7):
     logging.getLogger("app.db.pool").error("connection refused")
 logging.getLogger("app.billing").error("payment failed")
@@ -181,6 +174,7 @@ wait("silence-over")
 logging.getLogger("app.cart").error("cart failed", extra={"alert_group": "cart"})
 wait("done")
 """
+)
 
 
 def test_a_silence_from_the_cli_holds_on_another_host_and_its_end_is_said(
@@ -202,13 +196,7 @@ def test_a_silence_from_the_cli_holds_on_another_host_and_its_end_is_said(
         added = _cli(cli_env, "add", "--logger", "app.db", "--for", "3s", "--comment", "drill")
         assert added.returncode == 0, added.stderr
         silence_id = added.stdout.strip()
-        host = subprocess.Popen(  # noqa: S603 - our own interpreter and script
-            [sys.executable, "-c", textwrap.dedent(HOST), str(steps)],
-            env=host_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        host = start_script(HOST, host_env, str(steps))
         try:
             assert wait_for(lambda: len(server.messages) == 1, 30)
             listed = _cli(cli_env, "list").stdout
