@@ -173,9 +173,18 @@ class RedisStore:
 
     def _run(self, op: str, args: dict[str, Any]) -> Any:
         payload = json.dumps(args, separators=(",", ":"))
-        return self._call(
-            lambda: self._script(keys=[self._prefix], args=[op, self._spool.owner, payload])
-        )
+
+        def run() -> Any:
+            try:
+                return self._script(keys=[self._prefix], args=[op, self._spool.owner, payload])
+            except redis.ResponseError as exc:
+                if str(exc).startswith("LATE"):
+                    # Redis answered, its clock ahead of our estimate (it jumped):
+                    # the next tick goes without a deadline and learns it again.
+                    self._synced = None
+                raise
+
+        return self._call(run)
 
     def _tick(
         self, deltas: list[dict[str, Any]], *, claim: bool, force: bool, quota: Quota | None

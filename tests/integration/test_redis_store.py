@@ -254,3 +254,20 @@ def test_an_unreachable_redis_is_a_bounded_error_without_the_password(
     finally:
         store.close()
         spool.close()
+
+
+def test_a_tick_past_its_deadline_changes_nothing_and_the_next_one_resyncs(
+    hosts: Hosts,
+) -> None:
+    """A tick Redis sees after its deadline (as a frozen Redis would run it) is refused,
+    its counts untouched in Redis; the store learns Redis's time again and goes on."""
+    store = hosts.store("one", LONG)
+    store.push([delta("db", "refused", 1)])
+    assert store._synced is not None
+    redis_time, mono = store._synced
+    store._synced = (redis_time - 60, mono)  # as if Redis's clock jumped a minute ahead
+    with pytest.raises(RedisUnavailableError):
+        store.push([delta("db", "refused", 5)])
+    store.push([delta("db", "refused", 2)])
+    (claimed,), _ = store.claim_due(render, QUOTA, force=True)
+    assert [p.count for p in digest_of(claimed).problems] == [3]  # 1 + 2, never the 5
