@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 import redis
 
-from smtp_alerts.testing import GmailServer
+from smtp_alerts import Engine, Settings
+from smtp_alerts.testing import GmailServer, ManualClock
+from smtp_alerts.transports import MemoryTransport
 from tests.helpers import STEPS, event_counts, next_start, server_env, start_script, wait_for
 from tests.redis_support import RedisServer, free_port
 
@@ -235,3 +238,36 @@ def test_a_password_in_redis_url_is_never_shown(tmp_path: Path, redis_url: str) 
     assert "s3cret-pw" not in said
     assert "s3cret-pw" not in email
     assert os.environ.get("SMTP_ALERTS_REDIS_URL") is None
+
+
+def test_hosts_with_clocks_minutes_apart_follow_redis_clock(tmp_path: Path, redis_url: str) -> None:
+    """Two engines whose (frozen) clocks are 10 minutes behind and ahead: the incident's
+    window opens and closes by Redis's clock, one email carries both occurrences."""
+    transports = [MemoryTransport(), MemoryTransport()]
+    engines = [
+        Engine(
+            Settings(
+                to=["b@example.com"],
+                from_="a@example.com",
+                spool_dir=tmp_path / f"host-{n}",
+                redis_url=redis_url,
+                group_wait="1s",
+            ),
+            transport=transports[n],
+            clock=ManualClock(time.time() + skew),
+        )
+        for n, skew in enumerate((-600.0, +600.0))
+    ]
+    try:
+        for engine in engines:
+            engine.alert("the shared database refused a connection", key="db-refused")
+        # Neither clock moves: only Redis's can make GROUP_WAIT pass.
+        assert wait_for(lambda: sum(len(t.sent) for t in transports) == 1, 20)
+        (message,) = [m for t in transports for m in t.sent]
+        assert message.digest is not None
+        assert message.digest.events == 2
+        assert message.digest.reason == "new"
+    finally:
+        for engine in engines:
+            engine.close(timeout=10)
+    assert sum(len(t.sent) for t in transports) == 1
