@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
 from dataclasses import replace
 from types import TracebackType
 from typing import SupportsInt, cast
 
 from .._util.printable import clip_tail, escape_surrogates, printable, printable_repr
-from ..models import Alert, Context, Fingerprint
+from .._util.scrub import CONTEXT_MAX_ITEMS, CONTEXT_VALUE_MAX_CHARS, scrub_context
+from .._util.source_paths import portable_path
+from ..models import Alert, Fingerprint
 from .snapshot import Snapshot, exception_type_name, format_snapshot, snapshot
 
 __all__ = [
@@ -77,23 +79,6 @@ LIGHT_MESSAGE_MAX_CHARS = 500
 TRACEBACK_MAX_CHARS = 16_384
 """Longest traceback (or details) kept per problem; the end is kept, where the
 exception and the innermost frames are."""
-
-CONTEXT_MAX_ITEMS = 20
-"""Most context entries kept per problem (nested mappings count each entry)."""
-
-CONTEXT_KEY_MAX_CHARS = 64
-CONTEXT_VALUE_MAX_CHARS = 256
-"""Longest context value kept; a context is a few identifiers, not a payload."""
-
-# Keys whose values are secrets: masked, whatever the value (DESIGN section 3).
-_SECRET_KEY = re.compile(
-    r"passw(or)?d|passphrase|pwd|token|secret|authori[sz]ation|cookie|api[-_]?key|credential|"
-    r"private[-_]?key|session|signature|\bauth\b|dsn",
-    re.IGNORECASE,
-)
-# Values that carry a credential whatever their key says.
-_SECRET_VALUE = re.compile(r"^\s*(bearer|basic|token)\s+\S", re.IGNORECASE)
-MASKED = "[masked]"
 
 # A message logged pre-formatted (an f-string, ``"..." % x`` at the call site)
 # has no template of its own; masking the parts that change between
@@ -227,12 +212,13 @@ def mask_variable_parts(text: str) -> str:
 
 
 def innermost_frame(tb: TracebackType | None) -> tuple[str, int] | None:
-    """The file and line where the exception was raised, if there is a traceback."""
+    """The file (as :func:`~smtp_alerts._util.source_paths.portable_path` has it) and
+    line where the exception was raised, if there is a traceback."""
     if tb is None:
         return None
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename, tb.tb_lineno
+    return portable_path(tb.tb_frame.f_code.co_filename), tb.tb_lineno
 
 
 def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
@@ -255,7 +241,7 @@ def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
     parts: list[Hashable] = [
         printable(record.name),
         _level(record.levelno),
-        printable(record.pathname),
+        printable(_portable(record.pathname)),
         _level(record.lineno),
         escape_surrogates(template),
     ]
@@ -265,6 +251,10 @@ def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
     if group != DEFAULT_GROUP:
         parts += ["group", group]  # a group is its own incident, so its own problem
     return tuple(parts), inferred
+
+
+def _portable(pathname: object) -> object:
+    return portable_path(pathname) if type(pathname) is str else pathname
 
 
 def key_fingerprint(key: str, group: str) -> Fingerprint:
@@ -437,45 +427,3 @@ def clip_traceback(text: str | None) -> str | None:
     if text is None:
         return None
     return escape_surrogates(clip_tail(text, TRACEBACK_MAX_CHARS))
-
-
-def scrub_context(context: object) -> Context:
-    """A context mapping as safe ``(key, value)`` lines, secrets masked.
-
-    Keys that name a secret (password, token, secret, authorization, cookie,
-    api_key...) and values that carry one (``Bearer ...``) are masked; a
-    nested mapping is flattened one level (``request.user``); at most
-    :data:`CONTEXT_MAX_ITEMS` entries, each clipped. Never raises: a mapping
-    that fails to iterate says so in one entry.
-    """
-    if context is None:
-        return ()
-    items: list[tuple[str, str]] = []
-    try:
-        if not isinstance(context, Mapping):
-            return (("context", _context_value("context", context)),)
-        for key, value in context.items():
-            _add_context(items, printable(key, CONTEXT_KEY_MAX_CHARS), value)
-            if len(items) >= CONTEXT_MAX_ITEMS:
-                break
-    except Exception as error:  # noqa: BLE001 - odd input degrades, never fails
-        items.append(("<context>", f"<unreadable: {printable_repr(error)}>"))
-    return tuple(items[:CONTEXT_MAX_ITEMS])
-
-
-def _add_context(items: list[tuple[str, str]], key: str, value: object) -> None:
-    if isinstance(value, Mapping) and not _SECRET_KEY.search(key):
-        for inner_key, inner_value in value.items():
-            full_key = f"{key}.{printable(inner_key, CONTEXT_KEY_MAX_CHARS)}"
-            items.append((full_key, _context_value(full_key, inner_value)))
-            if len(items) >= CONTEXT_MAX_ITEMS:
-                return
-        return
-    items.append((key, _context_value(key, value)))
-
-
-def _context_value(key: str, value: object) -> str:
-    if _SECRET_KEY.search(key):
-        return MASKED
-    text = printable(value, CONTEXT_VALUE_MAX_CHARS)
-    return MASKED if _SECRET_VALUE.match(text) else text

@@ -72,6 +72,7 @@ from .snapshot import Snapshot
 __all__ = [
     "IGNORED_LOGGERS",
     "KNOWN_LIMIT",
+    "REPORTED",
     "SHAPES_PER_SITE",
     "Intake",
     "Known",
@@ -84,6 +85,10 @@ __all__ = [
 IGNORED_LOGGERS = ("smtp_alerts", "aiosmtplib", "apprise", "asyncio", "urllib3", "mail.log")
 
 _IGNORED: Fingerprint = ("<ignored>",)
+
+REPORTED = "__smtp_alerts_reported__"
+"""Set on an exception raised as an alert by :meth:`Intake.alert`, so the log
+record a framework writes for the same exception is not a second problem."""
 
 
 class Known:
@@ -236,7 +241,8 @@ class Intake:
             key: what makes two alerts the same problem (it replaces the
                 fingerprint); the message with its numbers masked when omitted.
             details: longer text shown like a traceback.
-            exc: an exception whose traceback to include.
+            exc: an exception whose traceback to include; a log record of the same
+                exception (a framework logging what it caught) is not counted again.
             group: the notification group: its own incident, digests and thread.
             source: ``alert``, ``check``, ``job`` or ``crash``.
             context: a mapping shown in the email, secrets masked.
@@ -253,6 +259,10 @@ class Intake:
             failure = f"<the level, key or group could not be read: {printable_repr(exc_)}>"
             fingerprint, alert_level, error = ("alert-failed", source), logging.ERROR, None
             group_name = DEFAULT_GROUP
+        if exc is not None:
+            # A framework often logs what its integration reported: not twice.
+            with contextlib.suppress(Exception):
+                setattr(exc, REPORTED, True)
         now = self._clock()
         known = self._known.get(fingerprint)
         if known is not None and known.fingerprint is not None:
@@ -279,6 +289,9 @@ class Intake:
     def _submit_new_record(
         self, record: logging.LogRecord, raw_key: Hashable, site: Hashable
     ) -> bool:
+        exc_info = record.exc_info
+        if exc_info and getattr(exc_info[1], REPORTED, False):
+            return False  # raised as an alert already (an integration): not twice
         if record.name.startswith(IGNORED_LOGGERS) and (
             record.name in IGNORED_LOGGERS or record.name.partition(".")[0] in IGNORED_LOGGERS
         ):

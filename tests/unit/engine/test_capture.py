@@ -23,6 +23,7 @@ from smtp_alerts._engine.capture import (
     shape_matches,
     template_shape,
 )
+from smtp_alerts._util.source_paths import portable_path
 from smtp_alerts.models import Alert
 
 
@@ -87,7 +88,9 @@ class TestFingerprint:
         assert record_key(key_error) != record_key(value_error)
         fingerprint = record_fingerprint(key_error)[0]
         assert "KeyError" in fingerprint
-        assert any(isinstance(part, tuple) and part[0] == __file__ for part in fingerprint)
+        inner = portable_path(__file__)
+        assert not inner.startswith("/")  # relative to the import root, not this checkout
+        assert any(isinstance(part, tuple) and part[0] == inner for part in fingerprint)
 
     def test_fingerprint_is_stable_text(self) -> None:
         """The canonical fingerprint holds only strings, numbers and tuples (stable across runs)."""

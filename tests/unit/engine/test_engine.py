@@ -201,6 +201,31 @@ class TestCounting:
         assert engine.stats().dropped == 0
         engine.close()
 
+    def test_an_exception_raised_as_an_alert_is_not_logged_twice(
+        self, logger: logging.Logger
+    ) -> None:
+        """A framework that logs what its integration reported makes one problem, not two."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        orders: dict[str, int] = {}
+        try:
+            orders["missing"]
+        except KeyError as error:
+            engine.alert("GET /orders/{id} failed", exc=error, key="GET /orders/{id} KeyError")
+            logger.exception("Internal Server Error: /orders/7")  # what Django logs
+        try:
+            orders["other"]
+        except KeyError:
+            logger.exception("Internal Server Error: /orders/8")  # not reported: counted
+        assert engine.flush(timeout=10)
+        (digest,) = digests(transport)
+        assert sorted(p.alert.message for p in digest.problems) == [
+            "GET /orders/{id} failed",
+            "Internal Server Error: /orders/8",
+        ]
+        engine.close()
+
     def test_intake_overflow_is_counted_and_reported(self, logger: logging.Logger) -> None:
         """Records that do not fit the intake are counted, and the next digest says so."""
         transport = GatedTransport()
