@@ -17,7 +17,9 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from smtp_alerts._delivery.spool import Spool
 from smtp_alerts._engine.render import RenderContext, render
@@ -78,19 +80,21 @@ def _claimer(
     out.put(times)
 
 
-def bench_claims(directory: Path, processes: int, rounds: int) -> list[tuple[float, bool]]:
-    """(seconds, whether it formed a digest) of each claim, ``processes`` claiming side by side."""
-    out: multiprocessing.Queue[list[tuple[float, bool]]] = multiprocessing.Queue()
-    workers = [
-        multiprocessing.Process(target=_claimer, args=(str(directory), rounds, out))
-        for _ in range(processes)
-    ]
+def side_by_side(target: Callable[..., None], arguments: list[tuple[object, ...]]) -> list[Any]:
+    """Run ``target(*args, queue)`` in one process per ``args``; what they put, joined."""
+    out: multiprocessing.Queue[list[Any]] = multiprocessing.Queue()
+    workers = [multiprocessing.Process(target=target, args=(*args, out)) for args in arguments]
     for worker in workers:
         worker.start()
-    times = [t for _ in workers for t in out.get(timeout=300)]
+    results = [item for _ in workers for item in out.get(timeout=300)]
     for worker in workers:
         worker.join()
-    return times
+    return results
+
+
+def bench_claims(directory: Path, processes: int, rounds: int) -> list[tuple[float, bool]]:
+    """(seconds, whether it formed a digest) of each claim, ``processes`` claiming side by side."""
+    return side_by_side(_claimer, [(str(directory), rounds)] * processes)
 
 
 def _ms(times: list[float], q: int) -> float:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._sources.crash import CrashHooks
     from ._sources.heartbeats import Heartbeat
     from ._sources.jobs import Job
+    from ._store.silences import Silence
     from .checks import Check, CheckPolicy, CheckRunner
 
 __all__ = ["Engine", "get_engine", "install_crash_hooks", "swap_default_engine"]
@@ -180,6 +181,63 @@ class Engine(EngineCore):
         from ._sources.heartbeats import heartbeat_monitor  # noqa: PLC0415 - import time
 
         heartbeat_monitor(self).beat(name)
+
+    # -- silences -------------------------------------------------------------------
+
+    def silence(
+        self,
+        *,
+        duration: float | str,
+        logger: str | None = None,
+        match: str | None = None,
+        check: str | None = None,
+        comment: str = "",
+    ) -> Silence:
+        """Silence what matches, for every engine on the store, for ``duration``.
+
+        A silenced problem is counted, not emailed; the first digest after the
+        silence ends says how many occurrences it held. Every criterion given
+        must match; a meta-alert about a broken login is never silenced. Does
+        I/O (the spool's file, or Redis with ``REDIS_URL``): not for a hot path.
+
+        Args:
+            duration: seconds, or ``"30m"``, ``"2h"``, ``"1d"``.
+            logger: a logger name prefix (``app.db`` covers ``app.db.pool``).
+            match: a text the message contains (case-insensitive).
+            check: a check's name.
+            comment: why, shown by ``smtp-alerts silence list``.
+
+        Returns:
+            The silence, with its ``id``.
+
+        Raises:
+            ValueError: no criterion, or a duration that is not positive.
+            OSError: the store cannot be reached.
+        """
+        from ._store.silences import new_silence, silence_book  # noqa: PLC0415 - import time
+        from .settings import parse_duration  # noqa: PLC0415
+
+        seconds = parse_duration(duration)
+        with silence_book(self.settings) as book:
+            made = new_silence(
+                book.now(), seconds, logger=logger, match=match, check=check, comment=comment
+            )
+            book.add(made)
+        return made
+
+    def silences(self) -> list[Silence]:
+        """The store's silences, those that ended and were not yet reported included."""
+        from ._store.silences import silence_book  # noqa: PLC0415 - import time
+
+        with silence_book(self.settings) as book:
+            return book.all()
+
+    def unsilence(self, silence_id: str) -> bool:
+        """End a silence now (the next digest says what it held); whether it existed."""
+        from ._store.silences import silence_book  # noqa: PLC0415 - import time
+
+        with silence_book(self.settings) as book:
+            return book.end(silence_id)
 
 
 # -- the process's default engine ------------------------------------------------------

@@ -10,6 +10,7 @@ secret. Durations accept a number of seconds or ``500ms``, ``30s``, ``5m``,
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import os
 import re
@@ -30,6 +31,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Re-exported: smtp_alerts.settings.Security and its helpers stay where users found them.
 from ._util.net import Security, is_loopback, security_for_port
+from ._util.redis_url import parse_redis_url
 from .errors import ConfigurationError
 
 __all__ = [
@@ -53,7 +55,9 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ADDRESS = re.compile(
     r"^[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+@[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+$"
 )
-_SECRET_FIELDS = frozenset({"password", "password_file", "fallback_urls", "backup_password"})
+_SECRET_FIELDS = frozenset(
+    {"password", "password_file", "fallback_urls", "backup_password", "redis_url"}
+)
 
 
 def parse_duration(value: Any) -> float:
@@ -147,6 +151,7 @@ class Settings(BaseSettings):
     backup_security: Security | None = None
     backup_username: str | None = None
     backup_password: SecretStr | None = None
+    redis_url: SecretStr | None = None
 
     def __init__(self, **values: Any) -> None:
         _refuse_unknown_variables(os.environ)
@@ -185,6 +190,21 @@ class Settings(BaseSettings):
             if not sep or not rest or not scheme.isidentifier():
                 # Only the position and scheme: the rest of a URL is often a token.
                 raise ValueError(f"URL #{position} is not an apprise URL (scheme://...)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if importlib.util.find_spec("redis") is None:  # looked up, not imported
+            raise ValueError("needs redis-py: pip install 'smtp-alerts[redis]'")
+        target = parse_redis_url(value.get_secret_value())
+        if target.clear_text_credential:
+            raise ValueError(
+                f"would send the Redis password in clear text to {target.where}; "
+                "use rediss:// (TLS), or a Redis on this machine"
+            )
         return value
 
     @field_validator("ca_file")
@@ -320,12 +340,7 @@ class Settings(BaseSettings):
 
 #: Variables DESIGN.md names for features this version does not have yet: set,
 #: they would be silently ignored, so they are refused with a word of why.
-_NOT_YET = {
-    f"{ENV_PREFIX}REDIS_URL": (
-        "sharing through Redis is not in this version of smtp-alerts; unset it "
-        f"(the store in {ENV_PREFIX}SPOOL_DIR is shared by the processes of one host)"
-    ),
-}
+_NOT_YET: dict[str, str] = {}
 
 
 def _known_variables() -> list[str]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a clean environment and a clean logging tree for every test."""
+"""Shared fixtures: a clean environment and logging tree for every test, and the suite's Redis."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from smtp_alerts._delivery import chain
 from smtp_alerts._facade import swap_default_engine
+from tests.redis_support import RedisServer
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +56,31 @@ def log(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
     for handler in logger.handlers[:]:
         logger.removeHandler(handler)
         handler.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of the suite's own on 127.0.0.1 and a free port, for the whole session.
+
+    Skipped with the reason when ``redis-server`` is not installed, except under
+    CI (``CI`` set), where the Redis tests must run: there its absence fails them.
+    """
+    server = RedisServer.find()
+    if server is None:
+        reason = "redis-server is not installed (apt-get install redis-server; ./scripts/test does)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; under CI the Redis tests must run")
+        pytest.skip(reason)
+    server.start(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The suite's Redis, emptied for this test (and restarted if a test stopped it)."""
+    redis_server.ensure_running()
+    redis_server.flush()
+    return redis_server.url

@@ -119,3 +119,27 @@ def event_counts(server: GmailServer) -> list[int]:
         rows = re.findall(r"^ +events +([\d,]+) event", part.get_content(), re.MULTILINE)
         found.append(sum(int(row.replace(",", "")) for row in rows))
     return found
+
+
+def start_script(code: str, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """Start ``code`` (dedented) with ``python -c`` in ``env``; its stderr piped, as text."""
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+STEPS = """
+import pathlib, sys, time
+step = pathlib.Path(sys.argv[1])
+
+def wait(name):
+    deadline = time.monotonic() + 60
+    while not (step / name).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+"""The start of a script that waits, at each ``wait(name)``, for the test to touch
+``name`` in the folder given as its first argument."""

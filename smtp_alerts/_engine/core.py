@@ -32,7 +32,9 @@ from .._delivery.chain import ChannelStats
 from .._delivery.channels import prepare_channels
 from .._delivery.rounds import Delivery, SpoolLike
 from .._delivery.spool import Spool
-from .._store import SqliteStore, Windows
+from .._store import IncidentStore, SqliteStore, Windows
+from .._store.failover import FailoverStore
+from .._store.silences import SilenceBook, SqliteSilences
 from .._util.clock import SYSTEM_CLOCK, Clock
 from .._util.stderr import warn
 from ..models import OutgoingMessage
@@ -47,6 +49,7 @@ from .loop import EngineLoop, WorkerPool
 from .outbox import Rerender, build_delivery, spool_has_entries
 from .render import RenderContext, render
 from .shared import StoreLink, StoreUnavailableError
+from .silencing import Silencer
 
 if TYPE_CHECKING:
     from ..transports import Transport
@@ -149,6 +152,8 @@ class EngineCore(Intake):
         process.register(self)
         if spool and spool_has_entries(self.settings.spool_path):
             self.start()  # an earlier process left digests: send them without waiting
+        elif spool and self.settings.redis_url is not None:
+            self.start()  # a fleet member: it claims what dead members left in Redis
 
     def _reset_loop_side(self) -> None:
         """(Re)create what the loop owns: at construction and in a forked child."""
@@ -216,6 +221,8 @@ class EngineCore(Intake):
             try:
                 if self._transport is None:
                     prepare_channels(self.settings)  # in this thread: shutdown may begin any time
+                if self.settings.redis_url is not None:
+                    _prepare_redis()  # the same reason
                 self._loop = EngineLoop(WorkerPool())
                 self._wake_event = asyncio.Event()
                 self._thread = thread
@@ -512,10 +519,16 @@ class EngineCore(Intake):
         settings = self.settings
         windows = Windows(settings.group_wait, settings.group_interval, settings.repeat_interval)
         try:
-            store = SqliteStore(spool, windows, clock=self._clock)
+            store: IncidentStore = SqliteStore(spool, windows, clock=self._clock)
+            book: SilenceBook = SqliteSilences(spool, clock=self._clock)
         except (OSError, sqlite3.Error) as exc:
             warn(f"smtp-alerts: the shared store is not usable ({exc}); sending per process")
             return
+        if settings.redis_url is not None:
+            try:
+                store, book = _through_redis(settings, spool, store, windows, self._clock)
+            except (ImportError, RuntimeError) as exc:  # RuntimeError: loading at shutdown
+                warn(f"smtp-alerts: Redis cannot be used ({exc}); this host sends on its own")
         context = self._render_context
         self._link = StoreLink(
             store,
@@ -523,6 +536,7 @@ class EngineCore(Intake):
             lambda digest: render(digest, context),
             self._quota,
             self._clock,
+            silencer=Silencer(book),
         )
         self._wake()  # what was drained before the store opened goes to it now
 
@@ -850,6 +864,35 @@ class EngineCore(Intake):
             )
         if lines:
             warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
+
+
+def _prepare_redis() -> None:
+    """Make redis-py loadable during interpreter shutdown; call before it can begin.
+
+    redis-py imports ``concurrent.futures.thread``, which registers a shutdown
+    hook as it loads and raises once shutdown has begun: a short script may log
+    one error and exit while the store is still being opened.
+    """
+    import concurrent.futures.thread  # noqa: F401, PLC0415 - imported for its side effect only
+
+
+def _through_redis(
+    settings: Settings, spool: Spool, local: IncidentStore, windows: Windows, clock: Clock
+) -> tuple[IncidentStore, SilenceBook]:
+    """The fleet's store in Redis, with this host's store behind it for outages; its silences."""
+    # Imported here: redis-py is loaded only when REDIS_URL is set.
+    from .._store.redis import RedisStore, namespace_for  # noqa: PLC0415
+
+    assert settings.redis_url is not None  # noqa: S101 - the caller checked
+    remote = RedisStore(
+        settings.redis_url.get_secret_value(),
+        spool,
+        windows,
+        clock=clock,
+        namespace=namespace_for(settings.to),
+        ca_file=str(settings.ca_file) if settings.ca_file else None,
+    )
+    return FailoverStore(remote, local), remote.silences()
 
 
 def _finish(loop: EngineLoop) -> None:

@@ -17,12 +17,14 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 
-from .._store import IncidentStore, Quota
+from .._store import Claimed, IncidentStore, Quota
 from .._util.clock import Clock
 from ..models import Digest, OutgoingMessage
 from .aggregator import Aggregator
 from .limits import EmailQuota, Grant, quota_notice
+from .silencing import Silencer
 
 __all__ = ["StoreLink", "StoreUnavailableError"]
 
@@ -45,6 +47,7 @@ class StoreLink:
         quota: the engine's quota object: its caps and notice texts (the counting
             itself is the store's, shared by every engine on it).
         clock: the store's clock (the engine's, for the SQLite store).
+        silencer: the store's silences, applied to what is pushed.
     """
 
     def __init__(
@@ -54,8 +57,11 @@ class StoreLink:
         render: Callable[[Digest], OutgoingMessage],
         quota: EmailQuota,
         clock: Clock,
+        *,
+        silencer: Silencer | None = None,
     ) -> None:
         self.store = store
+        self._silencer = silencer
         self._clock = clock
         self._aggregator = aggregator
         self._render = render
@@ -80,12 +86,36 @@ class StoreLink:
             if not deltas:
                 return
             try:
-                await asyncio.get_running_loop().run_in_executor(None, self.store.push, deltas)
+                await asyncio.get_running_loop().run_in_executor(None, self._push_now, deltas)
             except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
                 for delta in deltas:
                     aggregator.restore(delta)
                 log.debug("pushing to the store failed", exc_info=True)
                 raise StoreUnavailableError(str(exc)) from exc
+
+    def _push_now(self, deltas: list[Digest]) -> None:
+        """Push, silenced problems taken out (their counts go to their silences)."""
+        if self._silencer is not None:
+            deltas = self._silencer.split(deltas)
+        self.store.push(deltas)
+
+    def _claim_now(self, *, force: bool) -> tuple[list[Claimed], float | None]:
+        """Claim; the first digest says what silences that ended held."""
+        silencer = self._silencer
+        lines, ended = silencer.ended() if silencer is not None else ((), [])
+        said: list[bool] = []
+
+        def render(digest: Digest) -> OutgoingMessage:
+            if lines and not said:
+                digest = replace(digest, notices=(*digest.notices, *lines))
+            message = self._render(digest)
+            said.append(True)
+            return message
+
+        result = self.store.claim_due(render, self._quota, force=force)
+        if silencer is not None and ended and (said or not lines):
+            silencer.forget(ended)
+        return result
 
     async def claim(self, *, force: bool) -> tuple[list[tuple[int, OutgoingMessage]], bool]:
         """Push, then claim the due windows (every pending one with ``force``).
@@ -98,14 +128,14 @@ class StoreLink:
             StoreUnavailableError: the store refused.
         """
         await self.push()
-        if not force:
+        if not force and not self.store.polls_remotely:
             # A read first: an idle engine polling must not take the write lock.
             due = self.next_due()
             if due is None or due > self._clock():
                 return [], self.held_back
         try:
             claimed, self._held_until = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: self.store.claim_due(self._render, self._quota, force=force)
+                None, lambda: self._claim_now(force=force)
             )
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailableError(str(exc)) from exc

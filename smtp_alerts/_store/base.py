@@ -4,7 +4,7 @@ An engine aggregates locally and pushes its deltas (:meth:`IncidentStore.push`);
 whichever engine finds a window due claims it (:meth:`IncidentStore.claim_due`),
 and the store forms the digest from its own counts, has the engine render it,
 and puts it in the outbox, all at once. The SQLite implementation does it in one
-transaction; a Redis one (a later issue) can follow the same contract with
+transaction; the Redis one (:mod:`.redis`) follows the same contract with
 conditional updates: each claim is fenced by the incident's sequence (a claim
 whose sequence moved on meanwhile changes nothing), and due times are decided by
 the store's own clock, never the caller's.
@@ -58,6 +58,14 @@ class Claimed:
 
 class IncidentStore(Protocol):
     """Incidents per group, their problems, windows, quotas, thread roots and the outbox."""
+
+    @property
+    def polls_remotely(self) -> bool:
+        """Whether others change its due times unseen (Redis): then every poll claims.
+
+        A local store's :meth:`next_due` is a cheap read that sees every
+        engine's pushes, so an idle engine reads before it takes a write lock.
+        """
 
     def push(self, deltas: Sequence[Digest]) -> None:
         """Add a process's counts since its last push, one delta per group, atomically.

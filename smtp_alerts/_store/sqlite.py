@@ -38,7 +38,7 @@ from .base import Claimed, Quota, Renderer
 from .others import NEVER_FOLDED, OTHER_TAG, PROBLEMS_PER_INCIDENT, is_other, other_row
 from .windows import REASON_FLUSH, Windows, reason, severity_order
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "row_key", "sample_alert", "sample_json"]
 
 log = logging.getLogger("smtp_alerts.store")
 
@@ -89,7 +89,7 @@ _ADD_COUNTS_AND_SAMPLE = (
 )
 
 
-def _key(alert: Alert) -> str:
+def row_key(alert: Alert) -> str:
     """The fingerprint as a row key: JSON (tuples as arrays), cheap for every push."""
     try:
         return json.dumps(alert.fingerprint)
@@ -97,12 +97,12 @@ def _key(alert: Alert) -> str:
         return repr(alert.fingerprint)
 
 
-def _sample(alert: Alert) -> str:
+def sample_json(alert: Alert) -> str:
     """The sample as JSON, in the spool's lossless format (new rows only)."""
     return json.dumps(alert_to_dict(alert))
 
 
-def _alert(sample: str) -> Alert:
+def sample_alert(sample: str) -> Alert:
     data = json.loads(sample)
     if "problems" in data:  # written by 0.x releases: a digest of one problem
         return digest_from_dict(data).problems[0].alert
@@ -117,6 +117,9 @@ class SqliteStore:
         windows: the window durations of this engine's settings.
         clock: the store's clock: it alone decides which windows are due.
     """
+
+    polls_remotely = False
+    """Due times change only through this file: an idle engine may read before it claims."""
 
     def __init__(self, spool: Spool, windows: Windows, *, clock: Clock) -> None:
         self._spool = spool
@@ -189,11 +192,11 @@ class SqliteStore:
             The number of problems it added one by one (0 or 1).
         """
         alert = problem.alert
-        fp = _key(alert)
+        fp = row_key(alert)
         other = is_other(alert.fingerprint)
         counts = (problem.count, problem.count, problem.first_seen, problem.last_seen)
         if other and not fold:  # the latest word on how many problems it holds wins
-            updated = conn.execute(_ADD_COUNTS_AND_SAMPLE, (*counts, _sample(alert), group, fp))
+            updated = conn.execute(_ADD_COUNTS_AND_SAMPLE, (*counts, sample_json(alert), group, fp))
         else:
             updated = conn.execute(_ADD_COUNTS, (*counts, group, fp))
         added = 0
@@ -203,7 +206,7 @@ class SqliteStore:
                 return self._add(conn, group, folded, full=True, fold=True)
             conn.execute(
                 "INSERT INTO store_problems VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                (group, fp, _sample(alert), *counts),
+                (group, fp, sample_json(alert), *counts),
             )
             added = 0 if other else 1
         if alert.level >= logging.CRITICAL or alert.source == "crash":
@@ -346,7 +349,10 @@ class SqliteStore:
             (group,),
         ).fetchall()
         problems = sorted(
-            (Problem(_alert(s), n, t, f, la, is_new=shown == 0) for s, n, t, f, la, shown in rows),
+            (
+                Problem(sample_alert(s), n, t, f, la, is_new=shown == 0)
+                for s, n, t, f, la, shown in rows
+            ),
             key=severity_order,
         )
         sequence += 1

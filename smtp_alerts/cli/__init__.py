@@ -11,6 +11,7 @@ Subcommands:
 - ``smtp-alerts send-test``: one real message with the current settings.
 - ``smtp-alerts watch CHECKS.toml``: run the checks a TOML file describes.
 - ``smtp-alerts run [--name NAME] [--timeout T] -- CMD ...``: the cron wrapper.
+- ``smtp-alerts silence add | list | remove``: silences, shared through the store.
 
 Each subcommand's module is imported only when it runs.
 """
@@ -89,11 +90,18 @@ def _spool(args: argparse.Namespace) -> int:
     return run_spool_command(args)
 
 
+def _silence(args: argparse.Namespace) -> int:
+    from .silence import run_silence_command  # noqa: PLC0415
+
+    return run_silence_command(args)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _demo,
     "doctor": _doctor,
     "run": _run,
     "send-test": _send_test,
+    "silence": _silence,
     "spool": _spool,
     "watch": _watch,
 }
@@ -112,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     _send_test_arguments(commands)
     _watch_arguments(commands)
     _run_arguments(commands)
+    _silence_arguments(commands)
     return parser
 
 
@@ -215,3 +224,27 @@ def _run_arguments(commands: _Commands) -> None:
     run.add_argument("--name", help="the job's name in the alert (default: the command)")
     run.add_argument("--timeout", help="kill the command after this long (e.g. 90s, 30m)")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+
+
+def _silence_arguments(commands: _Commands) -> None:
+    """``silence add [--logger P] [--match T] [--check N] --for D [--comment C]``, list, remove."""
+    silence = commands.add_parser(
+        "silence",
+        help="stop emailing some problems for a while (counted, and said when it ends)",
+        description="Silences live in the store (SPOOL_DIR, or Redis with REDIS_URL), so they "
+        "hold for every process of the host or of the fleet. A silenced problem is counted, "
+        "not emailed; the first digest after the silence ends says how many occurrences it "
+        "held. A meta-alert about a broken login is never silenced.",
+    )
+    actions = silence.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="add a silence; prints its id")
+    add.add_argument("--logger", metavar="PREFIX", help="a logger name prefix (app.db)")
+    add.add_argument("--match", metavar="TEXT", help="a text the message contains")
+    add.add_argument("--check", metavar="NAME", help="a check's name")
+    add.add_argument(
+        "--for", dest="duration", required=True, metavar="DURATION", help="30m, 2h, 1d..."
+    )
+    add.add_argument("--comment", help="why, for the people who list silences")
+    actions.add_parser("list", help="the silences, with what each held so far")
+    remove = actions.add_parser("remove", help="end a silence now")
+    remove.add_argument("id", help="the id that add printed")

@@ -11,15 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from smtp_alerts.testing import Faults, GmailServer
-from tests.helpers import next_start, run_code, server_env, wait_for
+from tests.helpers import next_start, run_code, server_env, start_script, wait_for
 
 KEPT_LINE = "kept in memory until the disk has room"
 
@@ -113,14 +111,7 @@ wait("full")
 
 
 def run_child(env: dict[str, str], ctl: Path, *steps: str) -> subprocess.Popen[str]:
-    env = {**env, "CTL": str(ctl)}
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", textwrap.dedent(CHILD), *steps],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_script(CHILD, {**env, "CTL": str(ctl)}, *steps)
 
 
 def bodies(server: GmailServer) -> dict[str, str]:

@@ -112,10 +112,11 @@ class TestImport:
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == ""
 
-    def test_handler_does_not_import_apprise(self) -> None:
-        """Building a handler and logging an error without fallback URLs never imports apprise."""
+    @pytest.mark.parametrize("module", ["apprise", "redis"])
+    def test_handler_does_not_import_apprise_or_redis(self, module: str) -> None:
+        """Without fallback URLs and REDIS_URL, a handler and an error import neither."""
         result = run_script(
-            """
+            f"""
             import logging, sys, smtp_alerts
             handler = smtp_alerts.AlertHandler(to=["a@example.com"], from_="b@example.com",
                                                host="127.0.0.1", port=9, timeout="1s",
@@ -123,7 +124,7 @@ class TestImport:
             logging.getLogger().addHandler(handler)
             logging.error("x")
             handler.flush(timeout=2)
-            print("apprise" in sys.modules)
+            print({module!r} in sys.modules)
             """,
             dict(os.environ),
         )
