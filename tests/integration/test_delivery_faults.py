@@ -173,7 +173,7 @@ class TestAppriseFallback:
             assert engine.flush(timeout=20)
             (request,) = hook.requests
             assert request.json is not None
-            assert "1 problem, 3 events" in request.json["title"]
+            assert "(3 events)" in request.json["title"]
             assert "payment failed for order 0" in request.json["message"]
             assert server.messages == []
             history = engine._delivery.spool.history() if engine._delivery else []  # type: ignore[attr-defined]

@@ -43,4 +43,4 @@ class TestCaptureAlerts:
         with capture_alerts(subject_prefix="[test]") as captured:
             logging.getLogger("tests.capture").error("disk full on %s", "/var")
         (message,) = captured.messages
-        assert str(message.email["Subject"]).startswith("[test] 1 problem, 1 event")
+        assert str(message.email["Subject"]).startswith("[test] ERROR: ")

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,6 +48,9 @@ is used and the envelope alone carries the recipients (Gmail accepts at most
 
 SUBJECT_MAX_CHARS = 150
 """Longest subject, ``Re:`` included; longer ones end with an ellipsis."""
+
+HEADLINE_MAX_CHARS = 90
+"""Longest headline title in a subject, so the counts after it stay in view."""
 
 MAX_REFERENCES = 20
 """Most Message-IDs in ``References``: the incident's first one plus the latest ones
@@ -87,7 +91,11 @@ def make_headers(digest: Digest, context: RenderContext) -> Headers:
     sequence = max(1, digest.sequence)
     message_id = _message_id(token, sequence, domain)
     summary = _summary_line(digest, context)
-    if digest.thread_subject:
+    if digest.thread_subject and not _news(digest):
+        # Nothing new: the follow-up joins the incident's thread (Gmail threads
+        # equal subjects). A new problem gets a subject of its own that names
+        # it, so a CRITICAL is never hidden behind an earlier subject; the
+        # References header still threads it in clients that read headers.
         title = _thread_title(digest.thread_subject)
         subject = ellipsize(f"Re: {title}", SUBJECT_MAX_CHARS)
     else:
@@ -157,14 +165,21 @@ def _prefix(context: RenderContext) -> str:
     return one_line(context.subject_prefix, SUBJECT_MAX_CHARS // 3)
 
 
-def _headline(problems: Sequence[Problem]) -> Problem:
-    """The problem a subject names: the most severe, then the most frequent.
+def _news(digest: Digest) -> bool:
+    """Whether a new problem (WARNING or worse: not a recovery notice) is in the digest."""
+    return any(p.is_new and p.alert.level >= logging.WARNING for p in digest.problems)
 
-    A problem kept one by one before any other-problems row; ``max`` keeps
-    the first of equals, and the digest lists the newest first.
+
+def _headline(problems: Sequence[Problem]) -> Problem:
+    """The problem a subject names: the most severe new one, then the most frequent.
+
+    Only when none is new, the most severe of all. A problem kept one by one
+    before any other-problems row; ``max`` keeps the first of equals, and the
+    digest lists the newest first.
     """
+    new = [problem for problem in problems if problem.is_new] or list(problems)
     return max(
-        problems,
+        new,
         key=lambda problem: (
             problem.alert.source != OTHER_SOURCE,
             problem.alert.level,
@@ -174,12 +189,18 @@ def _headline(problems: Sequence[Problem]) -> Problem:
 
 
 def _summary_line(digest: Digest, context: RenderContext) -> str:
-    """``[web-1] 3 problems, 2,051 events: KeyError in shop.api``, one safe line."""
-    if digest.problems:
-        title = one_line(_headline(digest.problems).alert.title, SUBJECT_MAX_CHARS)
-        what = f"{plural(len(digest.problems), 'problem')}, {plural(digest.events, 'event')}"
-        if title:
-            what += f": {title}"
+    """``[web-1] ERROR: KeyError in shop.api (3 problems, 2,051 events)``, one safe line.
+
+    The level and the title first, as a phone's notification cuts the end.
+    """
+    problems = digest.problems
+    if problems:
+        headline = _headline(problems).alert
+        title = ellipsize(one_line(headline.title, SUBJECT_MAX_CHARS), HEADLINE_MAX_CHARS)
+        level = one_line(headline.level_name, 20)
+        events = plural(digest.events, "event")
+        counts = events if len(problems) == 1 else f"{plural(len(problems), 'problem')}, {events}"
+        what = f"{level}: {title} ({counts})" if title else f"{level} ({counts})"
     elif digest.notices:
         what = one_line(digest.notices[0], SUBJECT_MAX_CHARS)
     elif digest.dropped:

@@ -151,7 +151,7 @@ def test_fastapi_under_uvicorn_one_email_one_problem_per_bug(
     (received,) = gmail_server.messages
     assert event_counts(gmail_server) == [15]
     subject = str(received.message["Subject"])
-    assert "3 problems, 15 events: KeyError in GET /orders/{order_id}" in subject
+    assert "ERROR: KeyError in GET /orders/{order_id} (3 problems, 15 events)" in subject
     part = received.message.get_body(preferencelist=("plain",))
     assert part is not None
     text = part.get_content()

@@ -241,14 +241,14 @@ class TestSubject:
             make_problem(3, message="retrying", count=1),
         )
         out = render(digest, CONTEXT)
-        expected = "[web-1] 3 problems, 2,051 events: KeyError in shop.api"
+        expected = "[web-1] ERROR: KeyError in shop.api (3 problems, 2,051 events)"
         assert parse(out)["Subject"] == expected
         assert out.title == expected
 
     def test_singular_forms(self) -> None:
-        """One problem with one event reads "1 problem, 1 event"."""
+        """One problem with one event reads "(1 event)": the level and title say the rest."""
         out = render(make_digest(make_problem(message="db down")), CONTEXT)
-        assert parse(out)["Subject"] == "[web-1] 1 problem, 1 event: db down"
+        assert parse(out)["Subject"] == "[web-1] ERROR: db down (1 event)"
 
     def test_headline_is_most_severe_then_most_frequent(self) -> None:
         """A rare CRITICAL beats a frequent ERROR; among equals the most frequent wins."""
@@ -257,7 +257,8 @@ class TestSubject:
             make_problem(2, message="rare critical", level=logging.CRITICAL),
             make_problem(3, message="busier critical", level=logging.CRITICAL, count=3),
         )
-        assert parse(render(digest, CONTEXT))["Subject"].endswith(": busier critical")
+        subject = parse(render(digest, CONTEXT))["Subject"]
+        assert subject == "[web-1] CRITICAL: busier critical (3 problems, 1,004 events)"
 
     def test_custom_and_empty_prefix(self) -> None:
         """A configured prefix replaces [hostname]; an empty one removes it."""
@@ -271,15 +272,15 @@ class TestSubject:
             sender="a@example.com", recipients=("b@example.com",), hostname="h", subject_prefix=""
         )
         digest = make_digest(make_problem(message="x"))
-        assert parse(render(digest, custom))["Subject"] == "[p] 1 problem, 1 event: x"
-        assert parse(render(digest, bare))["Subject"] == "1 problem, 1 event: x"
+        assert parse(render(digest, custom))["Subject"] == "[p] ERROR: x (1 event)"
+        assert parse(render(digest, bare))["Subject"] == "ERROR: x (1 event)"
 
     def test_long_subject_is_truncated_with_ellipsis(self) -> None:
-        """A long headline is cut so the subject stays within 150 characters."""
+        """A long headline is cut, the counts after it stay in view, within 150 characters."""
         out = render(make_digest(make_problem(message="word " * 200)), CONTEXT)
         subject = parse(out)["Subject"]
         assert len(subject) <= 150
-        assert subject.endswith("\u2026")
+        assert subject.endswith("word\u2026 (1 event)")
 
     def test_digest_without_problems_uses_its_notice(self) -> None:
         """A digest carrying only a notice names the notice in the subject."""
@@ -312,26 +313,54 @@ class TestThreading:
     def test_follow_up_subject_is_re_thread_subject(self) -> None:
         """A follow-up's subject is "Re: " and the first subject, which Gmail needs to thread."""
         digest = make_digest(
-            make_problem(1, count=7), sequence=2, thread_subject="[web-1] 1 problem, 3 events: x"
+            make_problem(1, count=7, is_new=False),
+            sequence=2,
+            thread_subject="[web-1] ERROR: x (3 events)",
         )
         out = render(digest, CONTEXT)
-        assert parse(out)["Subject"] == "Re: [web-1] 1 problem, 3 events: x"
-        assert out.title == "[web-1] 1 problem, 3 events: x"
+        assert parse(out)["Subject"] == "Re: [web-1] ERROR: x (3 events)"
+        assert out.title == "[web-1] ERROR: x (3 events)"
+
+    def test_something_new_gets_a_subject_that_names_it(self) -> None:
+        """A CRITICAL that joined an incident is never hidden behind its first subject."""
+        digest = make_digest(
+            make_problem(1, message="payment gateway timed out", count=2000, is_new=False),
+            make_problem(2, message="database primary is down", level=logging.CRITICAL),
+            make_problem(3, message="backup failed", level=logging.ERROR),
+            sequence=2,
+            thread_subject="[web-1] ERROR: payment gateway timed out (2,000 events)",
+        )
+        msg = parse(render(digest, CONTEXT))
+        assert (
+            msg["Subject"]
+            == "[web-1] CRITICAL: database primary is down (3 problems, 2,002 events)"
+        )
+        assert msg["In-Reply-To"] == "<3f2a9c.1@example.com>"  # still threaded by headers
+
+    def test_a_new_problem_is_named_before_a_busier_old_one(self) -> None:
+        digest = make_digest(
+            make_problem(1, message="old and noisy", count=500, is_new=False),
+            make_problem(2, message="new and quiet"),
+            sequence=3,
+            thread_subject="s",
+        )
+        assert parse(render(digest, CONTEXT))["Subject"].startswith("[web-1] ERROR: new and quiet")
 
     def test_follow_up_puts_current_summary_at_top_of_body(self) -> None:
         """The current summary line, no longer in the subject, opens both parts."""
         digest = make_digest(
-            make_problem(1, message="boom", count=7), sequence=2, thread_subject="s"
+            make_problem(1, message="boom", count=7, is_new=False), sequence=2, thread_subject="s"
         )
         out = render(digest, CONTEXT)
-        summary = "[web-1] 1 problem, 7 events: boom"
+        summary = "[web-1] ERROR: boom (7 events)"
         assert text_of(out).startswith(summary + "\n")
         assert re.search(r"<h1[^>]*>" + re.escape(summary) + "</h1>", html_of(out))
         assert out.summary.startswith(summary)
 
     def test_re_is_not_doubled(self) -> None:
         """A thread subject that already starts with Re: gets no second one."""
-        out = render(make_digest(sequence=2, thread_subject="RE: re: old"), CONTEXT)
+        digest = make_digest(make_problem(is_new=False), sequence=2, thread_subject="RE: re: old")
+        out = render(digest, CONTEXT)
         assert parse(out)["Subject"] == "Re: old"
 
 
@@ -389,12 +418,12 @@ class TestHeaderInjection:
     def test_bidi_overrides_are_removed_from_subject(self) -> None:
         """Right-to-left overrides, used to disguise text, do not reach the subject."""
         out = render(make_digest(make_problem(message="invoice\u202egpj.exe")), CONTEXT)
-        assert parse(out)["Subject"] == "[web-1] 1 problem, 1 event: invoice gpj.exe"
+        assert parse(out)["Subject"] == "[web-1] ERROR: invoice gpj.exe (1 event)"
 
     def test_subject_keeps_the_text_on_one_line(self) -> None:
         """The injected text stays visible in the subject, with spaces for the line breaks."""
         out = render(make_digest(make_problem(exc_type="Err\r\nBcc: x@y.z")), CONTEXT)
-        assert parse(out)["Subject"] == "[web-1] 1 problem, 1 event: Err Bcc: x@y.z in shop.api"
+        assert parse(out)["Subject"] == "[web-1] ERROR: Err Bcc: x@y.z in shop.api (1 event)"
 
 
 class TestBodyText:
@@ -638,7 +667,7 @@ class TestUnicode:
         message = "\u00dcn\u00efc\u00f6d\u00e9 \U0001f4a5"
         out = render(make_digest(make_problem(message=message, logger="caf\u00e9")), CONTEXT)
         msg = parse(out)
-        assert msg["Subject"] == f"[web-1] 1 problem, 1 event: {message}"
+        assert msg["Subject"] == f"[web-1] ERROR: {message} (1 event)"
         assert f"| {message}" in body(msg, "plain")
         assert message in body(msg, "html")
         assert "caf\u00e9" in body(msg, "html")
@@ -658,7 +687,7 @@ class TestShortSummary:
         digest = make_digest(*(make_problem(n, message=f"problem {n}") for n in range(25)))
         out = render(digest, CONTEXT)
         lines = out.summary.split("\n")
-        assert lines[0] == "[web-1] 25 problems, 25 events: problem 0"
+        assert lines[0] == "[web-1] ERROR: problem 0 (25 problems, 25 events)"
         assert len([line for line in lines if line.startswith("- ERROR")]) == 10
         assert lines[-1] == "- and 15 more problems, 15 events"
         assert len(out.summary) <= 1_000
