@@ -25,12 +25,17 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_GROUP_INTERVAL",
+    "DEFAULT_GROUP_WAIT",
+    "DEFAULT_MAX_PER_DAY",
+    "DEFAULT_MAX_PER_HOUR",
     "DEFAULT_QUEUE_SIZE",
+    "DEFAULT_REPEAT_INTERVAL",
     "ENV_PREFIX",
     "FIELDS",
     "QuickSettings",
@@ -49,7 +54,14 @@ __all__ = [
 
 ENV_PREFIX = "SMTP_ALERTS_"
 
+# Defaults the model and the quick check share (the engine starts with them
+# before the model is built).
 DEFAULT_QUEUE_SIZE = 50_000
+DEFAULT_GROUP_WAIT = 10.0
+DEFAULT_GROUP_INTERVAL = 300.0
+DEFAULT_REPEAT_INTERVAL = 14400.0
+DEFAULT_MAX_PER_HOUR = 20
+DEFAULT_MAX_PER_DAY = 100
 
 #: The fields of :class:`~smtp_alerts.Settings`, in its order; each is read
 #: from ``SMTP_ALERTS_<NAME>`` (``SMTP_ALERTS_FROM`` for ``from_``).
@@ -251,17 +263,37 @@ def default_spool_path() -> Path:
 
 @dataclass(frozen=True)
 class QuickSettings:
-    """What an engine needs before its thread runs, from an environment :func:`quick_check` passed.
+    """What an engine needs until its settings model is built: its intake and its store.
+
+    From an environment :func:`quick_check` passed, or from the model itself
+    (:meth:`smtp_alerts.Settings.quick`). With these the engine's thread puts
+    what it was given in the store before it loads pydantic and the channels.
 
     Attributes:
+        sender: ``FROM``, else ``USERNAME``.
+        to: ``TO``.
+        subject_prefix: ``SUBJECT_PREFIX``.
         queue_size: ``QUEUE_SIZE``.
         spool_dir: ``SPOOL_DIR``, or None for the default.
         fallback: whether ``FALLBACK_URLS`` names any URL.
+        group_wait: ``GROUP_WAIT`` in seconds.
+        group_interval: ``GROUP_INTERVAL`` in seconds.
+        repeat_interval: ``REPEAT_INTERVAL`` in seconds.
+        max_per_hour: ``MAX_PER_HOUR``.
+        max_per_day: ``MAX_PER_DAY``.
     """
 
-    queue_size: int
-    spool_dir: Path | None
-    fallback: bool
+    sender: str
+    to: tuple[str, ...]
+    subject_prefix: str | None = None
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    spool_dir: Path | None = None
+    fallback: bool = False
+    group_wait: float = DEFAULT_GROUP_WAIT
+    group_interval: float = DEFAULT_GROUP_INTERVAL
+    repeat_interval: float = DEFAULT_REPEAT_INTERVAL
+    max_per_hour: int = DEFAULT_MAX_PER_HOUR
+    max_per_day: int = DEFAULT_MAX_PER_DAY
 
     @property
     def spool_path(self) -> Path:
@@ -410,14 +442,26 @@ def quick_check(values: Mapping[str, str]) -> QuickSettings | None:
     )
     if problem is not None:
         return None
-    queue_size = checked.get("queue_size", DEFAULT_QUEUE_SIZE)
-    spool_dir = values.get("spool_dir")
-    assert isinstance(queue_size, int)  # by _plain_int  # noqa: S101
+    picked: dict[str, Any] = {name: checked[name] for name in _CARRIED if name in checked}
     return QuickSettings(
-        queue_size=queue_size,
-        spool_dir=Path(spool_dir) if spool_dir is not None else None,
+        sender=cast("str", checked.get("from_", checked.get("username"))),
+        to=tuple(dict.fromkeys(cast("list[str]", checked["to"]))),  # as the model: once each
+        spool_dir=Path(values["spool_dir"]) if "spool_dir" in values else None,
         fallback=bool(checked.get("fallback_urls")),
+        **picked,
     )
+
+
+#: The checked values QuickSettings carries as they are.
+_CARRIED = (
+    "subject_prefix",
+    "queue_size",
+    "group_wait",
+    "group_interval",
+    "repeat_interval",
+    "max_per_hour",
+    "max_per_day",
+)
 
 
 def read_environment() -> tuple[dict[str, str], QuickSettings | None]:

@@ -32,8 +32,14 @@ from pydantic_settings import (
 
 # Re-exported: smtp_alerts.settings.Security and its helpers stay where users found them.
 from ._environment import (
+    DEFAULT_GROUP_INTERVAL,
+    DEFAULT_GROUP_WAIT,
+    DEFAULT_MAX_PER_DAY,
+    DEFAULT_MAX_PER_HOUR,
     DEFAULT_QUEUE_SIZE,
+    DEFAULT_REPEAT_INTERVAL,
     ENV_PREFIX,
+    QuickSettings,
     check_address,
     consistency_problem,
     default_spool_path,
@@ -95,15 +101,15 @@ class Settings(BaseSettings):
     to: AddressList = Field(default_factory=list)
     ca_file: Path | None = None
     timeout: Duration = Field(default=30.0, gt=0)
-    group_wait: Duration = 10.0
-    group_interval: Duration = 300.0
-    repeat_interval: Duration = 14400.0
+    group_wait: Duration = DEFAULT_GROUP_WAIT
+    group_interval: Duration = DEFAULT_GROUP_INTERVAL
+    repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
     fallback_urls: UrlList = Field(default_factory=list)
     spool_dir: Path | None = None
     auth_failure_threshold: int = Field(default=3, ge=1)
     auth_failure_window: Duration = Field(default=600.0, gt=0)
-    max_per_hour: int = Field(default=20, ge=1)
-    max_per_day: int = Field(default=100, ge=1)
+    max_per_hour: int = Field(default=DEFAULT_MAX_PER_HOUR, ge=1)
+    max_per_day: int = Field(default=DEFAULT_MAX_PER_DAY, ge=1)
     shutdown_timeout: Duration = 10.0
     subject_prefix: str | None = None
     queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, ge=10)
@@ -147,12 +153,16 @@ class Settings(BaseSettings):
         cls,
         settings_cls: type[BaseSettings],  # noqa: ARG003 - pydantic-settings' hook signature
         init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003
-        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
-        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - read by __init__ instead
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only the keyword arguments: :meth:`__init__` passes the environment's values as such."""
-        return (init_settings,)
+        """pydantic-settings' sources, but the environment's values come in as keyword arguments.
+
+        :meth:`__init__` merges them under the keywords (keywords win, as
+        before); a ``_env_file`` or ``_secrets_dir`` given still counts after both.
+        """
+        return (init_settings, dotenv_settings, file_secret_settings)
 
     @field_validator("host")
     @classmethod
@@ -253,6 +263,22 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}SECURITY=none would send {what} in clear text to "
                 f"{self.host}; use starttls (port 587) or tls (port 465)"
             )
+
+    def quick(self) -> QuickSettings:
+        """What an engine needs until it has its settings, taken from these."""
+        return QuickSettings(
+            sender=self.sender,
+            to=tuple(self.to),
+            subject_prefix=self.subject_prefix,
+            queue_size=self.queue_size,
+            spool_dir=self.spool_dir,
+            fallback=bool(self.fallback_urls),
+            group_wait=self.group_wait,
+            group_interval=self.group_interval,
+            repeat_interval=self.repeat_interval,
+            max_per_hour=self.max_per_hour,
+            max_per_day=self.max_per_day,
+        )
 
     @property
     def effective_backup_security(self) -> Security:

@@ -27,13 +27,12 @@ object it holds, so a record costs no extra call or attribute hop.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
 from collections import deque
 from collections.abc import Hashable, Mapping
-from typing import SupportsInt, cast
+from typing import TYPE_CHECKING, SupportsInt, cast
 
 from .._util.clock import Clock
 from .._util.printable import printable, printable_repr
@@ -54,7 +53,11 @@ from .capture import (
     record_key,
     scrub_context,
 )
-from .loop import EngineLoop
+
+if TYPE_CHECKING:  # the loop is the engine thread's, loaded there (see core)
+    import asyncio
+
+    from .loop import EngineLoop
 
 __all__ = ["IGNORED_LOGGERS", "KNOWN_LIMIT", "Intake", "Repeat"]
 

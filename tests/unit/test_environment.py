@@ -114,9 +114,8 @@ def test_quick_check_accepts_only_what_the_model_accepts(
     if quick is None:
         return  # left to the model: nothing promised
     settings = Settings.from_environment(values)
-    assert quick.queue_size == settings.queue_size
+    assert quick == settings.quick()
     assert quick.spool_path == settings.spool_path
-    assert quick.fallback == bool(settings.fallback_urls)
 
 
 def test_quick_check_passes_the_usual_environment(tmp_path: Path) -> None:
