@@ -2,40 +2,65 @@
 
 Measures:
 
-1. per-call cost (median, p99) of ``logger.error("x %s", i)`` and of
+1. the headline: block time including the drain (N calls / N, the clock
+   stopped only once the handler's background thread has taken everything,
+   so its share of the GIL is in the figure) of a flood of 1,000,000
+   identical errors and of 100,000 exceptions, each handler in fresh
+   processes beside NullHandler (``benchmarks/_workloads.py``): QueueHandler
+   with a QueueListener, AlertHandler, and when installed (the ``bench``
+   extra) loguru with ``enqueue=True`` and sentry-sdk's logging integration
+   sending to a dummy endpoint on 127.0.0.1; also RSS growth, emails sent,
+   occurrences counted and dropped;
+2. per-call cost (median, p99) of ``logger.error("x %s", i)`` and of
    ``logger.exception(...)`` repeated from one place, with NullHandler,
    QueueHandler (drained by a QueueListener), AlertHandler, and the stdlib
    SMTPHandler against the local Gmail-like server (plain, and STARTTLS + AUTH);
-2. a flood of 1,000,000 identical errors, each handler in a fresh process:
-   wall time, peak RSS growth, emails sent;
+   this leaves out the background thread's share, hence (1) is the headline;
 3. latency from the first alert to its acceptance by the local server;
 4. the import cost, and that apprise is not imported;
 5. with the SMTP server blackholed: the caller's cost of ``logger.error``
    while a send hangs, and the exit time of a script (bounded by
-   ``SHUTDOWN_TIMEOUT``).
+   ``SHUTDOWN_TIMEOUT``);
+6. with ``--callgrind`` (valgrind installed): instructions per call across
+   all threads of a short flood of repeats, drain included, AlertHandler over
+   NullHandler (about 40 s).
 
 Run: ``.venv/bin/python benchmarks/bench_handlers.py`` (``--quick`` for a
-smaller run). Each figure is printed with its ratio to NullHandler.
+smaller run, ``--callgrind`` to add 6). Each figure is printed with its ratio
+to NullHandler.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
+import importlib.util
 import logging
 import logging.handlers
 import os
 import queue
+import shutil
 import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from _harness import (
+    Measurement,
+    MeasurementError,
+    arguments,
+    dummy_endpoint,
+    endpoint_requests,
+    machine,
+    median_of,
+    run_child,
+    server_env,
+)
 
 from smtp_alerts import AlertHandler, Engine
 from smtp_alerts.testing import Faults, GmailServer
@@ -168,7 +193,7 @@ class _TrustingSMTPHandler(logging.handlers.SMTPHandler):
 
 
 def per_call(server: GmailServer, tls_server: GmailServer, n: int, n_smtp: int) -> None:
-    print(f"\n1. Per-call cost, ns (n={n:,}; SMTPHandler n={n_smtp})")
+    print(f"\n2. Per-call cost, ns (n={n:,}; SMTPHandler n={n_smtp})")
     print(
         f"{'handler':<30}{'error med':>11}{'p99':>12}{'ratio':>8}"
         f"{'exception med':>15}{'p99':>12}{'ratio':>8}"
@@ -194,71 +219,115 @@ def per_call(server: GmailServer, tls_server: GmailServer, n: int, n_smtp: int) 
             )
 
 
-FLOOD = """
-import logging, logging.handlers, os, queue, sys, time
-kind, n = sys.argv[1], int(sys.argv[2])
-def status_kib(field):
-    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child started by a
-    # large parent would report the parent's peak.
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(field)
-log = logging.getLogger("flood")
-log.propagate = False
-if kind == "AlertHandler":
-    import smtp_alerts
-    handler = smtp_alerts.AlertHandler()
-elif kind == "QueueHandler":
-    handler = logging.handlers.QueueHandler(queue.SimpleQueue())
-else:
-    handler = logging.NullHandler()
-log.addHandler(handler)
-log.error("warm-up %s", -1)  # the first capture and the engine's start are not the flood
-base = status_kib("VmRSS")
-start = time.perf_counter()
-for i in range(n):
-    log.error("x %s", i)
-wall = time.perf_counter() - start
-if kind == "AlertHandler":
-    handler.close()
-    stats = handler.engine.stats()
-    print(wall, status_kib("VmHWM") - base, stats.accepted, stats.dropped)
-else:
-    print(wall, status_kib("VmHWM") - base, 0, 0)
-"""
+# The handlers of the headline, with the share of N each runs: the slow
+# peers run fewer calls so the whole stays within minutes (ratios are per call).
+PEERS = (
+    ("QueueHandler + QueueListener", "queue", 1),
+    ("AlertHandler", "alert", 1),
+    ("loguru (enqueue=True)", "loguru", 10),
+    ("sentry-sdk logging integration", "sentry", 500),
+    ("sentry-sdk, no breadcrumbs", "sentry_lean", 500),
+)
+OPTIONAL = {"loguru": "loguru", "sentry": "sentry_sdk", "sentry_lean": "sentry_sdk"}
 
 
-def flood(server: GmailServer, n: int) -> None:
-    print(f"\n2. Flood of {n:,} identical errors (each handler in a fresh process)")
+def block_times(
+    server: GmailServer, dsn: str, workload: str, n: int, *, runs: int, sites: Path
+) -> None:
+    """One table of the headline: each handler's block time beside NullHandler's."""
     print(
-        f"{'handler':<16}{'wall s':>9}{'ratio':>8}{'peak RSS growth':>18}{'emails':>8}"
-        f"{'counted':>12}{'dropped':>9}"
+        f"{'handler':<32}{'N':>10}{'ratio':>10}{'caller':>10}{'background':>12}"
+        f"{'RSS loop/close MiB':>20}{'sent':>7}{'counted':>11}{'dropped':>9}"
     )
-    base_wall = 0.0
-    for kind in ("NullHandler", "QueueHandler", "AlertHandler"):
-        # A fresh spool each time: digests an earlier run left would be sent
-        # during the flood and counted here.
-        spool = tempfile.mkdtemp(prefix="bench-spool-")
-        env = _server_env(server, GROUP_WAIT="10s", GROUP_INTERVAL="5m", SPOOL_DIR=spool)
-        before = len(server.messages)
-        out = subprocess.run(  # noqa: S603 - our own interpreter
-            [sys.executable, "-c", textwrap.dedent(FLOOD), kind, str(n)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        wall, growth_kib, accepted, dropped = float(out[0]), int(out[1]), int(out[2]), int(out[3])
-        base_wall = base_wall or wall
-        emails = len(server.messages) - before if kind == "AlertHandler" else 0
-        counted = f"{accepted:,}" if kind == "AlertHandler" else "-"
-        print(
-            f"{kind:<16}{wall:>9.2f}{wall / base_wall:>7.2f}x{growth_kib / 1024:>14.1f} MiB"
-            f"{emails if kind == 'AlertHandler' else '-':>8}{counted:>12}"
-            f"{dropped if kind == 'AlertHandler' else '-':>9}"
+    print(f"{'':<32}{'':>10}{'x Null':>10}{'x Null':>10}{'ns/call':>12}")
+    for label, kind, share in PEERS:
+        module = OPTIONAL.get(kind)
+        if module and importlib.util.find_spec(module) is None:
+            print(f"{label:<32}   skipped: {module} is not installed (pip install -e '.[bench]')")
+            continue
+        count = max(1, n // share)
+        spec = {"workload": workload, "n": count, "kind": kind, "dsn": dsn}
+        requests = endpoint_requests()
+        try:
+            measured = [run_child(server, spec, sites_dir=sites) for _ in range(runs)]
+        except MeasurementError as exc:  # a failing peer must not cost the other rows
+            print(f"{label:<32}{count:>10,}   failed: {exc}")
+            continue
+        sent = (endpoint_requests() - requests) / runs if kind.startswith("sentry") else None
+        print(_block_row(label, count, measured, sent))
+
+
+def _block_row(label: str, n: int, runs: list[Measurement], sent: float | None) -> str:
+    def med(value: str) -> float:
+        return median_of(runs, value)
+
+    alert = label == "AlertHandler"
+    shown = f"{med('emails'):.0f}" if alert else "-" if sent is None else f"{sent:.0f}"
+    counted = f"{med('accepted'):,.0f}" if alert else "-"
+    dropped = f"{med('dropped'):,.0f}" if alert else "-"
+    stalled = "" if all(run.figures["drained"] for run in runs) else "  (drain stalled)"
+    return (
+        f"{label:<32}{n:>10,}{med('ratio'):>9.2f}x{med('loop_ratio'):>9.2f}x"
+        f"{med('background_cpu_ns') / n:>12,.0f}"
+        f"{med('rss_loop_kib') / 1024:>11.1f} /{med('rss_close_kib') / 1024:>7.1f}"
+        f"{shown:>7}{counted:>11}{dropped:>9}{stalled}"
+    )
+
+
+def headline(server: GmailServer, n: int, n_exceptions: int, runs: int) -> None:
+    """Block time including the drain, beside NullHandler: the figure that cannot flatter."""
+    print(
+        "\n1. Block time including the drain (the headline): N calls / N, the clock stopped only "
+        "once the handler's\n   background side has taken everything; each handler in fresh "
+        f"processes beside NullHandler in the same process; medians of {runs} runs.\n"
+        "   background: CPU of every thread but the caller's, per call. sent: emails (AlertHandler)"
+        " or requests the local\n   endpoint took (sentry-sdk). Peers run N / their share."
+    )
+    with dummy_endpoint() as dsn, tempfile.TemporaryDirectory() as sites:
+        for title, workload, count in (
+            (f"{n:,} identical errors (logger.error('payment %s failed', i))", "repeats", n),
+            (
+                f"{n_exceptions:,} exceptions from one place (logger.exception)",
+                "exceptions",
+                n_exceptions,
+            ),
+        ):
+            print(f"\n   {title}")
+            block_times(server, dsn, workload, count, runs=runs, sites=Path(sites))
+
+
+def callgrind(server: GmailServer, n: int) -> None:
+    """Instructions per call across all threads under callgrind, AlertHandler over NullHandler."""
+    print(f"\n6. Instructions per call under callgrind, all threads (a flood of {n:,} repeats)")
+    if shutil.which("valgrind") is None:
+        print("   skipped: valgrind is not installed")
+        return
+    with tempfile.TemporaryDirectory() as out:
+        command = (
+            "valgrind",
+            "--tool=callgrind",
+            "--dump-before=getppid",  # _workloads.callgrind_marker: one dump per phase
+            f"--callgrind-out-file={out}/cg.%p",
         )
+        spec = {"workload": "repeats", "n": n, "callgrind": True}
+        run_child(server, spec, sites_dir=Path(out), command=command)
+        dumps = sorted(Path(out).glob("cg.*.*"), key=lambda p: int(p.suffix[1:]))
+        counts = [_callgrind_total(dump) for dump in dumps]
+    if len(counts) < 4:
+        print(f"   callgrind wrote {len(counts)} dumps instead of 4: no figure")
+        return
+    null, alert = counts[1] / n, counts[3] / n
+    print(
+        f"   NullHandler {null:,.0f} Ir/call, AlertHandler {alert:,.0f} Ir/call "
+        f"(drain included) = {alert / null:.2f}x"
+    )
+
+
+def _callgrind_total(dump: Path) -> int:
+    for line in dump.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    return 0
 
 
 def latency(server: GmailServer, rounds: int) -> None:
@@ -311,7 +380,7 @@ def blackholed(n: int) -> None:
             f"(p99 {p99:,.0f}) = {median / base:.2f}x (target <= 1.25x); a send in flight: {stuck}"
         )
         spool = tempfile.mkdtemp(prefix="bench-spool-")  # keep the user's own spool clean
-        env = _server_env(silent, SHUTDOWN_TIMEOUT="2s", TIMEOUT="60s", SPOOL_DIR=spool)
+        env = server_env(silent, SHUTDOWN_TIMEOUT="2s", TIMEOUT="60s", SPOOL_DIR=spool)
         script = (
             "import logging, smtp_alerts; "
             "logging.getLogger().addHandler(smtp_alerts.AlertHandler()); "
@@ -329,11 +398,6 @@ def _wall(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, env=env, capture_output=True, check=True)  # noqa: S603 - ours
     return time.perf_counter() - start
-
-
-def _server_env(server: GmailServer, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
-    return {**env, **server.environ(**{"SHUTDOWN_TIMEOUT": "30s", **extra})}
 
 
 def import_cost() -> None:
@@ -355,25 +419,30 @@ def import_cost() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser = arguments(__doc__, quick="smaller counts", runs="runs per handler of the headline")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="add instruction counts per call (valgrind)"
+    )
+    parser.add_argument("--only-headline", action="store_true", help="run the headline only")
     args = parser.parse_args()
-    n, n_smtp, n_flood, rounds = (
-        (20_000, 30, 100_000, 3) if args.quick else (200_000, 200, 1_000_000, 5)
+    n, n_smtp, n_flood, n_exceptions, rounds = (
+        (20_000, 30, 100_000, 10_000, 3) if args.quick else (200_000, 200, 1_000_000, 100_000, 5)
     )
-    print(
-        f"Python {sys.version.split()[0]} on {os.cpu_count()} cores; "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
-    )
+    print(machine())
     with (
         GmailServer(mode="plain", auth_required=False) as plain_server,
         GmailServer() as tls_server,
     ):
+        headline(tls_server, n_flood, n_exceptions, args.runs)
+        if args.only_headline:
+            return
         per_call(plain_server, tls_server, n, n_smtp)
-        flood(tls_server, n_flood)
         latency(tls_server, rounds)
     import_cost()
     blackholed(n)
+    if args.callgrind:
+        with GmailServer() as server:
+            callgrind(server, 2_000 if args.quick else 20_000)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ __all__ = [
     "DIGEST_TEXT_MAX_CHARS",
     "FORMAT_VERSION",
     "MessageRow",
+    "alert_from_dict",
+    "alert_to_dict",
     "digest_from_dict",
     "digest_to_dict",
     "message_from_row",
@@ -162,6 +164,23 @@ def _alert_from_dict(data: Mapping[str, Any]) -> Alert:
         # Absent from rows written before contexts existed.
         context=tuple((str(key), str(value)) for key, value in data.get("context", ())),
     )
+
+
+def alert_to_dict(alert: Alert) -> dict[str, Any]:
+    """Convert one alert to JSON-able data (with the format version), losslessly."""
+    data = _alert_to_dict(alert)
+    data["v"] = FORMAT_VERSION
+    return data
+
+
+def alert_from_dict(data: Mapping[str, Any]) -> Alert:
+    """The alert that :func:`alert_to_dict` made.
+
+    Raises:
+        ValueError: the data is from a newer format, or not an alert.
+    """
+    _check_version(data, "alert")
+    return _alert_from_dict(data)
 
 
 def _problem_to_dict(problem: Problem, *, full_text: bool = True) -> dict[str, Any]:

@@ -18,8 +18,12 @@ Each group has at most one open *incident*. Its life, as in Alertmanager:
   the next occurrence opens a new incident (new id, ``group_wait`` again).
 
 Per problem the state is a handful of numbers, so a million identical errors
-are one row with a count of a million. Memory is bounded by ``max_samples``
-captured alerts (the heavy part: message, traceback); see :class:`Aggregator`.
+are one row with a count of a million. Memory is bounded whatever the number of
+distinct problems: an incident keeps at most ``problems_per_incident`` of them
+one by one (and the aggregator ``problems_in_all`` across its incidents); past
+that, a new problem's occurrences are counted in its logger's "other problems"
+row (see :mod:`smtp_alerts._store.others`). Captured alerts (the heavy part:
+message, traceback) are also bounded by ``max_samples``; see :class:`Aggregator`.
 The class is not thread-safe: one thread (the engine's) owns it. All time
 comes from the injected clock, or from the occurrences' own ``created`` times.
 """
@@ -27,11 +31,22 @@ comes from the injected clock, or from the occurrences' own ``created`` times.
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from smtp_alerts._store.others import (
+    NEVER_FOLDED,
+    PROBLEMS_IN_ALL,
+    PROBLEMS_PER_INCIDENT,
+    example_of,
+    is_other,
+    other_fingerprint,
+    other_row,
+    with_examples,
+)
 from smtp_alerts._store.windows import (
     REASON_CRITICAL,
     REASON_FLUSH,
@@ -65,8 +80,13 @@ __all__ = [
 DEFAULT_GROUP = "default"
 """The group that reports dropped records when no other group has anything pending."""
 
-DEFAULT_MAX_SAMPLES = 10_000
+DEFAULT_MAX_SAMPLES = PROBLEMS_IN_ALL
 """How many captured alerts (one per fingerprint) an aggregator keeps by default."""
+
+FOLDED_LIMIT = 30_000
+"""Folded fingerprints remembered, so their repeats count in their other-problems row
+(as many as the intake's table of known problems routes as repeats); one forgotten and
+seen again is counted as a distinct problem again."""
 
 _HeapItem = tuple[float, int, "Fingerprint"]
 
@@ -113,6 +133,16 @@ class _Entry:
     last_seen: float = 0.0
     shown_in: int = 0  # sequence of the digest that first showed it; 0 = never
     token: int = 0  # identifies its one valid eviction-heap item; 0 = none
+    others: _Others | None = None  # set on an other-problems row
+
+
+@dataclass(slots=True, eq=False)
+class _Others:
+    """What an other-problems row says besides its counts."""
+
+    examples: list[str]
+    cap: int  # the incident's cap, which the row's title names
+    distinct: int = 1
 
 
 @dataclass(slots=True, eq=False)
@@ -139,8 +169,11 @@ class _Incident:
 def _problem(entry: _Entry) -> Problem:
     # Only sampled entries become pending: count() refuses the others.
     assert entry.alert is not None  # noqa: S101 - an invariant, not input validation
+    alert = entry.alert
+    if entry.others is not None:
+        alert = with_examples(alert, entry.others.examples, entry.others.distinct, entry.others.cap)
     return Problem(
-        alert=entry.alert,
+        alert=alert,
         count=entry.pending,
         total=entry.total,
         first_seen=entry.first_seen,
@@ -167,9 +200,13 @@ class Aggregator:
             shown), so a re-captured occurrence continues the same row.
             Pending samples are never evicted: counts are never lost.
         new_incident_id: makes the id of a new incident.
+        problems_per_incident: problems an incident keeps one by one; the
+            occurrences of further ones are counted in their logger's
+            other-problems row (never those of a crash, check, job or meta-alert).
+        problems_in_all: the same bound across all open incidents.
 
     Raises:
-        ValueError: a negative duration or a ``max_samples`` below 1.
+        ValueError: a negative duration, or a ``max_samples`` or cap below 1.
     """
 
     __slots__ = (
@@ -177,15 +214,18 @@ class Aggregator:
         "_dropped",
         "_entries",
         "_evicted",
+        "_folded",
         "_group_interval",
         "_group_wait",
         "_idle",
+        "_in_all",
         "_incidents",
         "_max_samples",
         "_new_incident_id",
         "_next_token",
         "_occurrences",
         "_pending_occurrences",
+        "_per_incident",
         "_quiet",
         "_repeat_interval",
         "_samples",
@@ -201,16 +241,23 @@ class Aggregator:
         clock: Clock,
         max_samples: int = DEFAULT_MAX_SAMPLES,
         new_incident_id: Callable[[], str] = _new_incident_id,
+        problems_per_incident: int = PROBLEMS_PER_INCIDENT,
+        problems_in_all: int = PROBLEMS_IN_ALL,
     ) -> None:
-        for name, value in (
-            ("group_wait", group_wait),
-            ("group_interval", group_interval),
-            ("repeat_interval", repeat_interval),
+        for name, value, least, unit in (
+            ("group_wait", group_wait, 0, " seconds"),
+            ("group_interval", group_interval, 0, " seconds"),
+            ("repeat_interval", repeat_interval, 0, " seconds"),
+            ("max_samples", max_samples, 1, ""),
+            ("problems_per_incident", problems_per_incident, 1, ""),
+            ("problems_in_all", problems_in_all, 1, ""),
         ):
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
-        if max_samples < 1:
-            raise ValueError(f"max_samples must be >= 1, got {max_samples!r}")
+            if value < least:
+                raise ValueError(f"{name} must be >= {least}{unit}, got {value!r}")
+        self._per_incident = problems_per_incident
+        self._in_all = problems_in_all
+        # Folded fingerprint -> its other-problems row (oldest forgotten first).
+        self._folded: dict[Fingerprint, Fingerprint] = {}
         self._group_wait = float(group_wait)
         self._group_interval = float(group_interval)
         self._repeat_interval = float(repeat_interval)
@@ -246,13 +293,18 @@ class Aggregator:
         """Count one captured occurrence, keeping it as the sample if none is known.
 
         An already-known fingerprint keeps its sample and its group: the
-        occurrence is counted in the group it was first captured in.
+        occurrence is counted in the group it was first captured in. A new
+        problem past the caps is counted in its logger's other-problems row.
 
         Args:
             alert: the occurrence, with its details captured.
         """
         entry = self._entries.get(alert.fingerprint)
         if entry is None:
+            folded = self._folded.get(alert.fingerprint)
+            if folded is not None or self._over_cap(alert):
+                self._fold(alert, folded)
+                return
             entry = _Entry(fingerprint=alert.fingerprint, group=alert.group, alert=None)
             self._entries[alert.fingerprint] = entry
         is_new_sample = entry.alert is None
@@ -262,6 +314,43 @@ class Aggregator:
         self._occur(entry, alert.created, 1, alert.level, alert.source)
         if is_new_sample:
             self._evict()
+
+    def _over_cap(self, alert: Alert) -> bool:
+        """Whether a new problem must be folded: its incident (or all of them) is full."""
+        if alert.source in NEVER_FOLDED:
+            return False
+        incident = self._incidents.get(alert.group)
+        if incident is not None and len(incident.members) >= self._per_incident:
+            return not self._closable(incident, alert.created)
+        if len(self._entries) < self._in_all:
+            return False
+        return sum(len(i.members) for i in self._incidents.values()) >= self._in_all
+
+    def _fold(self, alert: Alert, row_key: Fingerprint | None) -> None:
+        """Count ``alert`` in its other-problems row (made on the first fold)."""
+        if row_key is None:
+            row_key = other_fingerprint(alert)
+            if len(self._folded) >= FOLDED_LIMIT:
+                for key in list(itertools.islice(self._folded, FOLDED_LIMIT // 4)):
+                    del self._folded[key]
+            self._folded[alert.fingerprint] = row_key
+            first_of_its_kind = True
+        else:
+            first_of_its_kind = False
+        row = self._entries.get(row_key)
+        if row is None:
+            row = _Entry(fingerprint=row_key, group=alert.group, alert=None)
+            self._entries[row_key] = row
+        if row.alert is None:
+            row.alert = other_row(alert, cap=self._per_incident)
+            self._samples += 1
+        if row.others is None:
+            row.others = _Others(examples=[example_of(alert)], cap=self._per_incident)
+        elif first_of_its_kind:
+            row.others.distinct += 1
+            if len(row.others.examples) < 3:
+                row.others.examples.append(example_of(alert))
+        self._occur(row, alert.created, 1, alert.level, alert.source)
 
     def count(self, fingerprint: Fingerprint, created: float, n: int = 1) -> bool:
         """Count ``n`` more occurrences of a captured fingerprint, the last at ``created``.
@@ -281,7 +370,14 @@ class Aggregator:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n!r}")
         entry = self._entries.get(fingerprint)
-        if entry is None or entry.alert is None:
+        if entry is None:
+            row_key = self._folded.get(fingerprint)
+            if row_key is None:
+                return False
+            entry = self._entries.get(row_key)
+            if entry is None or entry.alert is None:
+                return False  # the row was evicted: its problems are re-captured
+        elif entry.alert is None:
             return False
         self._occur(entry, created, n, entry.alert.level, entry.alert.source)
         return True
@@ -424,6 +520,20 @@ class Aggregator:
         ]
         return [name for _, name in sorted(ready)]
 
+    def full_groups(self) -> frozenset[str] | None:
+        """The groups whose new problems are folded now; None when all groups' are.
+
+        The intake reads it to capture such problems lightly (their message
+        only: an other-problems row shows no more).
+        """
+        if sum(len(i.members) for i in self._incidents.values()) >= self._in_all:
+            return None
+        return frozenset(
+            name
+            for name, incident in self._incidents.items()
+            if len(incident.members) >= self._per_incident
+        )
+
     def pending_groups(self) -> list[str]:
         """The groups with anything pending, due or not (for a flush)."""
         return [name for name, incident in self._incidents.items() if incident.has_pending]
@@ -552,6 +662,10 @@ class Aggregator:
         )
 
     def _close(self, incident: _Incident) -> None:
+        if any(is_other(fingerprint) for fingerprint in incident.members):
+            # A new incident keeps its problems one by one again.
+            group = incident.group
+            self._folded = {fp: row for fp, row in self._folded.items() if row[1] != group}
         for entry in incident.members.values():
             entry.in_incident = False
             if entry.alert is None:

@@ -5,10 +5,13 @@ Two costs, kept apart on purpose:
 - :func:`record_key` runs for every record. It builds a tuple from fields the
   record already has (no formatting, no traceback rendering) so the engine can
   recognise a repeat of a known problem and only count it.
-- :func:`capture_record` runs once per new problem. It formats the message and
-  the traceback while the record's arguments and frames are still as they were,
-  and computes the canonical fingerprint of docs/architecture.md: logger name,
-  level, call site, message template, exception type and innermost frame.
+- :func:`capture_record` runs once per new problem. It formats the message
+  while the record's arguments are still as they were, and snapshots the
+  exception (its text and its frames' names and lines, but not their source
+  lines) into a :class:`PendingAlert`, whose traceback the engine's thread
+  formats later (:meth:`PendingAlert.finish`): no source file is read in the
+  caller's thread. The canonical fingerprint of docs/architecture.md: logger
+  name, level, call site, message template, exception type and innermost frame.
   What it keeps is safe text, bounded in size (see :data:`MESSAGE_MAX_CHARS`):
   odd input (a failing ``__str__``, lone surrogates, an ``IntEnum`` level)
   degrades the one field it is in and never fails the capture.
@@ -22,31 +25,40 @@ from __future__ import annotations
 
 import logging
 import re
-import traceback
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable
+from dataclasses import replace
 from types import TracebackType
 from typing import SupportsInt, cast
 
 from .._util.printable import clip_tail, escape_surrogates, printable, printable_repr
-from ..models import Alert, Context, Fingerprint
+from .._util.scrub import CONTEXT_MAX_ITEMS, CONTEXT_VALUE_MAX_CHARS, scrub_context
+from .._util.source_paths import portable_path
+from ..models import Alert, Fingerprint
+from .snapshot import Snapshot, exception_type_name, format_snapshot, snapshot
 
 __all__ = [
     "CONTEXT_MAX_ITEMS",
     "CONTEXT_VALUE_MAX_CHARS",
     "DEFAULT_GROUP",
     "MESSAGE_MAX_CHARS",
+    "TEMPLATE_MAX_CHARS",
     "TRACEBACK_MAX_CHARS",
+    "PendingAlert",
     "capture_failed",
+    "capture_light",
     "capture_record",
     "clip_traceback",
     "exception_type_name",
-    "format_exception",
     "innermost_frame",
     "mask_variable_parts",
     "message_template",
     "record_fingerprint",
     "record_key",
+    "record_site",
     "scrub_context",
+    "shape_matches",
+    "snapshot",
+    "template_shape",
 ]
 
 DEFAULT_GROUP = "default"
@@ -61,33 +73,22 @@ DEFAULT_GROUP = "default"
 MESSAGE_MAX_CHARS = 4_096
 """Longest message kept per problem; the start is kept, the rest is counted."""
 
+LIGHT_MESSAGE_MAX_CHARS = 500
+"""Longest message kept of a problem captured when its incident is full."""
+
 TRACEBACK_MAX_CHARS = 16_384
 """Longest traceback (or details) kept per problem; the end is kept, where the
 exception and the innermost frames are."""
-
-CONTEXT_MAX_ITEMS = 20
-"""Most context entries kept per problem (nested mappings count each entry)."""
-
-CONTEXT_KEY_MAX_CHARS = 64
-CONTEXT_VALUE_MAX_CHARS = 256
-"""Longest context value kept; a context is a few identifiers, not a payload."""
-
-# Keys whose values are secrets: masked, whatever the value (DESIGN section 3).
-_SECRET_KEY = re.compile(
-    r"passw(or)?d|passphrase|pwd|token|secret|authori[sz]ation|cookie|api[-_]?key|credential|"
-    r"private[-_]?key|session|signature|\bauth\b|dsn",
-    re.IGNORECASE,
-)
-# Values that carry a credential whatever their key says.
-_SECRET_VALUE = re.compile(r"^\s*(bearer|basic|token)\s+\S", re.IGNORECASE)
-MASKED = "[masked]"
 
 # A message logged pre-formatted (an f-string, ``"..." % x`` at the call site)
 # has no template of its own; masking the parts that change between
 # occurrences (numbers, hex ids) recovers one, so "user 17 failed" and
 # "user 42 failed" are one problem, not a flood of distinct ones.
-_VARIABLE_PARTS = re.compile(r"0x[0-9a-fA-F]+|\b[0-9a-fA-F]{8,}\b|\d+")
-_MAX_TEMPLATE = 500
+# The lookahead changes no match (every branch starts with a hex digit); it
+# lets the regex skip most positions at once: a third of the cost per text.
+_VARIABLE_PARTS = re.compile(r"(?=[0-9a-fA-F])(?:0x[0-9a-fA-F]+|\b[0-9a-fA-F]{8,}\b|\d+)")
+TEMPLATE_MAX_CHARS = 500
+"""Longest message template kept in a fingerprint."""
 
 
 def record_key(record: logging.LogRecord) -> Hashable:
@@ -133,6 +134,52 @@ def record_key(record: logging.LogRecord) -> Hashable:
     return key
 
 
+def record_site(raw_key: Hashable) -> Hashable:
+    """The call site of a :func:`record_key`: the same key without the message.
+
+    Records logged with their text formatted before the call (an f-string)
+    have a new record key each time; their call site is the cheap key under
+    which the intake remembers the shapes of text that site logs.
+    """
+    key = cast("tuple[Hashable, ...]", raw_key)
+    inner = key[0]
+    if inner.__class__ is tuple:  # (key, group, alert_key): see record_key
+        inner_key = cast("tuple[Hashable, ...]", inner)
+        return (inner_key[:4] + inner_key[5:], *key[1:])
+    return key[:4] + key[5:]
+
+
+def template_shape(template: str) -> tuple[str, ...]:
+    """The fixed pieces of a masked template, around its ``#`` variable parts."""
+    return tuple(template.split("#"))
+
+
+def shape_matches(text: str, pieces: tuple[str, ...]) -> bool:
+    """Whether ``text`` has the fixed ``pieces`` of a template in order, around its variable parts.
+
+    The intake's cheap test that an f-string's text has the shape of one
+    already masked at the same call site (each ``#`` stands for one or more
+    characters), so the masking regex runs once per shape, not per record.
+    ``text`` is compared as far as templates go (:data:`TEMPLATE_MAX_CHARS`).
+    """
+    if len(text) > TEMPLATE_MAX_CHARS:
+        text = text[:TEMPLATE_MAX_CHARS]
+    first = pieces[0]
+    if len(pieces) == 1:
+        return text == first
+    last = pieces[-1]
+    if not (text.startswith(first) and text.endswith(last)):
+        return False
+    position = len(first)
+    end = len(text) - len(last)
+    for piece in pieces[1:-1]:
+        found = text.find(piece, position + 1, end - 1) if piece else position + 1
+        if found < 0:
+            return False
+        position = found + len(piece)
+    return end - position >= 1
+
+
 def _hashable(value: object) -> Hashable:
     return value if value is None or value.__class__ is str else printable(value, 200)
 
@@ -152,7 +199,7 @@ def message_template(record: logging.LogRecord) -> tuple[str, bool]:
     msg = record.msg
     if msg.__class__ is not str:
         return _non_str_template(msg), False
-    template = str(msg)[:_MAX_TEMPLATE]
+    template = str(msg)[:TEMPLATE_MAX_CHARS]
     if record.args:
         return template, False
     masked = mask_variable_parts(template)
@@ -161,24 +208,17 @@ def message_template(record: logging.LogRecord) -> tuple[str, bool]:
 
 def mask_variable_parts(text: str) -> str:
     """``text`` with numbers and hex ids replaced by ``#``, capped in length."""
-    return _VARIABLE_PARTS.sub("#", text[:_MAX_TEMPLATE])
-
-
-def exception_type_name(exc_type: type[BaseException]) -> str:
-    """``KeyError`` for builtins, ``package.module.Error`` for the rest."""
-    module = exc_type.__module__
-    if module in ("builtins", "__main__"):
-        return exc_type.__qualname__
-    return f"{module}.{exc_type.__qualname__}"
+    return _VARIABLE_PARTS.sub("#", text[:TEMPLATE_MAX_CHARS])
 
 
 def innermost_frame(tb: TracebackType | None) -> tuple[str, int] | None:
-    """The file and line where the exception was raised, if there is a traceback."""
+    """The file (as :func:`~smtp_alerts._util.source_paths.portable_path` has it) and
+    line where the exception was raised, if there is a traceback."""
     if tb is None:
         return None
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename, tb.tb_lineno
+    return portable_path(tb.tb_frame.f_code.co_filename), tb.tb_lineno
 
 
 def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
@@ -201,7 +241,7 @@ def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
     parts: list[Hashable] = [
         printable(record.name),
         _level(record.levelno),
-        printable(record.pathname),
+        printable(_portable(record.pathname)),
         _level(record.lineno),
         escape_surrogates(template),
     ]
@@ -211,6 +251,10 @@ def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
     if group != DEFAULT_GROUP:
         parts += ["group", group]  # a group is its own incident, so its own problem
     return tuple(parts), inferred
+
+
+def _portable(pathname: object) -> object:
+    return portable_path(pathname) if type(pathname) is str else pathname
 
 
 def key_fingerprint(key: str, group: str) -> Fingerprint:
@@ -227,13 +271,60 @@ def record_group(record: logging.LogRecord) -> str:
 def _level(value: object) -> int:
     # An IntEnum level is an int with another repr: the fingerprint (and the
     # spool, which keeps exact types) wants the plain number.
+    if type(value) is int:
+        return value
     try:
         return int(cast("SupportsInt", value))
     except Exception:  # noqa: BLE001 - odd input degrades, never fails
         return 0
 
 
-def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert:
+class PendingAlert:
+    """A new problem captured in the caller's thread, its traceback still to be formatted.
+
+    The caller's thread keeps what cannot wait (the exception's text and its
+    frames' names and line numbers, as they were); reading source lines and
+    formatting the traceback is left to the engine's thread (:meth:`finish`).
+
+    Attributes:
+        alert: the capture, without its traceback.
+        error: the exception's snapshot, or None.
+        stack: the record's ``stack_info``, already text, shown after the traceback.
+        details: text shown before the traceback (``engine.alert(details=...)``).
+    """
+
+    __slots__ = ("alert", "details", "error", "stack")
+
+    def __init__(
+        self,
+        alert: Alert,
+        error: Snapshot | None,
+        stack: str | None,
+        details: str | None = None,
+    ) -> None:
+        self.alert = alert
+        self.error = error
+        self.stack = stack
+        self.details = details
+
+    def finish(self) -> Alert:
+        """The alert with its traceback formatted (source lines read now); never raises."""
+        text = None if self.error is None else _format(self.error, self.alert.exc_type)
+        if self.details:
+            text = f"{self.details}\n\n{text}" if text else self.details
+        if self.stack:
+            text = f"{text}\n{self.stack}" if text else self.stack
+        return replace(self.alert, traceback=clip_traceback(text))
+
+
+def _format(error: Snapshot, type_name: str | None) -> str:
+    try:
+        return format_snapshot(error)
+    except Exception as failure:  # noqa: BLE001 - a traceback must not lose the alert
+        return f"{type_name} (traceback formatting failed: {printable_repr(failure)})"
+
+
+def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert | PendingAlert:
     """Capture everything a digest shows about a record's problem.
 
     Every text is safe (see :mod:`smtp_alerts._util.printable`) and clipped.
@@ -243,20 +334,22 @@ def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert
         fingerprint: its canonical fingerprint, from :func:`record_fingerprint`.
 
     Returns:
-        The captured :class:`~smtp_alerts.models.Alert`.
+        The captured :class:`~smtp_alerts.models.Alert`, or a :class:`PendingAlert`
+        when it has a traceback or stack to format on the engine's thread.
     """
     exc_type_name = None
-    tb_text = None
+    error = None
+    text = None
     exc_info = record.exc_info
     if exc_info is not None and exc_info[0] is not None:
         exc_type_name = exception_type_name(exc_info[0])
-        tb_text = format_exception(exc_info[0], exc_info[1], exc_info[2])
+        error = snapshot(exc_info[0], exc_info[1], exc_info[2])
     elif record.exc_text:
-        tb_text = printable(record.exc_text)
-    if record.stack_info:
-        stack = printable(record.stack_info)
-        tb_text = f"{tb_text}\n{stack}" if tb_text else stack
-    return Alert(
+        text = printable(record.exc_text)
+    stack = printable(record.stack_info) if record.stack_info else None
+    if error is None and stack is not None:
+        text = f"{text}\n{stack}" if text else stack
+    alert = Alert(
         fingerprint=fingerprint,
         level=_level(record.levelno),
         logger=printable(record.name, 500),
@@ -265,9 +358,32 @@ def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert
         source="log",
         location=printable(f"{record.pathname}:{record.lineno} in {record.funcName}", 1_000),
         exc_type=exc_type_name,
-        traceback=clip_traceback(tb_text),
+        traceback=clip_traceback(text),
         group=record_group(record),
         context=scrub_context(getattr(record, "alert_context", None)),
+    )
+    return alert if error is None else PendingAlert(alert, error, stack)
+
+
+def capture_light(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert:
+    """A new problem's capture when its incident is full: what its other-problems row shows.
+
+    Its message's start, its logger, level and time; no traceback, location
+    or context (the row shows a few examples, nothing more).
+    """
+    return Alert(
+        fingerprint=fingerprint,
+        level=_level(record.levelno),
+        logger=printable(record.name, 500),
+        message=format_message(record, LIGHT_MESSAGE_MAX_CHARS),
+        created=record.created,
+        source="log",
+        exc_type=(
+            exception_type_name(record.exc_info[0])
+            if record.exc_info and record.exc_info[0] is not None
+            else None
+        ),
+        group=record_group(record),
     )
 
 
@@ -289,7 +405,7 @@ def capture_failed(record: logging.LogRecord, error: BaseException) -> Alert:
     )
 
 
-def format_message(record: logging.LogRecord) -> str:
+def format_message(record: logging.LogRecord, limit: int = MESSAGE_MAX_CHARS) -> str:
     """The record's message, clipped; a failing format or argument degrades and says so."""
     try:
         message = record.getMessage()
@@ -299,11 +415,11 @@ def format_message(record: logging.LogRecord) -> str:
         return printable(
             f"{printable(record.msg)} (message formatting failed: {printable_repr(exc)}; "
             f"arguments: {shown})",
-            MESSAGE_MAX_CHARS,
+            limit,
         )
     if message.__class__ is not str:  # pragma: no cover - getMessage returns str(msg)
         message = printable(message)
-    return printable(message, MESSAGE_MAX_CHARS)
+    return printable(message, limit)
 
 
 def clip_traceback(text: str | None) -> str | None:
@@ -311,56 +427,3 @@ def clip_traceback(text: str | None) -> str | None:
     if text is None:
         return None
     return escape_surrogates(clip_tail(text, TRACEBACK_MAX_CHARS))
-
-
-def scrub_context(context: object) -> Context:
-    """A context mapping as safe ``(key, value)`` lines, secrets masked.
-
-    Keys that name a secret (password, token, secret, authorization, cookie,
-    api_key...) and values that carry one (``Bearer ...``) are masked; a
-    nested mapping is flattened one level (``request.user``); at most
-    :data:`CONTEXT_MAX_ITEMS` entries, each clipped. Never raises: a mapping
-    that fails to iterate says so in one entry.
-    """
-    if context is None:
-        return ()
-    items: list[tuple[str, str]] = []
-    try:
-        if not isinstance(context, Mapping):
-            return (("context", _context_value("context", context)),)
-        for key, value in context.items():
-            _add_context(items, printable(key, CONTEXT_KEY_MAX_CHARS), value)
-            if len(items) >= CONTEXT_MAX_ITEMS:
-                break
-    except Exception as error:  # noqa: BLE001 - odd input degrades, never fails
-        items.append(("<context>", f"<unreadable: {printable_repr(error)}>"))
-    return tuple(items[:CONTEXT_MAX_ITEMS])
-
-
-def _add_context(items: list[tuple[str, str]], key: str, value: object) -> None:
-    if isinstance(value, Mapping) and not _SECRET_KEY.search(key):
-        for inner_key, inner_value in value.items():
-            full_key = f"{key}.{printable(inner_key, CONTEXT_KEY_MAX_CHARS)}"
-            items.append((full_key, _context_value(full_key, inner_value)))
-            if len(items) >= CONTEXT_MAX_ITEMS:
-                return
-        return
-    items.append((key, _context_value(key, value)))
-
-
-def _context_value(key: str, value: object) -> str:
-    if _SECRET_KEY.search(key):
-        return MASKED
-    text = printable(value, CONTEXT_VALUE_MAX_CHARS)
-    return MASKED if _SECRET_VALUE.match(text) else text
-
-
-def format_exception(
-    exc_type: type[BaseException], exc: BaseException | None, tb: TracebackType | None
-) -> str:
-    """The formatted traceback, safe and clipped; never raises, even for a broken __str__."""
-    try:
-        text = "".join(traceback.format_exception(exc_type, exc, tb)).rstrip("\n")
-    except Exception as error:  # noqa: BLE001 - a broken __str__ must not lose the alert
-        text = f"{exc_type.__name__} (traceback formatting failed: {printable_repr(error)})"
-    return clip_traceback(text) or ""

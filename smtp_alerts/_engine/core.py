@@ -319,9 +319,10 @@ class EngineCore(Intake):
             thread = self._thread
             if self._finish_by is None and thread is not None:  # the channels share what is left
                 self._finish_by = time.monotonic() + self.settings.shutdown_timeout
-        # Repeats go through the known table; emptying it routes them to the
-        # closed check, so nothing is queued after the last drain.
+        # Repeats go through the known tables; emptying them routes them to
+        # the closed check, so nothing is queued after the last drain.
         self._known.clear()
+        self._sites.clear()
         return thread
 
     def _arm_deadline(self, timeout: float) -> None:

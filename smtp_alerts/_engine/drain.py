@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from .._delivery.spool.store import Spool
 from .._store.sqlite import SqliteStore
 from .._store.windows import Windows
-from ..models import Alert
 from .aggregator import Aggregator
+from .capture import PendingAlert
 
 if TYPE_CHECKING:
     from .._delivery.spool.overflow import Summarizer
@@ -105,16 +105,17 @@ class Drain:
         repeats: dict[int, list[Any]] = {}
         for _ in range(count):
             item = queue.popleft()
-            if isinstance(item, Alert):
-                aggregator.add(item)
+            if not isinstance(item, tuple):
+                aggregator.add(item.finish() if isinstance(item, PendingAlert) else item)
                 self.took_new = True
                 continue
-            counted = repeats.get(id(item[0]))
+            fingerprint, created = item
+            counted = repeats.get(id(fingerprint))
             if counted is None:
-                repeats[id(item[0])] = [item[0], 1, item[1]]
+                repeats[id(fingerprint)] = [fingerprint, 1, created]
             else:
                 counted[1] += 1
-                counted[2] = item[1]
+                counted[2] = created
         lost = 0
         for fingerprint, repeated, last in repeats.values():
             if not aggregator.count(fingerprint, last, repeated):
@@ -122,8 +123,11 @@ class Drain:
         self.accepted += count - lost
         self.suppressed += sum(repeated for _, repeated, _ in repeats.values()) - lost
         self.take_dropped(lost)
-        if aggregator.pop_evicted():
-            core._known.clear()  # noqa: SLF001 - re-capture the evicted on their next occurrence
+        evicted = aggregator.pop_evicted()
+        if evicted:
+            core._forget(evicted)  # noqa: SLF001 - re-capture the evicted on their next occurrence
+        # Incidents fill up as problems arrive and empty when they close.
+        core._full_groups = aggregator.full_groups()  # noqa: SLF001
         return count
 
     def take_dropped(self, lost: int) -> None:

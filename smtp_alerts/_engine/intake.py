@@ -9,8 +9,12 @@ The caller's cost is kept to the minimum docs/architecture.md ("Caller's cost") 
 
 - a repeat of a known problem costs one tuple, one dict lookup and one deque
   append (no formatting, no traceback, no lock, no system call);
-- a new problem is captured once (message and traceback formatted while its
-  arguments and frames are as they were) and wakes the loop;
+- a repeat of text formatted before the call (an f-string) costs a look-up
+  of its call site and a comparison with the shapes of text already masked
+  there: the masking regex runs once per shape, not once per record;
+- a new problem is captured once (its message formatted and its exception
+  snapshot while its arguments and frames are as they were; its traceback is
+  formatted later, on the engine's thread) and wakes the loop if it is idle;
 - when the intake is full the record is counted as dropped, and the next
   digest says how many: nothing is lost silently;
 - a record that comes after the engine closed (an ``atexit`` handler that
@@ -28,11 +32,12 @@ object it holds, so a record costs no extra call or attribute hop.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 from collections import deque
 from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING, SupportsInt, cast
+from typing import TYPE_CHECKING, Any, SupportsInt, cast
 
 from .._util.clock import Clock
 from .._util.printable import printable, printable_repr
@@ -41,25 +46,42 @@ from ..models import Alert, Fingerprint
 from .capture import (
     DEFAULT_GROUP,
     MESSAGE_MAX_CHARS,
+    TEMPLATE_MAX_CHARS,
+    PendingAlert,
     capture_failed,
+    capture_light,
     capture_record,
     clip_traceback,
     exception_type_name,
-    format_exception,
     innermost_frame,
     key_fingerprint,
     mask_variable_parts,
     record_fingerprint,
+    record_group,
     record_key,
+    record_site,
     scrub_context,
+    shape_matches,
+    snapshot,
+    template_shape,
 )
+from .snapshot import Snapshot
 
 if TYPE_CHECKING:  # the loop is the engine thread's, loaded there (see core)
     import asyncio
 
     from .loop import EngineLoop
 
-__all__ = ["IGNORED_LOGGERS", "KNOWN_LIMIT", "Intake", "Repeat"]
+__all__ = [
+    "IGNORED_LOGGERS",
+    "KNOWN_LIMIT",
+    "REPORTED",
+    "SHAPES_PER_SITE",
+    "Intake",
+    "Known",
+    "Queued",
+    "Repeat",
+]
 
 #: Loggers whose records never become alerts: ours and those of what we run on,
 #: so a failing delivery cannot alert about itself in a loop.
@@ -67,13 +89,46 @@ IGNORED_LOGGERS = ("smtp_alerts", "aiosmtplib", "apprise", "asyncio", "urllib3",
 
 _IGNORED: Fingerprint = ("<ignored>",)
 
+REPORTED = "__smtp_alerts_reported__"
+"""Set on an exception raised as an alert by :meth:`Intake.alert`, so the log
+record a framework writes for the same exception is not a second problem."""
+
+
+class Known:
+    """A problem the intake knows: its canonical fingerprint, until the engine forgets it.
+
+    One object per problem, shared by every key it is known under (record
+    keys, the fingerprint, call-site shapes), so the engine forgets a
+    problem whose sample it evicted by clearing one attribute: repeats of it
+    are captured again, and no other problem is forgotten with it.
+    """
+
+    __slots__ = ("fingerprint",)
+
+    def __init__(self, fingerprint: Fingerprint) -> None:
+        self.fingerprint: Fingerprint | None = fingerprint
+
+
+_IGNORED_RECORD = Known(_IGNORED)
+
 #: Entries of the caller-side table of known problems (record keys and
-#: fingerprints) before it is emptied; repeats of a forgotten problem are
-#: captured again, never lost.
-KNOWN_LIMIT = 40_000
+#: fingerprints), and of call sites with shapes, before the oldest quarter is
+#: forgotten; repeats of a forgotten problem are captured again, never lost.
+KNOWN_LIMIT = 30_000
+
+#: Shapes of pre-formatted text remembered per call site; a site that logs
+#: more shapes than this has the rest masked each time (still one problem per shape).
+SHAPES_PER_SITE = 8
 
 Repeat = tuple[Fingerprint, float]
 """A queued repeat of a known problem: its canonical fingerprint and when it happened."""
+
+Queued = Repeat | Alert | PendingAlert
+"""What the intake queues: a repeat, or a new problem's capture."""
+
+Shapes = list[tuple[str, str, int, tuple[str, ...] | None, "Known"]]
+"""A call site's shapes of pre-formatted text: a template's fixed start and end and
+least length (enough for one variable part), or all its fixed pieces; and its fingerprint."""
 
 
 class Intake:
@@ -104,8 +159,14 @@ class Intake:
         # engine, counting a drop); a plain lock would deadlock it.
         self._lock = threading.RLock()
         self._starting = False
-        self._queue: deque[Repeat | Alert] = deque()
-        self._known: dict[Hashable, Fingerprint] = {}
+        self._queue: deque[Queued] = deque()
+        # Canonical fingerprints (the objects the engine counts by identity)
+        # by record key and by fingerprint, and shapes of text by call site.
+        self._known: dict[Hashable, Known] = {}
+        self._sites: dict[Hashable, Shapes] = {}
+        # The engine's word on which groups fold their new problems (None:
+        # all of them); their captures are light. Replaced whole, never changed.
+        self._full_groups: frozenset[str] | None = frozenset()
         self._wake_pending = False
         self._busy = False  # records arrived recently: the loop polls, producers need not wake it
         self._dropped = 0
@@ -133,12 +194,33 @@ class Intake:
             ignored (a library logger); True otherwise.
         """
         raw_key = record_key(record)
-        fingerprint = self._known.get(raw_key)
-        if fingerprint is not None:
-            if fingerprint is _IGNORED:
-                return False
-            return self._put_repeat(fingerprint, record.created)
-        return self._submit_new_record(record, raw_key)
+        known = self._known.get(raw_key)
+        if known is not None:
+            fingerprint = known.fingerprint
+            if fingerprint is not None:
+                if fingerprint is _IGNORED:
+                    return False
+                return self._put_repeat(fingerprint, record.created)
+        msg = record.msg
+        if msg.__class__ is not str or record.args:
+            return self._submit_new_record(record, raw_key, None)
+        # Text formatted before the call (an f-string): its call site is the
+        # cheap key, and a shape of text already masked there decides.
+        site = raw_key[:4] if len(raw_key) == 5 else record_site(raw_key)  # type: ignore[index,arg-type]
+        shapes = self._sites.get(site)
+        if shapes is not None:
+            for first, last, least, pieces, shaped in shapes:
+                if (
+                    len(msg) >= least
+                    and msg.startswith(first)
+                    and msg.endswith(last)
+                    and (pieces is None or shape_matches(msg, pieces))
+                ):
+                    fingerprint = shaped.fingerprint
+                    if fingerprint is None:
+                        break  # forgotten by the engine: capture it again
+                    return self._put_repeat(fingerprint, record.created)
+        return self._submit_new_record(record, raw_key, site)
 
     def alert(
         self,
@@ -162,7 +244,8 @@ class Intake:
             key: what makes two alerts the same problem (it replaces the
                 fingerprint); the message with its numbers masked when omitted.
             details: longer text shown like a traceback.
-            exc: an exception whose traceback to include.
+            exc: an exception whose traceback to include; a log record of the same
+                exception (a framework logging what it caught) is not counted again.
             group: the notification group: its own incident, digests and thread.
             source: ``alert``, ``check``, ``job`` or ``crash``.
             context: a mapping shown in the email, secrets masked.
@@ -170,20 +253,26 @@ class Intake:
         Returns:
             False when the alert was dropped (intake full or engine closed).
         """
+        failure = None
         try:
-            fingerprint, alert_level, text, group_name = _direct_identity(
+            fingerprint, alert_level, error, group_name = _direct_identity(
                 message, level=level, name=name, key=key, exc=exc, group=group, source=source
             )
-        except Exception as error:  # noqa: BLE001 - odd input degrades, never raises
-            text = f"<the level, key or group could not be read: {printable_repr(error)}>"
-            fingerprint, alert_level = ("alert-failed", source), logging.ERROR
+        except Exception as exc_:  # noqa: BLE001 - odd input degrades, never raises
+            failure = f"<the level, key or group could not be read: {printable_repr(exc_)}>"
+            fingerprint, alert_level, error = ("alert-failed", source), logging.ERROR, None
             group_name = DEFAULT_GROUP
+        if exc is not None:
+            # A framework often logs what its integration reported: not twice.
+            with contextlib.suppress(Exception):
+                setattr(exc, REPORTED, True)
         now = self._clock()
-        if fingerprint in self._known:
-            return self._put_repeat(fingerprint, now)
-        if details is not None:
-            shown = printable(details)
-            text = f"{shown}\n\n{text}" if text else shown
+        known = self._known.get(fingerprint)
+        if known is not None and known.fingerprint is not None:
+            return self._put_repeat(known.fingerprint, now)
+        shown = None if details is None else printable(details)
+        if failure is not None:
+            shown = f"{shown}\n\n{failure}" if shown else failure
         alert = Alert(
             fingerprint=fingerprint,
             level=alert_level,
@@ -192,33 +281,67 @@ class Intake:
             created=now,
             source=source,
             exc_type=exception_type_name(type(exc)) if exc is not None else None,
-            traceback=clip_traceback(text),
+            traceback=clip_traceback(shown),
             group=group_name,
             context=scrub_context(context),
         )
+        if error is not None:  # formatted on the engine's thread, after the details
+            return self._put_new(PendingAlert(alert, error, None, shown), ())
         return self._put_new(alert, ())
 
-    def _submit_new_record(self, record: logging.LogRecord, raw_key: Hashable) -> bool:
+    def _submit_new_record(
+        self, record: logging.LogRecord, raw_key: Hashable, site: Hashable
+    ) -> bool:
+        exc_info = record.exc_info
+        if exc_info and getattr(exc_info[1], REPORTED, False):
+            return False  # raised as an alert already (an integration): not twice
         if record.name.startswith(IGNORED_LOGGERS) and (
             record.name in IGNORED_LOGGERS or record.name.partition(".")[0] in IGNORED_LOGGERS
         ):
-            self._known[raw_key] = _IGNORED
+            self._known[raw_key] = _IGNORED_RECORD
             return False
         if threading.current_thread() is self._thread:
             return False  # the engine's own thread: never alert about ourselves
+        msg = record.msg
         try:
             fingerprint, inferred = record_fingerprint(record)
-            if fingerprint in self._known:
-                if not inferred:
-                    self._known[raw_key] = fingerprint
-                return self._put_repeat(fingerprint, record.created)
-            alert = capture_record(record, fingerprint)
+            known = self._known.get(fingerprint)
+            if known is not None and known.fingerprint is not None:
+                if inferred and site is not None:
+                    self._remember_shape(site, msg, fingerprint[4], known)
+                elif not inferred:
+                    self._known[raw_key] = known
+                return self._put_repeat(known.fingerprint, record.created)
+            full = self._full_groups
+            if full is None or (full and record_group(record) in full):
+                captured: Alert | PendingAlert = capture_light(record, fingerprint)
+            else:
+                captured = capture_record(record, fingerprint)
         except Exception as error:  # noqa: BLE001 - capture degrades, never raises
             return self._put_new(capture_failed(record, error), ())
         # The record key holds the message itself: a huge one is not kept in
         # the known table (its repeats are fingerprinted again, from a prefix).
-        remember = not inferred and not (type(record.msg) is str and len(record.msg) > 1_000)
-        return self._put_new(alert, (raw_key,) if remember else ())
+        remember = not inferred and not (type(msg) is str and len(msg) > 1_000)
+        shape = (site, msg, fingerprint[4]) if inferred and site is not None else None
+        return self._put_new(captured, (raw_key,) if remember else (), shape)
+
+    def _remember_shape(self, site: Hashable, text: str, template: object, known: Known) -> None:
+        """Remember ``template`` (masked from ``text``) as a shape its call site logs."""
+        shapes = self._sites.get(site)
+        if shapes is None:
+            if len(self._sites) > KNOWN_LIMIT:
+                _forget_oldest(self._sites)
+            shapes = self._sites[site] = []
+        elif len(shapes) >= SHAPES_PER_SITE:  # make room: drop what the engine forgot
+            shapes[:] = [shape for shape in shapes if shape[4].fingerprint is not None]
+        if len(shapes) < SHAPES_PER_SITE and isinstance(template, str):
+            pieces = template_shape(template)
+            if len(pieces) == 2 and len(text) <= TEMPLATE_MAX_CHARS:
+                # One variable part: its fixed start and end say it all.
+                first, last = pieces
+                shapes.append((first, last, len(first) + len(last) + 1, None, known))
+            else:
+                shapes.append(("", "", 0, pieces, known))
 
     def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
         queue = self._queue
@@ -236,25 +359,49 @@ class Intake:
             self._wake()
         return True
 
-    def _put_new(self, alert: Alert, raw_keys: tuple[Hashable, ...]) -> bool:
+    def _put_new(
+        self,
+        captured: Alert | PendingAlert,
+        raw_keys: tuple[Hashable, ...],
+        shape: tuple[Hashable, str, object] | None = None,
+    ) -> bool:
         if self._thread is None:
             self._start()
+        alert = captured.alert if isinstance(captured, PendingAlert) else captured
         if not self._accepting:
             return self._late_alert(alert)
         queue = self._queue
-        if len(queue) >= self._capacity:
+        queued = len(queue)
+        if queued >= self._capacity:
             return self._drop()
-        queue.append(alert)
+        queue.append(captured)
         # Known only once the capture is queued, so no repeat can overtake it.
-        known = self._known
-        if len(known) > KNOWN_LIMIT:
-            known.clear()  # bounded memory; what is dropped from it is only re-captured
-        known[alert.fingerprint] = alert.fingerprint
+        table = self._known
+        if len(table) > KNOWN_LIMIT:
+            _forget_oldest(table)  # bounded memory; the forgotten are only re-captured
+        known = Known(alert.fingerprint)
+        table[alert.fingerprint] = known
         for raw_key in raw_keys:
-            known[raw_key] = alert.fingerprint
-        self._wake_pending = True
-        self._wake()
+            table[raw_key] = known
+        if shape is not None:
+            self._remember_shape(*shape, known)
+        # Wake an idle loop; a busy one polls (many new problems at once must
+        # not cost a system call each).
+        if not self._wake_pending or queued == self._high_water:
+            self._wake_pending = True
+            self._wake()
         return True
+
+    def _forget(self, fingerprints: list[Fingerprint]) -> None:
+        """Forget problems whose samples the engine evicted (the engine's thread calls it).
+
+        Their repeats are captured again; every other problem stays known.
+        """
+        table = self._known
+        for fingerprint in fingerprints:
+            known = table.pop(fingerprint, None)
+            if known is not None:
+                known.fingerprint = None
 
     def _drop(self) -> bool:
         with self._lock:
@@ -336,8 +483,8 @@ def _direct_identity(
     exc: BaseException | None,
     group: object,
     source: str,
-) -> tuple[Fingerprint, int, str | None, str]:
-    """A direct alert's fingerprint, level, traceback text and group, from odd input too."""
+) -> tuple[Fingerprint, int, Snapshot | None, str]:
+    """A direct alert's fingerprint, level, exception snapshot and group, from odd input too."""
     group_name = DEFAULT_GROUP if group is None else printable(group, 200) or DEFAULT_GROUP
     alert_level = int(cast("SupportsInt", level))  # an IntEnum becomes its plain number
     exc_type = exception_type_name(type(exc)) if exc is not None else None
@@ -349,8 +496,17 @@ def _direct_identity(
         fingerprint = (source, printable(name, 500), alert_level, template, exc_type, inner)
         if group_name != DEFAULT_GROUP:
             fingerprint += ("group", group_name)
-    text = format_exception(type(exc), exc, exc.__traceback__) if exc is not None else None
-    return fingerprint, alert_level, text, group_name
+    error = snapshot(type(exc), exc, exc.__traceback__) if exc is not None else None
+    return fingerprint, alert_level, error, group_name
+
+
+def _forget_oldest(table: dict[Hashable, Any]) -> None:
+    """Forget the oldest quarter of a table (dicts keep insertion order), from any thread."""
+    # list() of an islice runs in C without running Python code, so no other
+    # thread changes the table under it; pop() tolerates a key another
+    # thread removed meanwhile.
+    for key in list(itertools.islice(table, len(table) // 4)):
+        table.pop(key, None)
 
 
 def _quoted(message: str) -> str:

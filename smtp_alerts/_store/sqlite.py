@@ -28,13 +28,14 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 
-from smtp_alerts._delivery.serialize import digest_from_dict, digest_to_dict
+from smtp_alerts._delivery.serialize import alert_from_dict, alert_to_dict, digest_from_dict
 from smtp_alerts._delivery.spool import Spool
 from smtp_alerts._delivery.spool.liveness import hold, lock_says_alive
 from smtp_alerts._util.clock import Clock
 from smtp_alerts.models import Alert, Digest, Problem
 
 from .base import Claimed, Quota, Renderer
+from .others import NEVER_FOLDED, OTHER_TAG, PROBLEMS_PER_INCIDENT, is_other, other_row
 from .windows import REASON_FLUSH, Windows, reason, severity_order
 
 __all__ = ["SqliteStore"]
@@ -73,6 +74,20 @@ CREATE TABLE IF NOT EXISTS store_members (
 
 _HOUR, _DAY = 3600.0, 86400.0
 
+_OTHER_KEYS = json.dumps([OTHER_TAG])[:-1] + ",%"
+"""A LIKE pattern for the row key of every other-problems row (its fingerprint's JSON)."""
+_KEPT_ROWS = "SELECT COUNT(*) FROM store_problems WHERE grp = ? AND fp NOT LIKE ?"
+
+_ADD_COUNTS = (
+    "UPDATE store_problems SET pending = pending + ?, total = total + ?,"
+    " first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?) WHERE grp = ? AND fp = ?"
+)
+_ADD_COUNTS_AND_SAMPLE = (
+    "UPDATE store_problems SET pending = pending + ?, total = total + ?,"
+    " first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?), sample = ?"
+    " WHERE grp = ? AND fp = ?"
+)
+
 
 def _key(alert: Alert) -> str:
     """The fingerprint as a row key: JSON (tuples as arrays), cheap for every push."""
@@ -83,14 +98,15 @@ def _key(alert: Alert) -> str:
 
 
 def _sample(alert: Alert) -> str:
-    """The sample as JSON, through the spool's lossless digest format (new rows only)."""
-    problem = Problem(alert, 1, 1, alert.created, alert.created, is_new=True)
-    digest = Digest(alert.group, "", 0, (problem,), alert.created)
-    return json.dumps(digest_to_dict(digest))
+    """The sample as JSON, in the spool's lossless format (new rows only)."""
+    return json.dumps(alert_to_dict(alert))
 
 
 def _alert(sample: str) -> Alert:
-    return digest_from_dict(json.loads(sample)).problems[0].alert
+    data = json.loads(sample)
+    if "problems" in data:  # written by 0.x releases: a digest of one problem
+        return digest_from_dict(data).problems[0].alert
+    return alert_from_dict(data)
 
 
 class SqliteStore:
@@ -116,7 +132,12 @@ class SqliteStore:
     # -- pushing -------------------------------------------------------------------------
 
     def push(self, deltas: Sequence[Digest]) -> None:
-        """Add each delta's counts to its group's incident (opening one), in one transaction."""
+        """Add each delta's counts to its group's incident (opening one), in one transaction.
+
+        An incident keeps at most :data:`~smtp_alerts._store.others.PROBLEMS_PER_INCIDENT`
+        problems one by one, whatever the number of engines pushing to it: past
+        that, a new problem is counted in its logger's other-problems row.
+        """
         now = self._clock()
         with self._spool.transaction() as conn:
             for delta in deltas:
@@ -125,8 +146,9 @@ class SqliteStore:
                 group = delta.group
                 opened = min((p.first_seen for p in delta.problems), default=now)
                 self._open(conn, group, opened, now)
+                (rows,) = conn.execute(_KEPT_ROWS, (group, _OTHER_KEYS)).fetchone()
                 for problem in delta.problems:
-                    self._add(conn, group, problem)
+                    rows += self._add(conn, group, problem, full=rows >= PROBLEMS_PER_INCIDENT)
                 if delta.dropped:
                     conn.execute(
                         "UPDATE store_windows SET dropped = dropped + ? WHERE grp = ?",
@@ -149,28 +171,41 @@ class SqliteStore:
             (group, secrets.token_hex(8), min(opened, now)),
         )
 
-    def _add(self, conn: sqlite3.Connection, group: str, problem: Problem) -> None:
-        fp = _key(problem.alert)
-        cursor = conn.execute(
-            "UPDATE store_problems SET pending = pending + ?, total = total + ?,"
-            " first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?)"
-            " WHERE grp = ? AND fp = ?",
-            (problem.count, problem.count, problem.first_seen, problem.last_seen, group, fp),
-        )
-        if cursor.rowcount == 0:
+    def _add(
+        self,
+        conn: sqlite3.Connection,
+        group: str,
+        problem: Problem,
+        *,
+        full: bool,
+        fold: bool = False,
+    ) -> int:
+        """Add a problem's counts to its row, or to its other-problems row when ``full``.
+
+        An engine's own other-problems row replaces the stored sample (it says
+        how many problems it holds); one the store folds here keeps its first.
+
+        Returns:
+            The number of problems it added one by one (0 or 1).
+        """
+        alert = problem.alert
+        fp = _key(alert)
+        other = is_other(alert.fingerprint)
+        counts = (problem.count, problem.count, problem.first_seen, problem.last_seen)
+        if other and not fold:  # the latest word on how many problems it holds wins
+            updated = conn.execute(_ADD_COUNTS_AND_SAMPLE, (*counts, _sample(alert), group, fp))
+        else:
+            updated = conn.execute(_ADD_COUNTS, (*counts, group, fp))
+        added = 0
+        if not updated.rowcount:
+            if full and not other and alert.source not in NEVER_FOLDED:
+                folded = replace(problem, alert=other_row(alert))
+                return self._add(conn, group, folded, full=True, fold=True)
             conn.execute(
                 "INSERT INTO store_problems VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                (
-                    group,
-                    fp,
-                    _sample(problem.alert),
-                    problem.count,
-                    problem.count,
-                    problem.first_seen,
-                    problem.last_seen,
-                ),
+                (group, fp, _sample(alert), *counts),
             )
-        alert = problem.alert
+            added = 0 if other else 1
         if alert.level >= logging.CRITICAL or alert.source == "crash":
             conn.execute(
                 "UPDATE store_windows SET critical_at = MIN(COALESCE(critical_at, ?), ?)"
@@ -178,6 +213,7 @@ class SqliteStore:
                 " WHERE grp = ? AND fp = ? AND shown_in = 0)",
                 (problem.first_seen, problem.first_seen, group, group, fp),
             )
+        return added
 
     # -- deciding and claiming -----------------------------------------------------------
 

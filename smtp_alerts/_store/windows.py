@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from smtp_alerts.models import Problem
 
+from .others import OTHER_SOURCE
+
 __all__ = [
     "REASON_CRITICAL",
     "REASON_FLUSH",
@@ -33,9 +35,20 @@ REASON_CRITICAL = "critical"
 REASON_FLUSH = "flush"
 
 
-def severity_order(problem: Problem) -> tuple[int, bool, int, float]:
-    """The sort key of a digest's rows: most severe, then new, then noisiest first."""
-    return (-problem.alert.level, not problem.is_new, -problem.count, problem.first_seen)
+def severity_order(problem: Problem) -> tuple[bool, int, bool, int, float]:
+    """The sort key of a digest's rows: most severe, then new, then noisiest first.
+
+    Other-problems rows come after every problem kept one by one: they are
+    what did not fit, never the headline.
+    """
+    alert = problem.alert
+    return (
+        alert.source == OTHER_SOURCE,
+        -alert.level,
+        not problem.is_new,
+        -problem.count,
+        problem.first_seen,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,12 @@ def printable(value: object, limit: int | None = None) -> str:
         value: anything.
         limit: keep at most this many characters (see :func:`clip_head`).
     """
-    if isinstance(value, str):
+    if type(value) is str:
+        # The common case, first: a plain, short, ASCII string is kept as it is.
+        text = value
+        if (limit is None or len(text) <= limit) and text.isascii():
+            return text
+    elif isinstance(value, str):
         text = str.__str__(value)  # a subclass's own __str__ is not trusted
     else:
         try:

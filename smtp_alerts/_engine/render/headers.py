@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
+from ..._store.others import OTHER_SOURCE
 from ..._version import VERSION
 from .safe_text import ellipsize, one_line, plural
 from .view import HOSTNAME_MAX_CHARS, ID_MAX_CHARS
@@ -159,9 +160,17 @@ def _prefix(context: RenderContext) -> str:
 def _headline(problems: Sequence[Problem]) -> Problem:
     """The problem a subject names: the most severe, then the most frequent.
 
-    ``max`` keeps the first of equals, and the digest lists the newest first.
+    A problem kept one by one before any other-problems row; ``max`` keeps
+    the first of equals, and the digest lists the newest first.
     """
-    return max(problems, key=lambda problem: (problem.alert.level, problem.count))
+    return max(
+        problems,
+        key=lambda problem: (
+            problem.alert.source != OTHER_SOURCE,
+            problem.alert.level,
+            problem.count,
+        ),
+    )
 
 
 def _summary_line(digest: Digest, context: RenderContext) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..._store.others import OTHER_SOURCE
 from ..._version import VERSION
 from .safe_text import ELLIPSIS, clip_tail, one_line, plural
 
@@ -141,8 +142,7 @@ def make_view(
     digest: Digest, context: RenderContext, summary: str, caps: Caps, *, reduced: bool
 ) -> View:
     """The view of ``digest`` under ``caps``; ``reduced`` when they are not the loosest."""
-    shown = digest.problems[: caps.rows]
-    hidden = digest.problems[caps.rows :]
+    shown, hidden = _rows(digest.problems, caps.rows)
     return View(
         digest=digest,
         hostname=one_line(context.hostname, HOSTNAME_MAX_CHARS),
@@ -156,6 +156,22 @@ def make_view(
         reduced=reduced,
         max_bytes=context.max_bytes,
     )
+
+
+def _rows(
+    problems: tuple[Problem, ...], cap: int
+) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
+    """The rows shown under ``cap`` and those left out.
+
+    Other-problems rows (last in a digest) are shown even when the problems
+    kept one by one fill the cap: what did not fit must be said, not hidden.
+    """
+    others = tuple(p for p in problems if p.alert.source == OTHER_SOURCE)
+    if not others:
+        return problems[:cap], problems[cap:]
+    kept = tuple(p for p in problems if p.alert.source != OTHER_SOURCE)
+    room = min(len(others), cap // 2)
+    return kept[: cap - room] + others[:room], kept[cap - room :] + others[room:]
 
 
 def _notices(notices: tuple[str, ...], caps: Caps) -> tuple[str, ...]:

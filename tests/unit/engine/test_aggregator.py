@@ -42,7 +42,8 @@ def alert(
     )
 
 
-def make(clock: ManualClock, *, max_samples: int = 10_000) -> Aggregator:
+def make(clock: ManualClock, *, max_samples: int = 10_000, **caps: int) -> Aggregator:
+    """An aggregator with the windows above, numbered incidents and ``caps`` if any."""
     ids = itertools.count(1)
     return Aggregator(
         group_wait=GW,
@@ -51,6 +52,7 @@ def make(clock: ManualClock, *, max_samples: int = 10_000) -> Aggregator:
         clock=clock,
         max_samples=max_samples,
         new_incident_id=lambda: f"inc-{next(ids)}",
+        **caps,
     )
 
 

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import enum
+import importlib.util
 import logging
 import sys
+from pathlib import Path
 
+import pytest
+
+from smtp_alerts._engine import capture as capture_module
 from smtp_alerts._engine.capture import (
     CONTEXT_MAX_ITEMS,
     MESSAGE_MAX_CHARS,
+    PendingAlert,
     capture_record,
+    mask_variable_parts,
     record_fingerprint,
     record_key,
     scrub_context,
+    shape_matches,
+    template_shape,
 )
+from smtp_alerts._util.source_paths import portable_path
+from smtp_alerts.models import Alert
+
+
+def captured(record: logging.LogRecord) -> Alert:
+    """The record's capture as the engine's thread finishes it."""
+    result = capture_record(record, record_fingerprint(record)[0])
+    return result.finish() if isinstance(result, PendingAlert) else result
 
 
 def make_record(
@@ -71,7 +88,9 @@ class TestFingerprint:
         assert record_key(key_error) != record_key(value_error)
         fingerprint = record_fingerprint(key_error)[0]
         assert "KeyError" in fingerprint
-        assert any(isinstance(part, tuple) and part[0] == __file__ for part in fingerprint)
+        inner = portable_path(__file__)
+        assert not inner.startswith("/")  # relative to the import root, not this checkout
+        assert any(isinstance(part, tuple) and part[0] == inner for part in fingerprint)
 
     def test_fingerprint_is_stable_text(self) -> None:
         """The canonical fingerprint holds only strings, numbers and tuples (stable across runs)."""
@@ -103,7 +122,7 @@ class TestCapture:
             raise_key_error()
         except KeyError:
             record = make_record("could not price %s", "A-17", exc_info=True)
-        alert = capture_record(record, record_fingerprint(record)[0])
+        alert = captured(record)
         assert alert.message == "could not price A-17"
         assert alert.exc_type == "KeyError"
         assert alert.location == "/app/shop/api.py:10 in handler"
@@ -122,7 +141,7 @@ class TestCapture:
             raise Broken
         except Broken:
             record = make_record("failed", exc_info=True)
-        alert = capture_record(record, record_fingerprint(record)[0])
+        alert = captured(record)
         assert alert.traceback is not None
         assert "Broken" in alert.traceback
 
@@ -134,7 +153,7 @@ class TestOddInput:
 
         record = make_record("boom", level=Level.BAD)
         fingerprint, _ = record_fingerprint(record)
-        alert = capture_record(record, fingerprint)
+        alert = captured(record)
         assert type(alert.level) is int
         assert all(type(part) is not Level for part in fingerprint)
 
@@ -147,13 +166,13 @@ class TestOddInput:
                 raise ValueError("no")
 
         record = make_record("value %s", Bad())
-        alert = capture_record(record, record_fingerprint(record)[0])
+        alert = captured(record)
         assert alert.message.startswith("value %s (message formatting failed: ValueError")
         assert "<unprintable Bad: ValueError in __repr__>" in alert.message
 
     def test_message_and_traceback_clipped(self) -> None:
         record = make_record("m" * (MESSAGE_MAX_CHARS + 10))
-        alert = capture_record(record, record_fingerprint(record)[0])
+        alert = captured(record)
         assert alert.message.endswith("\n[clipped 10 characters]")
 
 
@@ -204,3 +223,128 @@ class TestScrubContext:
         assert scrub_context(Exploding())[0][0] == "<context>"
         assert scrub_context("just text") == (("context", "just text"),)
         assert scrub_context(None) == ()
+
+
+class TestDeferredTraceback:
+    def test_source_lines_are_read_on_the_engine_thread_not_at_capture(
+        self, tmp_path: Path
+    ) -> None:
+        """Capture snapshots the frames; the source line is read when the engine formats it."""
+        source = tmp_path / "deferred_mod.py"
+        source.write_text("def fail():\n    raise KeyError('first version of the line')\n")
+        spec = importlib.util.spec_from_file_location("deferred_mod", source)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        try:
+            module.fail()
+        except KeyError:
+            record = make_record("pricing failed", exc_info=True)
+        pending = capture_record(record, record_fingerprint(record)[0])
+        assert isinstance(pending, PendingAlert)
+        assert pending.alert.traceback is None
+        assert pending.alert.exc_type == "KeyError"
+        # Had the capture read the line, the traceback would show the first version.
+        source.write_text("def fail():\n    raise KeyError('line as the engine reads it')\n")
+        alert = pending.finish()
+        assert alert.traceback is not None
+        assert "line as the engine reads it" in alert.traceback
+        assert "KeyError: 'first version of the line'" in alert.traceback  # text as it was
+
+    def test_exception_text_is_taken_at_capture(self) -> None:
+        """An exception changed after logging still shows its text as it was."""
+        error = ValueError("as logged")
+        try:
+            raise error
+        except ValueError:
+            record = make_record("failed", exc_info=True)
+        pending = capture_record(record, record_fingerprint(record)[0])
+        error.args = ("changed later",)
+        assert isinstance(pending, PendingAlert)
+        text = pending.finish().traceback
+        assert text is not None
+        assert "ValueError: as logged" in text
+        assert "changed later" not in text
+
+    def test_chained_exceptions_and_stack_info_are_kept(self) -> None:
+        try:
+            try:
+                raise_value_error()
+            except ValueError as cause:
+                raise KeyError("wrapped") from cause
+        except KeyError:
+            record = make_record("failed", exc_info=True)
+        record.stack_info = "Stack (most recent call last):\n  here"
+        alert = captured(record)
+        assert alert.traceback is not None
+        assert "direct cause" in alert.traceback
+        assert alert.traceback.index("ValueError: bad") < alert.traceback.index("KeyError")
+        assert alert.traceback.endswith("Stack (most recent call last):\n  here")
+
+
+class TestShapes:
+    @pytest.mark.parametrize(
+        ("template", "text", "matches"),
+        [
+            ("order # failed", "order 17 failed", True),
+            ("order # failed", "order 123456 failed", True),
+            ("order # failed", "order  failed", False),  # a variable part is never empty
+            ("order # failed", "order 17 failed twice", False),
+            ("user # failed at step #", "user 3 failed at step 9", True),
+            ("user # failed at step #", "user 3 failed at step ", False),
+            ("user # failed at step #", "user 3 logged out at step 9", False),
+            ("#: done", "42: done", True),
+            ("no numbers at all", "no numbers at all", True),
+            ("no numbers at all", "no numbers at all!", False),
+            ("a # b # c", "a 1 b c", False),
+        ],
+    )
+    def test_shape_matches_fixed_pieces_in_order(
+        self, template: str, text: str, matches: bool
+    ) -> None:
+        assert shape_matches(text, template_shape(template)) is matches
+
+    def test_texts_of_a_matching_shape_mask_to_its_template(self) -> None:
+        """What a shape accepts from the masking regex's own output is what it masks to."""
+        for text in ("order 17 failed", "order 0x1f failed", "order deadbeef01 failed"):
+            assert mask_variable_parts(text) == "order # failed"
+            assert shape_matches(text, template_shape("order # failed"))
+
+
+class TestMaskingCost:
+    def test_fstring_repeats_mask_once_per_shape(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A repeat of pre-formatted text from a known call site runs no masking regex."""
+        from smtp_alerts import Engine, Settings
+        from smtp_alerts.transports import MemoryTransport
+
+        calls: list[str] = []
+        real = capture_module.mask_variable_parts
+
+        def counting(text: str) -> str:
+            calls.append(text)
+            return real(text)
+
+        monkeypatch.setattr(capture_module, "mask_variable_parts", counting)
+        transport = MemoryTransport()
+        engine = Engine(
+            Settings(to=["oncall@example.com"], from_="a@example.com", group_wait="10s"),
+            transport=transport,
+        )
+        log = logging.getLogger("tests.capture.shapes")
+        for order in range(1_000):
+            record = log.makeRecord(
+                log.name, logging.ERROR, "/app/x.py", 7, f"order {order} failed", (), None
+            )
+            engine.submit_record(record)
+        for order in range(5):  # a second shape at the same call site
+            record = log.makeRecord(
+                log.name, logging.ERROR, "/app/x.py", 7, f"refund {order} late", (), None
+            )
+            engine.submit_record(record)
+        assert len(calls) == 2
+        assert engine.flush(timeout=10)
+        (message,) = transport.sent
+        assert message.digest is not None
+        assert sorted(p.count for p in message.digest.problems) == [5, 1_000]
+        engine.close()

@@ -147,6 +147,85 @@ class TestCounting:
         assert [p.count for p in digest.problems] == [50]
         engine.close()
 
+    def test_distinct_problems_past_the_cap_share_one_row(self, logger: logging.Logger) -> None:
+        """3,000 distinct texts: 1,000 rows and one other-problems row; every event counted."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        letters = "ghijklmnopqrstuvwxyz"  # no hex digits: nothing in a name is masked
+        names = [f"{a}{b}{c}" for a in letters for b in letters for c in letters[:8]][:3_000]
+        for name in names * 2:  # each twice: the second time a repeat
+            logger.error(f"user {name} could not log in")  # noqa: G004 - the point of the test
+        assert engine.flush(timeout=10)
+        (message,) = transport.sent
+        digest = message.digest
+        assert digest is not None
+        assert len(digest.problems) == 1_001
+        (row,) = [p for p in digest.problems if p.alert.source == "other"]
+        assert row.count == 2 * 2_000
+        assert row.alert.message.startswith(f"2,000 more problems from {logger.name}")
+        assert sum(p.count for p in digest.problems) == 6_000
+        assert engine.stats().dropped == 0
+        text = message.email.get_body(("plain",))
+        assert text is not None
+        body = text.get_content()
+        assert f"2,000 more problems from {logger.name}, counted together" in body
+        assert message.email["Subject"].endswith("user ggg could not log in")  # a kept one
+        assert len(message.email.as_bytes()) < 1_000_000
+        engine.close()
+
+    def test_forgetting_an_evicted_problem_forgets_no_other(self, logger: logging.Logger) -> None:
+        """The engine forgets only the problems it evicted: the rest stay cheap repeats."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+
+        def log_all(n: int) -> None:  # one call site per problem
+            logger.error("problem A %s", n)
+            logger.error(f"problem B {n}")  # noqa: G004 - a call-site shape, forgotten too
+            logger.error("problem C %s", n)
+
+        log_all(0)
+        assert engine.flush(timeout=10)
+        first = digests(transport)[0].problems
+        fingerprints = {p.alert.message: p.alert.fingerprint for p in first}
+        kept = engine._known[fingerprints["problem C 0"]]
+        engine._forget([fingerprints["problem A 0"], fingerprints["problem B 0"]])
+        assert kept.fingerprint is not None
+        for n in range(1, 11):
+            log_all(n)
+        assert engine.flush(timeout=10)
+        counts = {p.alert.message: p.total for p in digests(transport)[1].problems}
+        assert counts == {"problem A 0": 11, "problem B 0": 11, "problem C 0": 11}
+        assert engine._known[fingerprints["problem C 0"]] is kept
+        assert engine.stats().dropped == 0
+        engine.close()
+
+    def test_an_exception_raised_as_an_alert_is_not_logged_twice(
+        self, logger: logging.Logger
+    ) -> None:
+        """A framework that logs what its integration reported makes one problem, not two."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        orders: dict[str, int] = {}
+        try:
+            orders["missing"]
+        except KeyError as error:
+            engine.alert("GET /orders/{id} failed", exc=error, key="GET /orders/{id} KeyError")
+            logger.exception("Internal Server Error: /orders/7")  # what Django logs
+        try:
+            orders["other"]
+        except KeyError:
+            logger.exception("Internal Server Error: /orders/8")  # not reported: counted
+        assert engine.flush(timeout=10)
+        (digest,) = digests(transport)
+        assert sorted(p.alert.message for p in digest.problems) == [
+            "GET /orders/{id} failed",
+            "Internal Server Error: /orders/8",
+        ]
+        engine.close()
+
     def test_intake_overflow_is_counted_and_reported(self, logger: logging.Logger) -> None:
         """Records that do not fit the intake are counted, and the next digest says so."""
         transport = GatedTransport()

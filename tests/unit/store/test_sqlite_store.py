@@ -163,3 +163,31 @@ def test_the_last_engine_out_is_told_so(tmp_path: Path, clock: ManualClock) -> N
     a, b = open_store(tmp_path, clock, "engine-a"), open_store(tmp_path, clock, "engine-b")
     assert a.leave() is True  # b stays
     assert b.leave() is False  # nobody stays: b sends what is pending
+
+
+def test_an_incident_keeps_its_cap_of_problems_whatever_the_engines_push(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Engines each under the cap push more distinct problems than an incident keeps."""
+    from smtp_alerts._store.others import PROBLEMS_PER_INCIDENT, is_other
+
+    first, second = open_store(tmp_path, clock, "one"), open_store(tmp_path, clock, "two")
+    half = PROBLEMS_PER_INCIDENT // 2 + 10
+    first.push([delta(clock, "db", f"one-{n}", 1) for n in range(half)])
+    second.push([delta(clock, "db", f"two-{n}", 2) for n in range(half)])
+    second.push([delta(clock, "db", "two-0", 3)])  # a kept problem still counts as itself
+    clock.advance(10)
+    (claimed,), _ = first.claim_due(render, QUOTA)
+    digest = claimed.message.digest
+    assert digest is not None
+    kept = [p for p in digest.problems if not is_other(p.alert.fingerprint)]
+    (row,) = [p for p in digest.problems if is_other(p.alert.fingerprint)]
+    assert len(kept) == PROBLEMS_PER_INCIDENT
+    assert row.count == 2 * (2 * half - PROBLEMS_PER_INCIDENT)  # all from the second engine
+    assert row.alert.context[0] == ("example", "problem two-490")
+    assert sum(p.count for p in digest.problems) == half + 2 * half + 3
+    body = claimed.message.email.get_body(("plain",))
+    assert body is not None
+    assert "More problems from app, counted together" in body.get_content()
+    assert "problem" in claimed.message.email["Subject"]
+    assert "More problems" not in claimed.message.email["Subject"]
