@@ -7,7 +7,6 @@ import threading
 from typing import Any
 
 from ._facade import Engine, get_engine
-from .settings import Settings
 
 __all__ = ["AlertHandler"]
 
@@ -45,9 +44,16 @@ class AlertHandler(logging.Handler):
     ) -> None:
         if engine is not None and settings_overrides:
             raise TypeError("pass either engine= or settings overrides, not both")
-        if engine is None:
-            engine = Engine(Settings(**settings_overrides)) if settings_overrides else get_engine()
-            self._owns_engine = bool(settings_overrides)
+        if engine is None and settings_overrides:
+            # pydantic loads here only: the default engine checks the
+            # environment without it (smtp_alerts._environment).
+            from .settings import Settings  # noqa: PLC0415
+
+            engine = Engine(Settings(**settings_overrides))
+            self._owns_engine = True
+        elif engine is None:
+            engine = get_engine()
+            self._owns_engine = False
         else:
             self._owns_engine = False
         super().__init__(level)
@@ -100,7 +106,7 @@ class AlertHandler(logging.Handler):
         if not closed:
             if self._owns_engine:
                 self.engine.close()
-            else:
+            elif self.engine.started:  # else nothing to flush, and no settings model to build
                 self.engine.flush(self.engine.settings.shutdown_timeout)
         super().close()
 

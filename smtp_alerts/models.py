@@ -8,12 +8,16 @@ renderer turns a digest into an :class:`OutgoingMessage` for the transports.
 
 from __future__ import annotations
 
-import email.policy
-import hashlib
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+    from email.policy import EmailPolicy
+
+    EMAIL_POLICY: EmailPolicy
 
 __all__ = [
     "EMAIL_POLICY",
@@ -25,13 +29,27 @@ __all__ = [
     "fingerprint_id",
 ]
 
-# RFC 5322's own line limit. At the default 78 the email package folds a subject
-# that starts with "[" right after "Subject:", and clients then show a leading
-# space; our headers are capped far below 998, so they are never folded.
-EMAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
-"""How every email of ours is built, serialised and parsed again: CRLF line ends, as
-on the wire, and no header folding. The renderer builds with it, the spool stores
-and parses with it, so a stored message comes back byte for byte."""
+
+def __getattr__(name: str) -> object:
+    """``EMAIL_POLICY``, made on first use: the email package loads with the engine only.
+
+    How every email of ours is built, serialised and parsed again: CRLF line
+    ends, as on the wire, and no header folding. The renderer builds with it,
+    the spool stores and parses with it, so a stored message comes back byte
+    for byte. The values here are captured in every caller's thread, which
+    must not pay for the email package (about 3 MiB) to attach a handler.
+    """
+    if name != "EMAIL_POLICY":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import email.policy  # noqa: PLC0415 - see above
+
+    # RFC 5322's own line limit. At the default 78 the email package folds a
+    # subject that starts with "[" right after "Subject:", and clients then show
+    # a leading space; our headers are capped far below 998, so they are never folded.
+    policy = email.policy.SMTP.clone(max_line_length=998)
+    globals()["EMAIL_POLICY"] = policy  # later look-ups are plain reads
+    return policy
+
 
 Fingerprint = tuple[Hashable, ...]
 """The identity of a problem: equal for every occurrence of the same problem."""
@@ -42,6 +60,8 @@ Context = tuple[tuple[str, str], ...]
 
 def fingerprint_id(fingerprint: Fingerprint) -> str:
     """A short, stable hex id for a fingerprint, equal across processes and hosts."""
+    import hashlib  # noqa: PLC0415 - on the engine's side only; it loads OpenSSL (3.7 MiB)
+
     return hashlib.blake2b(repr(fingerprint).encode(), digest_size=6).hexdigest()
 
 

@@ -9,11 +9,8 @@ secret. Durations accept a number of seconds or ``500ms``, ``30s``, ``5m``,
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
-import math
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,9 +24,33 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 # Re-exported: smtp_alerts.settings.Security and its helpers stay where users found them.
+from ._environment import (
+    DEFAULT_GROUP_INTERVAL,
+    DEFAULT_GROUP_WAIT,
+    DEFAULT_MAX_PER_DAY,
+    DEFAULT_MAX_PER_HOUR,
+    DEFAULT_QUEUE_SIZE,
+    DEFAULT_REPEAT_INTERVAL,
+    ENV_PREFIX,
+    QuickSettings,
+    check_address,
+    consistency_problem,
+    default_spool_path,
+    environment_values,
+    host_problem,
+    parse_duration,
+    split_list,
+    url_problem,
+    variable_name,
+)
 from ._util.net import Security, is_loopback, security_for_port
 from ._util.redis_url import parse_redis_url
 from .errors import ConfigurationError
@@ -43,64 +64,15 @@ __all__ = [
     "security_for_port",
 ]
 
-ENV_PREFIX = "SMTP_ALERTS_"
-
 MAX_RECIPIENTS = 100
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-# Deliberately plain: an address is local@domain with no spaces, separators,
-# quotes, angle brackets or control characters, so it can never smuggle a
-# second recipient or a header into the envelope or the To: line.
-_ADDRESS = re.compile(
-    r"^[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+@[^@\s<>,;:\"'()\[\]\\\x00-\x1f\x7f]+$"
-)
 _SECRET_FIELDS = frozenset(
     {"password", "password_file", "fallback_urls", "backup_password", "redis_url"}
 )
 
-
-def parse_duration(value: Any) -> float:
-    """Turn ``30``, ``"500ms"``, ``"30s"``, ``"5m"``, ``"4h"`` or ``"1d"`` into seconds.
-
-    Args:
-        value: a non-negative number of seconds, or a string with an optional unit.
-
-    Returns:
-        The duration in seconds.
-
-    Raises:
-        ValueError: the value is negative, not finite, or not in one of those forms.
-    """
-    # ValueError, not TypeError, throughout: pydantic turns only ValueError into
-    # a validation error that names the variable.
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30, 500ms, 30s, 5m, 4h or 1d")  # noqa: TRY004
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(f"{value!r} is not a duration: use seconds or 500ms, 30s, 5m, 4h, 1d")
-        number, unit = match.groups()
-        seconds = float(number) * _UNIT_SECONDS[(unit or "s").lower()]
-    else:
-        raise ValueError("expected a duration such as 30, 500ms, 30s, 5m, 4h or 1d")  # noqa: TRY004
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError("a duration must be a finite, non-negative number of seconds")
-    return seconds
-
-
-def _split_list(value: Any) -> Any:
-    """Split ``"a@x, b@y"`` (commas or spaces) into a list; pass lists through."""
-    if isinstance(value, str):
-        return [part for part in re.split(r"[\s,]+", value) if part]
-    return value
-
-
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-AddressList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
-UrlList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_list)]
+AddressList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+UrlList = Annotated[list[SecretStr], NoDecode, BeforeValidator(split_list)]
 
 
 class Settings(BaseSettings):
@@ -133,18 +105,18 @@ class Settings(BaseSettings):
     to: AddressList = Field(default_factory=list)
     ca_file: Path | None = None
     timeout: Duration = Field(default=30.0, gt=0)
-    group_wait: Duration = 10.0
-    group_interval: Duration = 300.0
-    repeat_interval: Duration = 14400.0
+    group_wait: Duration = DEFAULT_GROUP_WAIT
+    group_interval: Duration = DEFAULT_GROUP_INTERVAL
+    repeat_interval: Duration = DEFAULT_REPEAT_INTERVAL
     fallback_urls: UrlList = Field(default_factory=list)
     spool_dir: Path | None = None
     auth_failure_threshold: int = Field(default=3, ge=1)
     auth_failure_window: Duration = Field(default=600.0, gt=0)
-    max_per_hour: int = Field(default=20, ge=1)
-    max_per_day: int = Field(default=100, ge=1)
+    max_per_hour: int = Field(default=DEFAULT_MAX_PER_HOUR, ge=1)
+    max_per_day: int = Field(default=DEFAULT_MAX_PER_DAY, ge=1)
     shutdown_timeout: Duration = 10.0
     subject_prefix: str | None = None
-    queue_size: int = Field(default=50_000, ge=10)
+    queue_size: int = Field(default=DEFAULT_QUEUE_SIZE, ge=10)
     alternate_port: int | None = Field(default=None, ge=0, le=65535)
     backup_host: str | None = None
     backup_port: int = Field(default=587, ge=1, le=65535)
@@ -154,42 +126,78 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
 
     def __init__(self, **values: Any) -> None:
-        _refuse_unknown_variables(os.environ)
+        # The environment is read by us (smtp_alerts._environment), not by
+        # pydantic-settings' sources: an engine builds its settings on its own
+        # thread from the snapshot its start-up checked (see from_environment),
+        # so both judge the very same values.
+        snapshot: Mapping[str, str] | None = values.pop("_environment", None)
+        from_environment = environment_values(os.environ) if snapshot is None else dict(snapshot)
+        if "from" in values:  # the keyword FROM is spelled from_ or, through **, from
+            values["from_"] = values.pop("from")
         try:
-            super().__init__(**values)
+            super().__init__(**{**from_environment, **values})
         except ValidationError as exc:
             # ``from None``: pydantic's own message echoes the input, which may be a secret.
             raise ConfigurationError(_explain(exc)) from None
 
+    @classmethod
+    def from_environment(cls, values: Mapping[str, str]) -> Settings:
+        """The settings from a snapshot of the environment, read earlier.
+
+        Args:
+            values: from :func:`smtp_alerts._environment.environment_values`,
+                keyed by field.
+
+        Raises:
+            ConfigurationError: a value is missing or wrong (names the variable).
+        """
+        return cls(_environment=values)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003 - pydantic-settings' hook signature
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - read by __init__ instead
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' sources, but the environment's values come in as keyword arguments.
+
+        :meth:`__init__` merges them under the keywords (keywords win, as
+        before); a ``_env_file`` or ``_secrets_dir`` given still counts after both.
+        """
+        return (init_settings, dotenv_settings, file_secret_settings)
+
     @field_validator("host")
     @classmethod
     def _no_control_characters(cls, value: str) -> str:
-        if any(ch.isspace() or ord(ch) < 32 for ch in value):
-            raise ValueError("a host name cannot contain spaces or control characters")
+        problem = host_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("to")
     @classmethod
     def _valid_recipients(cls, value: list[str]) -> list[str]:
         for address in value:
-            _check_address(address)
+            check_address(address)
         return list(dict.fromkeys(value))  # a recipient listed twice gets one copy
 
     @field_validator("username", "from_")
     @classmethod
     def _valid_address(cls, value: str | None) -> str | None:
         if value is not None:
-            _check_address(value)
+            check_address(value)
         return value
 
     @field_validator("fallback_urls")
     @classmethod
     def _url_shaped(cls, value: list[SecretStr]) -> list[SecretStr]:
         for position, url in enumerate(value, 1):
-            scheme, sep, rest = url.get_secret_value().partition("://")
-            if not sep or not rest or not scheme.isidentifier():
-                # Only the position and scheme: the rest of a URL is often a token.
-                raise ValueError(f"URL #{position} is not an apprise URL (scheme://...)")
+            problem = url_problem(position, url.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @field_validator("redis_url")
@@ -229,22 +237,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
-        if not self.to:
-            raise ValueError(
-                f"{ENV_PREFIX}TO is required: the comma-separated addresses that receive alerts"
-            )
-        if self.from_ is None and self.username is None:
-            raise ValueError(
-                f"{ENV_PREFIX}FROM or {ENV_PREFIX}USERNAME is required: the sender address"
-            )
-        if self.password is not None and self.password_file is not None:
-            raise ValueError(
-                f"{ENV_PREFIX}PASSWORD and {ENV_PREFIX}PASSWORD_FILE are mutually exclusive"
-            )
-        has_secret = self.password is not None or self.password_file is not None
-        if has_secret and self.username is None:
-            raise ValueError(f"{ENV_PREFIX}USERNAME is required with a password")
-        if has_secret:
+        problem = consistency_problem(
+            to=bool(self.to),
+            from_=self.from_ is not None,
+            username=self.username is not None,
+            password=self.password is not None,
+            password_file=self.password_file is not None,
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        if self.password is not None or self.password_file is not None:
             self._refuse_clear_text("the password")
         if self.backup_host is not None:
             if self.backup_password is not None and self.backup_username is None:
@@ -281,6 +283,23 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}SECURITY=none would send {what} in clear text to "
                 f"{self.host}; use starttls (port 587) or tls (port 465)"
             )
+
+    def quick(self) -> QuickSettings:
+        """What an engine needs until it has its settings, taken from these."""
+        return QuickSettings(
+            sender=self.sender,
+            to=tuple(self.to),
+            subject_prefix=self.subject_prefix,
+            queue_size=self.queue_size,
+            spool_dir=self.spool_dir,
+            fallback=bool(self.fallback_urls),
+            group_wait=self.group_wait,
+            group_interval=self.group_interval,
+            repeat_interval=self.repeat_interval,
+            max_per_hour=self.max_per_hour,
+            max_per_day=self.max_per_day,
+            redis=self.redis_url is not None,
+        )
 
     @property
     def effective_backup_security(self) -> Security:
@@ -320,11 +339,7 @@ class Settings(BaseSettings):
     @property
     def spool_path(self) -> Path:
         """``SPOOL_DIR``, or else the user's state directory for smtp-alerts."""
-        if self.spool_dir is not None:
-            return self.spool_dir
-        import platformdirs  # noqa: PLC0415 - loaded only when the spool is used
-
-        return platformdirs.user_state_path("smtp-alerts", appauthor=False)
+        return self.spool_dir if self.spool_dir is not None else default_spool_path()
 
     def read_password(self) -> str | None:
         """The app password: ``PASSWORD``, or the first line of ``PASSWORD_FILE`` read now."""
@@ -338,57 +353,13 @@ class Settings(BaseSettings):
         return None
 
 
-#: Variables DESIGN.md names for features this version does not have yet: set,
-#: they would be silently ignored, so they are refused with a word of why.
-_NOT_YET: dict[str, str] = {}
-
-
-def _known_variables() -> list[str]:
-    return [
-        f"{ENV_PREFIX}FROM" if name == "from_" else f"{ENV_PREFIX}{name.upper()}"
-        for name in Settings.model_fields
-    ]
-
-
-def _refuse_unknown_variables(environ: Mapping[str, str]) -> None:
-    """Fail on an ``SMTP_ALERTS_*`` variable that is no setting: a misspelt name
-    would otherwise be ignored and its value silently replaced by the default.
-
-    Raises:
-        ConfigurationError: naming the variable, and the closest known name.
-    """
-    known = _known_variables()
-    problems = []
-    for name in sorted(environ):
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper in known:
-            continue
-        if upper in _NOT_YET:
-            problems.append(f"{name}: {_NOT_YET[upper]}")
-            continue
-        # Compared without the prefix, which every name shares and would make
-        # any two look alike.
-        suffixes = [known_name.removeprefix(ENV_PREFIX) for known_name in known]
-        guess = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), suffixes, n=1)
-        hint = f"; did you mean {ENV_PREFIX}{guess[0]}?" if guess else ""
-        problems.append(f"{name} is not a setting of smtp-alerts{hint}")
-    if problems:
-        raise ConfigurationError("invalid smtp-alerts settings:\n  " + "\n  ".join(problems))
-
-
-def _check_address(address: str) -> None:
-    if not _ADDRESS.match(address):
-        # An address is not a secret; showing it helps find the typo.
-        raise ValueError(f"{address!r} is not a plain email address (local@domain)")
-
-
 def _env_name(loc: tuple[int | str, ...]) -> str:
     if not loc:
         return "settings"
     name = str(loc[0])
     if name.upper().startswith(ENV_PREFIX):
         return name.upper()
-    return f"{ENV_PREFIX}{name.rstrip('_').upper()}"
+    return variable_name(name)
 
 
 def _explain(exc: ValidationError) -> str:

@@ -21,30 +21,31 @@ from .._util.clock import SYSTEM_CLOCK, Clock
 from .._util.net import security_for_port
 from ..errors import DeliveryError
 from ..models import OutgoingMessage
-from ..settings import Settings
 from ..transports import Transport
 
 if TYPE_CHECKING:
+    from ..settings import Settings
     from ..transports.smtp import SMTPTransport
     from ..transports.xoauth2 import TokenProvider
 
 __all__ = ["build_channels", "prepare_channels", "smtp_channel"]
 
 
-def prepare_channels(settings: Settings) -> None:
+def prepare_channels(*, fallback: bool) -> None:
     """What must happen before the interpreter's shutdown can begin; cheap.
 
     Called from the caller's thread as the engine starts: a short script may
-    log one error and exit while the channels are still being built on a
-    worker thread, and apprise must still be able to load then.
+    log one error and exit while the channels are still being built on the
+    engine's thread, and apprise must still be able to load then. Some of
+    apprise's plugins import ``concurrent.futures.thread``, which registers a
+    shutdown hook as it loads, and that raises once the interpreter's shutdown
+    has begun; so it is imported here (a cheap standard-library import).
 
     Args:
-        settings: the settings.
+        fallback: whether ``FALLBACK_URLS`` names any URL.
     """
-    if settings.fallback_urls:
-        from ..transports.apprise import prepare  # noqa: PLC0415 - only with URLs
-
-        prepare()
+    if fallback:
+        import concurrent.futures.thread  # noqa: F401, PLC0415 - for its side effect only
 
 
 def build_channels(

@@ -1,12 +1,18 @@
-"""The engine core: its lifecycle, and its own thread that turns the intake into emails.
+"""The engine core: its lifecycle, what callers touch, and the start of its own thread.
 
 :class:`EngineCore` is the :class:`~smtp_alerts._engine.intake.Intake` (what
-callers touch, from any thread) plus everything after it, which belongs to
-one daemon thread per engine running one asyncio loop: taking what is
-queued into the aggregator, forming digests when their windows are due,
-within the quotas, and delivering them each round (the spool first, then
-the fallback chain), with the auth watcher's probes and meta-alerts in
-between (:mod:`smtp_alerts._engine.logins`).
+callers touch, from any thread) plus the engine's lifecycle: start, flush,
+close, forks. Everything after the intake belongs to one daemon thread per
+engine running one asyncio loop, :class:`~smtp_alerts._engine.runner.EngineRunner`:
+aggregation, windows, quotas, the store, delivery and the auth watcher.
+
+Building an engine is cheap, because every handler and every cron script
+pays it: this module loads no asyncio, ssl, sqlite3, email package, pydantic
+or delivery code. Settings read from the environment are checked without
+pydantic (:mod:`smtp_alerts._environment`); the settings model, the runner
+and the loop are made on the engine's thread when it starts, on the first
+alert. A wrong setting still fails here, at construction, with the model's
+own message: what the quick check is not sure of, the model judges at once.
 
 The core knows none of its front-ends: jobs, heartbeats and checks use the
 :class:`~smtp_alerts._engine.sink.AlertSink` it offers, and keep their
@@ -16,59 +22,47 @@ adds them on top.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import logging
 import math
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from .._delivery.chain import ChannelStats
 from .._delivery.channels import prepare_channels
-from .._delivery.rounds import Delivery, SpoolLike
-from .._delivery.spool import Spool
-from .._store import IncidentStore, SqliteStore, Windows
-from .._store.failover import FailoverStore
-from .._store.silences import SilenceBook, SqliteSilences
+from .._delivery.spool.probe import spool_has_entries
+from .._environment import read_environment
 from .._util.clock import SYSTEM_CLOCK, Clock
 from .._util.stderr import warn
-from ..models import OutgoingMessage
-from ..settings import Settings
 from . import process
-from .aggregator import Aggregator
-from .capture import Light, PendingAlert
+from .drain import Drain
 from .intake import Intake
-from .limits import EmailQuota
-from .logins import LoginWatcher, MetaHook
-from .loop import EngineLoop, WorkerPool
-from .outbox import Rerender, build_delivery, spool_has_entries
-from .render import RenderContext, render
-from .shared import StoreLink, StoreUnavailableError
-from .silencing import Silencer
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from .._delivery.chain import ChannelStats
+    from .._environment import QuickSettings
+    from ..settings import Settings
     from ..transports import Transport
     from ..transports.xoauth2 import TokenProvider
+    from .logins import MetaHook
+    from .loop import EngineLoop
+    from .runner import EngineRunner
     from .sink import AlertSink, EngineExtension
 
-__all__ = ["DRAIN_INTERVAL", "EngineCore", "EngineStats", "MetaHook"]
+__all__ = ["EngineCore", "EngineStats"]
 
 log = logging.getLogger("smtp_alerts.engine")
 
-#: How often a busy engine takes what producers queued, in seconds.
-DRAIN_INTERVAL = 0.02
-#: The longest a count stays in this process only before it is pushed to the store.
-PUSH_INTERVAL = 0.25
-#: How often an idle engine looks at the store for windows its siblings opened.
-STORE_POLL = 1.0
-
 T = TypeVar("T")
 E = TypeVar("E", bound="EngineExtension")
+
+_Early = tuple[Coroutine[Any, Any, Any], "concurrent.futures.Future[Any]"]
+"""A coroutine handed to ``run_coroutine`` before the loop ran, and the future handed out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,55 +129,67 @@ class EngineCore(Intake):
         hostname: str | None = None,
         spool: bool = True,
     ) -> None:
-        self.settings = settings if settings is not None else Settings()
+        self._settings = settings
+        self._settings_lock = threading.Lock()
+        self._environment: Mapping[str, str] = {}
+        quick: QuickSettings | None = None
+        if settings is None:
+            self._environment, quick = read_environment()
+        if quick is None:  # given, or the quick check is not sure: the model judges now
+            settings = self._settings = settings if settings is not None else self._build_settings()
+            quick = settings.quick()
+        self._quick = quick
+        self._fallback = quick.fallback
         if token_provider is not None:
             self.settings.check_token_provider()  # no token in clear text: refuse now
-        super().__init__(capacity=self.settings.queue_size, clock=clock)
+        super().__init__(capacity=quick.queue_size, clock=clock)
         self._transport = transport
         self._use_spool = spool
         self._token_provider = token_provider
-        self._render_context = RenderContext.from_settings(self.settings, hostname=hostname)
-        self._rerender = Rerender(self._render_context, clock)
+        self._hostname = hostname
         self._meta_hooks: list[MetaHook] = []
         # Kept across a fork: a child's heartbeat monitor keeps its registrations.
         self._extensions: dict[Callable[[AlertSink], EngineExtension], EngineExtension] = {}
         self._extensions_lock = threading.RLock()
         self._reset_loop_side()
         process.register(self)
-        if spool and spool_has_entries(self.settings.spool_path):
+        if spool and spool_has_entries(quick.spool_path):
             self.start()  # an earlier process left digests: send them without waiting
-        elif spool and self.settings.redis_url is not None:
+        elif spool and quick.redis:
             self.start()  # a fleet member: it claims what dead members left in Redis
 
+    @property
+    def settings(self) -> Settings:
+        """The settings; built from the environment checked at construction on first use.
+
+        The engine's thread asks first, as it starts, so the caller's thread
+        does not load pydantic unless it asks itself (a repr, a front-end).
+        """
+        settings = self._settings
+        if settings is None:
+            with self._settings_lock:
+                settings = self._settings
+                if settings is None:
+                    settings = self._settings = self._build_settings()
+        return settings
+
+    def _build_settings(self) -> Settings:
+        from ..settings import Settings  # noqa: PLC0415 - pydantic loads when needed (module docstring)
+
+        return Settings.from_environment(self._environment)
+
     def _reset_loop_side(self) -> None:
-        """(Re)create what the loop owns: at construction and in a forked child."""
-        settings = self.settings
+        """(Re)create what the loop side needs: at construction and in a forked child.
+
+        The loop side itself (the runner) is made by the engine's thread.
+        """
         self._closing = False
         self._finish_by: float | None = None
         self._flush_requests: list[concurrent.futures.Future[bool]] = []
+        self._early: list[_Early] = []
         self._run_task: asyncio.Task[None] | None = None
-        self._dispatch_event: asyncio.Event | None = None
-        self._ready: asyncio.Future[Delivery] | None = None
+        self._runner: EngineRunner | None = None
         self._started_at = self._clock()
-        self._aggregator = Aggregator(
-            group_wait=settings.group_wait,
-            group_interval=settings.group_interval,
-            repeat_interval=settings.repeat_interval,
-            clock=self._clock,
-        )
-        self._quota = EmailQuota(
-            per_hour=settings.max_per_hour, per_day=settings.max_per_day, clock=self._clock
-        )
-        self._delivery: Delivery | None = None
-        self._link: StoreLink | None = None
-        self._logins = LoginWatcher(
-            settings, clock=self._clock, context=self._render_context, hooks=self._meta_hooks
-        )
-        self._accepted = 0
-        self._took_new = False  # the last drains took a new problem, not only repeats
-        self._suppressed = 0
-        self._dropped_total = 0
-        self._digests = 0
         self._last_ok = True
         self._extensions_closed = False
 
@@ -220,15 +226,14 @@ class EngineCore(Intake):
             thread = threading.Thread(target=self._main, name="smtp-alerts-engine", daemon=True)
             try:
                 if self._transport is None:
-                    prepare_channels(self.settings)  # in this thread: shutdown may begin any time
-                if self.settings.redis_url is not None:
+                    # In this thread: shutdown may begin any time after we return.
+                    prepare_channels(fallback=self._fallback)
+                if self._quick.redis:
                     _prepare_redis()  # the same reason
-                self._loop = EngineLoop(WorkerPool())
-                self._wake_event = asyncio.Event()
+                # The loop is made by the thread itself, which drains what was
+                # queued before it ran (a signal handler's record too).
                 self._thread = thread
                 thread.start()
-                if self._queue:
-                    self._wake()  # what a signal handler queued while we started
             except RuntimeError as exc:
                 # Python 3.12+ starts no thread once the interpreter is shutting
                 # down: an engine whose first alert comes that late cannot send it.
@@ -288,14 +293,14 @@ class EngineCore(Intake):
         Returns:
             Whether everything accepted was delivered.
         """
-        if timeout is None:
-            timeout = self.settings.shutdown_timeout
         thread = self._stop_accepting()
-        self._finish_by = min(self._finish_by or math.inf, time.monotonic() + timeout)
         self.report_late()
         try:
             if thread is None:
-                return True
+                return True  # never started: nothing to wait for (and no settings to build)
+            if timeout is None:
+                timeout = self.settings.shutdown_timeout
+            self._finish_by = min(self._finish_by or math.inf, time.monotonic() + timeout)
             if threading.current_thread() is thread:
                 return False
             self._arm_deadline(timeout)
@@ -316,7 +321,7 @@ class EngineCore(Intake):
             self._accepting = False
             self._closing = True
             thread = self._thread
-            if self._finish_by is None:  # the channels share what is left of it
+            if self._finish_by is None and thread is not None:  # the channels share what is left
                 self._finish_by = time.monotonic() + self.settings.shutdown_timeout
         # Repeats go through the known tables; emptying them routes them to
         # the closed check, so nothing is queued after the last drain.
@@ -354,6 +359,7 @@ class EngineCore(Intake):
         """
         self._reset_intake()
         self._reset_loop_side()
+        self._settings_lock = threading.Lock()  # maybe held by a parent's thread at the fork
         self._extensions_lock = threading.RLock()
         for extension in list(self._extensions.values()):
             _quietly(extension.after_fork, "resetting %r in a forked child failed", extension)
@@ -374,10 +380,19 @@ class EngineCore(Intake):
         """
         if self._thread is None:
             self._start()
-        loop = self._loop
-        if loop is None or not self._accepting:
+        with self._lock:
+            loop, running = self._loop, self._accepting and self._thread is not None
+            if loop is None and running:
+                # The engine's thread is still loading: its loop starts the
+                # coroutine as soon as it runs. Never wait for it here.
+                future: concurrent.futures.Future[T] = concurrent.futures.Future()
+                self._early.append((coroutine, future))
+                return future
+        if loop is None or not running:
             coroutine.close()
             raise RuntimeError("the smtp-alerts engine is closed")
+        import asyncio  # noqa: PLC0415 - loaded by the engine's thread, which made the loop
+
         return asyncio.run_coroutine_threadsafe(coroutine, loop)
 
     def extension(self, factory: Callable[[AlertSink], E]) -> E:
@@ -420,411 +435,47 @@ class EngineCore(Intake):
 
     def stats(self) -> EngineStats:
         """A snapshot of the engine's counters."""
-        delivery = self._delivery
+        runner = self._runner
+        if runner is not None:
+            return runner.stats()
+        # Not started (or still loading): nothing taken in yet.
         return EngineStats(
-            accepted=self._accepted,
-            dropped=self._dropped_total + self._dropped,
-            digests=self._digests,
-            sent=delivery.sent if delivery else 0,
-            failures=_failures(delivery),
-            undelivered=delivery.pending if delivery else 0,
-            channels=delivery.chain.stats() if delivery is not None else {},
-            open_incidents=self._aggregator.stats.open_incidents,
-            suppressed=self._suppressed,
-            meta_alerts=self._logins.raised,
-            resting_logins=self._logins.resting(),
-            late=self.late_records,
+            accepted=0, dropped=self._dropped, digests=0, sent=0, late=self.late_records
         )
 
     # -- the engine's own thread ----------------------------------------------------
 
     def _main(self) -> None:
-        loop = self._loop
-        assert loop is not None  # set by _start  # noqa: S101
-        asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(self._run())
-        except Exception as exc:
-            log.exception("the smtp-alerts engine stopped")
-            warn(f"smtp-alerts: the engine stopped and will send nothing more: {exc!r}")
-            self._last_ok = False
-        finally:
+            # First what the intake took goes to the store, then the rest loads.
+            drain = Drain(self)
+            drain.open_store()
+            from .runner import run  # noqa: PLC0415 - loaded by the engine's thread (module docstring)
+        except Exception as exc:  # noqa: BLE001 - an install that cannot load its own modules
+            warn(f"smtp-alerts: the engine cannot start and will send nothing: {exc!r}")
             with self._lock:
                 self._accepting = False
-            self._fail_flush_requests()
-            _finish(loop)
-
-    async def _run(self) -> None:
-        event = self._wake_event
-        assert event is not None  # set by _start  # noqa: S101
-        self._run_task = asyncio.current_task()
-        # Building the channels imports aiosmtplib and loads the CA store, and
-        # opening the spool touches the disk: ~100 ms during which a flood would
-        # fill the intake if this loop could not drain it. So it happens on a
-        # worker thread, and digests an earlier process left are sent first.
-        loop = asyncio.get_running_loop()
-        dispatch = self._dispatch_event = asyncio.Event()
-        self._ready = loop.run_in_executor(None, self._build_delivery)
-        self._ready.add_done_callback(lambda _: dispatch.set())
-        # Two tasks: the intake is drained whatever the dispatcher is waiting
-        # for; a send that takes seconds must not let a flood overflow it.
-        drainer = loop.create_task(self._drain_forever(event, dispatch))
-        try:
-            await self._serve(dispatch)
-        except asyncio.CancelledError:
-            # The close deadline passed (see _arm_deadline): say what is lost, stop.
             self._last_ok = False
-            self._report_undelivered()
-        finally:
-            drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drainer
-            if self._delivery is not None:
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(self._delivery.chain.aclose(), 1.0)
-                self._delivery.close()
+            self._fail_flush_requests()
+            self._fail_early_coroutines()
+            return
+        run(self, drain)
 
-    def _build_delivery(self) -> Delivery:
-        """The chain and the spool; runs on a worker thread (see _run)."""
-        return build_delivery(
-            self.settings,
-            transport=self._transport,
-            token_provider=self._token_provider,
-            clock=self._clock,
-            started=self._started_at,
-            gate=self._logins.watch,
-            rerender=self._rerender,
-            use_spool=self._use_spool,
-            on_spool=self._open_store,
-        )
+    def _loop_ready(
+        self, runner: EngineRunner, loop: EngineLoop, wake: asyncio.Event
+    ) -> list[_Early]:
+        """The engine's thread made its runner and loop: producers may wake it from now on.
 
-    async def _get_delivery(self) -> Delivery:
-        if self._delivery is None:
-            assert self._ready is not None  # set by _run  # noqa: S101
-            self._delivery = await self._ready
-            self._delivery.chain.finish_by = lambda: self._finish_by
-            # Whatever an earlier process left goes out now, marked as delayed.
-            await self._delivery.retry(force=True)
-        return self._delivery
-
-    def _open_store(self, spool: SpoolLike) -> None:
-        """Open the store beside the spool (on the build's worker thread).
-
-        No link (per-process sending) when the spool is in memory or the store
-        cannot be used. Set before the delivery is: the loop reads it only once
-        the delivery is ready.
+        Returns:
+            The coroutines handed to :meth:`run_coroutine` before, with their
+            futures, for the loop to start.
         """
-        if not isinstance(spool, Spool):
-            return
-        settings = self.settings
-        windows = Windows(settings.group_wait, settings.group_interval, settings.repeat_interval)
-        try:
-            store: IncidentStore = SqliteStore(spool, windows, clock=self._clock)
-            book: SilenceBook = SqliteSilences(spool, clock=self._clock)
-        except (OSError, sqlite3.Error) as exc:
-            warn(f"smtp-alerts: the shared store is not usable ({exc}); sending per process")
-            return
-        if settings.redis_url is not None:
-            try:
-                store, book = _through_redis(settings, spool, store, windows, self._clock)
-            except (ImportError, RuntimeError) as exc:  # RuntimeError: loading at shutdown
-                warn(f"smtp-alerts: Redis cannot be used ({exc}); this host sends on its own")
-        context = self._render_context
-        self._link = StoreLink(
-            store,
-            self._aggregator,
-            lambda digest: render(digest, context),
-            self._quota,
-            self._clock,
-            silencer=Silencer(book),
-        )
-        self._wake()  # what was drained before the store opened goes to it now
-
-    def _shared(self) -> StoreLink | None:
-        # A method, not the attribute: mypy would keep the narrowing of an
-        # earlier check across the await that may have set it.
-        return self._link
-
-    async def _drain_forever(self, wake: asyncio.Event, dispatch: asyncio.Event) -> None:
-        """Take in what producers queued: on a wake, and every DRAIN_INTERVAL while busy.
-
-        On a shared store it also pushes the counts every PUSH_INTERVAL, here
-        and not in the dispatcher: a send that hangs must not keep them in
-        this process only.
-        """
-        pushed_at = float("-inf")  # the first push goes at once
-        pushing: asyncio.Task[None] | None = None
-        while True:
-            if not wake.is_set():
-                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._drain_timeout())
-            wake.clear()
-            took = self._drain()
-            # Real time, not the engine's clock: a tick is a bound on loss, not a window.
-            if self._link is not None and time.monotonic() - pushed_at >= PUSH_INTERVAL:
-                pushed_at = time.monotonic()
-                # A task: the SQLite work is on a worker thread, draining goes on.
-                if pushing is None or pushing.done():
-                    pushing = asyncio.get_running_loop().create_task(self._push_quietly())
-            # New work may be due sooner than the dispatcher planned: let it look.
-            # On a shared store only a new problem can: repeats reach the store
-            # with the next push, and the dispatcher wakes for that on its own
-            # (a claim per drain would be a write transaction every 20 ms of a
-            # flood, taking GIL time from the program).
-            took_new, self._took_new = self._took_new, False
-            if self._flush_requests or self._closing or (took and (self._link is None or took_new)):
-                dispatch.set()
-
-    def _drain_timeout(self) -> float | None:
-        if self._busy:
-            return DRAIN_INTERVAL
-        if self._link is not None and self._aggregator.pending_groups():
-            return PUSH_INTERVAL
-        return None
-
-    async def _serve(self, event: asyncio.Event) -> None:
-        while True:
-            timeout = self._seconds_to_next()
-            if not event.is_set() and (timeout is None or timeout > 0):
-                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout)
-            event.clear()
-            with self._lock:
-                requests, self._flush_requests = self._flush_requests, []
-                closing = self._closing
-            self._drain()
-            if closing and self._ready is not None:
-                await self._get_delivery()  # opens the store: the exit rule depends on it
-            link = self._link
-            if closing and link is not None:
-                ok = await self._close_round(link)
-                self._last_ok = ok
-                self._report_undelivered()
-                return
-            ok = await self._round(force=closing or bool(requests))
-            self._last_ok = ok
-            for request in requests:
-                if not request.done():
-                    request.set_result(ok)
-            if closing:
-                self._drain()  # what raced in while we were sending
-                if self._aggregator.pending_groups():
-                    self._last_ok = await self._dispatch(force=True)
-                self._report_undelivered()
-                return
-
-    async def _round(self, *, force: bool) -> bool:
-        """One delivery round: digests that are due, retries, then the logins' turn."""
-        try:
-            ok = await self._dispatch(force=force)
-            if self._delivery is not None:
-                ok = await self._logins.run(self._delivery) and ok
-        except Exception as exc:
-            # One bad round must not end the engine: what was formed is in
-            # the spool, the rest is still counted; say so and go on.
-            log.exception("a delivery round failed")
-            warn(f"smtp-alerts: a delivery round failed and will be retried: {exc!r}")
-            await asyncio.sleep(1.0)  # no hot loop if it fails every time
-            return False
-        return ok
-
-    def _seconds_to_next(self) -> float | None:
-        candidates = []
-        due = self._aggregator.next_due()
-        if self._link is not None:
-            # Local counts go to the store within a tick; the store decides when.
-            now = self._clock()
-            if self._aggregator.pending_groups():
-                candidates.append(now + PUSH_INTERVAL)
-            candidates.append(now + STORE_POLL)
-            due = self._link.next_due()
-        if due is not None:
-            candidates.append(max(due, self._quota.available_at()))
-        if self._delivery is not None and self._delivery.next_retry_at is not None:
-            candidates.append(self._delivery.next_retry_at)
-        probe_at = self._logins.watch.next_probe_at()
-        if self._delivery is not None and probe_at is not None:
-            candidates.append(probe_at)
-        if not candidates:
-            return None
-        return max(0.0, min(candidates) - self._clock())
-
-    def _drain(self) -> int:
-        """Take in what producers queued; returns how many items."""
-        count = self._take_queued()
-        if not count:
-            self._take_dropped(0)
-            return 0
-        queue, aggregator = self._queue, self._aggregator
-        # Repeats carry the canonical fingerprint object from the known table,
-        # so its id is a cheap key (a tuple's hash is computed anew every time).
-        repeats: dict[int, list[Any]] = {}
-        lights: list[Light] = []
-        for _ in range(count):
-            item = queue.popleft()
-            if not isinstance(item, tuple):
-                aggregator.add(item.finish() if isinstance(item, PendingAlert) else item)
-                self._took_new = True
-                continue
-            if len(item) != 2:  # a new problem captured lightly: its incident is full
-                lights.append(item)
-                continue
-            fingerprint, created = item
-            counted = repeats.get(id(fingerprint))
-            if counted is None:
-                repeats[id(fingerprint)] = [fingerprint, 1, created]
-            else:
-                counted[1] += 1
-                counted[2] = created
-        if lights:
-            aggregator.add_lights(lights)
-            self._took_new = True
-        lost = 0
-        for fingerprint, repeated, last in repeats.values():
-            if not aggregator.count(fingerprint, last, repeated):
-                lost += repeated  # its sample was evicted: shown as dropped, not lost
-        self._accepted += count - lost
-        self._suppressed += sum(repeated for _, repeated, _ in repeats.values()) - lost
-        self._take_dropped(lost)
-        evicted = aggregator.pop_evicted()
-        if evicted:
-            self._forget(evicted)  # re-capture the evicted on their next occurrence
-        # Incidents fill up as problems arrive and empty when they close.
-        self._full_groups = aggregator.full_groups()
-        return count
-
-    def _take_dropped(self, lost: int) -> None:
-        dropped = self._pop_dropped() + lost
-        if dropped:
-            self._dropped_total += dropped
-            self._aggregator.note_dropped(dropped)
-
-    async def _dispatch(self, *, force: bool) -> bool:
-        if self._link is not None:
-            return await self._dispatch_shared(self._link, force=force)
-        aggregator = self._aggregator
-        due = set(aggregator.due())
-        groups = aggregator.pending_groups() if force else sorted(due)
-        ready = self._ready is not None and self._ready.done()
-        if self._delivery is None and not (groups or force or ready):
-            # Nothing to send, and the channels are still loading: go back to
-            # draining. Something due, a flush or a close waits for them instead
-            # (the spool may hold an earlier run's work).
-            return True
-        delivery = await self._get_delivery()
-        if self._drain():
-            # What came in while the channels loaded joins this round: every
-            # digest of a round is spooled before the first attempt of any.
-            due = set(aggregator.due())
-            groups = aggregator.pending_groups() if force else sorted(due)
-        link = self._shared()
-        if link is not None:  # the store was opened just now by _get_delivery
-            return await self._dispatch_shared(link, force=force)
-        messages, held_back = self._form_digests(groups, due)
-        # Earlier failures first, and never a second try within one round. The
-        # spool is only touched when a retry is due: a busy loop polls often.
-        sent_before = delivery.sent
-        retry_at = delivery.next_retry_at
-        retried = True
-        if force or (retry_at is not None and retry_at <= self._clock()):
-            retried = await delivery.retry(force=force)
-        ok = await delivery.deliver(messages) if messages else True
-        if messages or delivery.sent != sent_before or force:
-            self._save_counters(delivery)
-        return ok and retried and not held_back
-
-    # -- the shared store ---------------------------------------------------------------
-
-    def _unshare(self, exc: Exception) -> None:
-        """The store refused: send on our own from now on (duplicates, never loss)."""
-        warn(f"smtp-alerts: the shared store is busy or read-only ({exc}); sending per process")
-        self._link = None
-        self._aggregator.forget_notifications()
-
-    async def _push_quietly(self) -> None:
-        link = self._link
-        if link is not None:
-            try:
-                await link.push()
-            except StoreUnavailableError as exc:
-                self._unshare(exc)
-
-    async def _dispatch_shared(self, link: StoreLink, *, force: bool) -> bool:
-        """Push, claim what the store says is due, send it: the round on a shared store."""
-        delivery = await self._get_delivery()
-        try:
-            entries, held_back = await link.claim(force=force)
-        except StoreUnavailableError as exc:
-            self._unshare(exc)
-            return await self._dispatch(force=force)
-        self._digests += len(entries)
-        retry_at = delivery.next_retry_at
-        retrying = force or (retry_at is not None and retry_at <= self._clock())
-        if retrying:
-            await delivery.retry(force=force)  # the round's own entries are claimed: skipped
-        ok = await delivery.send_spooled(entries) if entries else True
-        if entries or force:
-            self._save_counters(delivery)
-        return ok and not held_back and (not retrying or delivery.settled())
-
-    async def _close_round(self, link: StoreLink) -> bool:
-        """At exit: push, hand over to a live sibling or send all, wait for our own work only."""
-        try:
-            stays = await link.leave()
-        except StoreUnavailableError as exc:
-            self._unshare(exc)
-            stays = False
-        ok = await self._dispatch(force=not stays)
-        if self._delivery is not None:
-            ok = await self._logins.run(self._delivery) and ok
-        return ok
-
-    def _form_digests(self, groups: list[str], due: set[str]) -> tuple[list[OutgoingMessage], bool]:
-        """The digests of ``groups`` rendered, within the quotas; and whether one was held back."""
-        aggregator = self._aggregator
-        messages: list[OutgoingMessage] = []
-        for group in groups:
-            grant = self._quota.try_acquire()
-            if grant is None:
-                return messages, True
-            notices = []
-            if grant.delayed_since is not None:
-                notices.append(self._quota.delayed_notice(grant))
-            if grant.last:
-                notices.append(self._quota.notice(grant))
-            digest = aggregator.form(
-                group, reason=None if group in due else "flush", notices=tuple(notices)
-            )
-            if digest is None:
-                continue
-            self._digests += 1
-            message = render(digest, self._render_context)
-            if digest.sequence == 1:
-                aggregator.set_thread_subject(digest.incident_id, message.title)
-            messages.append(message)
-        return messages, False
-
-    def _save_counters(self, delivery: Delivery) -> None:
-        """Keep the counters in the spool for ``smtp-alerts spool list``."""
-        if not isinstance(delivery.spool, Spool):
-            return
-        stats = self.stats()
-        counters = {
-            "accepted": stats.accepted,
-            "suppressed": stats.suppressed,
-            "dropped": stats.dropped,
-            "digests": stats.digests,
-            "sent": stats.sent,
-            "spooled": stats.undelivered,
-        }
-        for channel, channel_stats in stats.channels.items():
-            counters[f"sent via {channel}"] = channel_stats.sent
-        for reason, count in stats.failures.items():
-            counters[f"failed: {reason}"] = count
-        try:
-            delivery.spool.save_counters(counters)
-        except Exception:
-            log.debug("could not save the counters", exc_info=True)
+        with self._lock:
+            self._runner = runner
+            self._wake_event = wake
+            self._loop = loop
+            early, self._early = self._early, []
+        return early
 
     def _fail_flush_requests(self) -> None:
         with self._lock:
@@ -833,37 +484,13 @@ class EngineCore(Intake):
             if not request.done():
                 request.set_result(False)
 
-    def _report_undelivered(self) -> None:
-        delivery = self._delivery
-        lines = []
-        if delivery is not None:
-            waiting = delivery.undelivered()
-            lines += [
-                f"  {title}: {error or 'was being sent when time ran out'}"
-                for title, error in waiting
-            ]
-            if delivery.in_memory:
-                lines.append(
-                    f"  {delivery.in_memory} of them only in memory: the disk at "
-                    f"{self.settings.spool_path} had no room; lost as this process ends"
-                )
-            if waiting and isinstance(delivery.spool, Spool):
-                lines.append(
-                    f"  kept in the spool at {self.settings.spool_path}: the next start sends them"
-                )
-            elif waiting:
-                lines.append("  kept in memory only (no usable SPOOL_DIR): lost at exit")
-        events = self._aggregator.stats.pending
-        if events:
-            lines.append(f"  {events:,} events not yet in any email (email quota or deadline)")
-        link = self._link
-        if link is not None and link.held_back:
-            lines.append(
-                f"  alerts held back by the email quota: kept in the store at "
-                f"{self.settings.spool_path}; a live sibling or the next start sends them"
-            )
-        if lines:
-            warn("smtp-alerts: alerts not delivered at exit:\n" + "\n".join(lines))
+    def _fail_early_coroutines(self) -> None:
+        with self._lock:
+            early, self._early = self._early, []
+        for coroutine, future in early:
+            coroutine.close()
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError("the smtp-alerts engine is closed"))
 
 
 def _prepare_redis() -> None:
@@ -876,57 +503,9 @@ def _prepare_redis() -> None:
     import concurrent.futures.thread  # noqa: F401, PLC0415 - imported for its side effect only
 
 
-def _through_redis(
-    settings: Settings, spool: Spool, local: IncidentStore, windows: Windows, clock: Clock
-) -> tuple[IncidentStore, SilenceBook]:
-    """The fleet's store in Redis, with this host's store behind it for outages; its silences."""
-    # Imported here: redis-py is loaded only when REDIS_URL is set.
-    from .._store.redis import RedisStore, namespace_for  # noqa: PLC0415
-
-    assert settings.redis_url is not None  # noqa: S101 - the caller checked
-    remote = RedisStore(
-        settings.redis_url.get_secret_value(),
-        spool,
-        windows,
-        clock=clock,
-        namespace=namespace_for(settings.to),
-        ca_file=str(settings.ca_file) if settings.ca_file else None,
-    )
-    return FailoverStore(remote, local), remote.silences()
-
-
-def _finish(loop: EngineLoop) -> None:
-    """Wind the loop down as ``asyncio.run`` does, then close it.
-
-    asyncio closes a socket in a callback on the loop's next turn; stopping the
-    loop right after a connection's close would leave the socket open.
-    """
-    try:
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        for _ in range(3):  # connection_lost, then the TLS transport's own close
-            loop.run_until_complete(asyncio.sleep(0))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    except Exception:
-        log.debug("winding down the engine loop failed", exc_info=True)
-    finally:
-        loop.close()
-
-
 def _quietly(call: Callable[[], None], failure: str, extension: EngineExtension) -> None:
     """Call ``call``, logging what it raises: one extension must not stop the others."""
     try:
         call()
     except Exception:
         log.exception(failure, extension)
-
-
-def _failures(delivery: Delivery | None) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    if delivery is not None:
-        for stats in delivery.chain.stats().values():
-            for name, count in stats.failures.items():
-                totals[name] = totals.get(name, 0) + count
-    return totals

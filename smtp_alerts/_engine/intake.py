@@ -31,14 +31,13 @@ object it holds, so a record costs no extra call or attribute hop.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
 import threading
 from collections import deque
 from collections.abc import Hashable, Mapping
-from typing import Any, SupportsInt, cast
+from typing import TYPE_CHECKING, Any, SupportsInt, cast
 
 from .._util.clock import Clock
 from .._util.printable import printable, printable_repr
@@ -67,8 +66,12 @@ from .capture import (
     snapshot,
     template_shape,
 )
-from .loop import EngineLoop
 from .snapshot import Snapshot
+
+if TYPE_CHECKING:  # the loop is the engine thread's, loaded there (see core)
+    import asyncio
+
+    from .loop import EngineLoop
 
 __all__ = [
     "IGNORED_LOGGERS",

@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .._delivery.auth_watch import AuthEvent, AuthRecovered, AuthWatch
 from .._delivery.meta_alert import MetaAlert, meta_alert, meta_digest
@@ -20,8 +21,10 @@ from .._delivery.rounds import Delivery
 from .._delivery.spool import Spool
 from .._util.clock import Clock
 from .._util.stderr import warn
-from ..settings import Settings
 from .render import RenderContext, render
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 __all__ = ["LoginWatcher", "MetaHook"]
 

@@ -1,10 +1,10 @@
 """The engine's way out: the delivery it builds, and the messages delivery asks it for.
 
-:func:`build_delivery` assembles what the engine delivers through: the
-channels from the settings (or the one transport given), the fallback chain
-and the spool (SQLite in ``SPOOL_DIR``, or memory when there is none). It runs
-on a worker thread at the engine's start: it imports aiosmtplib, loads the CA
-store and touches the disk.
+:func:`open_spool` opens the spool (SQLite in ``SPOOL_DIR``, or memory when
+there is none) and :func:`build_delivery` assembles what the engine delivers
+through: the channels from the settings (or the one transport given) and the
+fallback chain. Both run on a worker thread at the engine's start, the spool
+first: the channels import aiosmtplib and load the CA store.
 
 Delivery sometimes needs a digest rendered again (:class:`Rerender`): smaller
 after a 552, marked as delayed when an earlier process formed it, or many
@@ -14,11 +14,9 @@ spool's history (:class:`AttemptLog`) for ``smtp-alerts spool history``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +24,7 @@ from typing import TYPE_CHECKING
 from .._delivery.chain import FallbackChain, Outcome
 from .._delivery.channels import build_channels
 from .._delivery.rounds import Delivery, MemorySpool, SpoolLike
-from .._delivery.spool import SPOOL_FILENAME, Attempt, Spool, sqlite_gate
+from .._delivery.spool import Attempt, Spool
 from .._util.clock import Clock
 from .._util.humanize import format_time
 from .._util.stderr import warn
@@ -39,13 +37,35 @@ if TYPE_CHECKING:
     from ..transports import Transport
     from ..transports.xoauth2 import TokenProvider
 
-__all__ = ["AttemptLog", "Rerender", "build_delivery", "spool_has_entries"]
+__all__ = ["AttemptLog", "Rerender", "build_delivery", "open_spool"]
 
 log = logging.getLogger("smtp_alerts.engine")
 
 
+def open_spool(path: Path, *, clock: Clock, rerender: Rerender, use: bool) -> SpoolLike:
+    """The spool in ``path`` (SQLite), or one in memory when it cannot be used or ``use`` is False.
+
+    Args:
+        path: the spool's directory (``SPOOL_DIR``).
+        clock: the engine's clock.
+        rerender: merges the oldest digests when the spool is full.
+        use: keep undelivered digests on disk; False keeps them in memory.
+    """
+    if not use:
+        return MemorySpool(clock=clock)
+    try:
+        return Spool(path, clock=clock, summarize=rerender.merged)
+    except (OSError, sqlite3.Error) as exc:
+        warn(
+            f"smtp-alerts: cannot use the spool at {path} ({exc}); undelivered alerts "
+            "are kept in memory only. Set SMTP_ALERTS_SPOOL_DIR to a writable folder."
+        )
+        return MemorySpool(clock=clock)
+
+
 def build_delivery(
     settings: Settings,
+    spool: SpoolLike,
     *,
     transport: Transport | None,
     token_provider: TokenProvider | None,
@@ -53,29 +73,19 @@ def build_delivery(
     started: float,
     gate: AuthWatch,
     rerender: Rerender,
-    use_spool: bool,
-    on_spool: Callable[[SpoolLike], None] | None = None,
 ) -> Delivery:
-    """The chain and the spool; blocking (the engine runs it on a worker thread).
+    """The chain through the channels, delivering from ``spool``; blocking (on a worker thread).
 
     Args:
         settings: the engine's settings.
+        spool: from :func:`open_spool`, opened first (the store beside it too).
         transport: the one channel to send through; the channels of the settings when None.
         token_provider: for XOAUTH2, the access tokens.
         clock: the engine's clock.
         started: when the engine started: older spooled digests are an earlier process's.
         gate: the auth watcher, which decides which logins may be tried.
         rerender: renders digests again when delivery needs it.
-        use_spool: keep undelivered digests in ``SPOOL_DIR``; False keeps them in memory.
-        on_spool: called with the spool as soon as it is open, before the channels.
     """
-    # The spool first: the store beside it registers this engine with its
-    # siblings at once (on_spool), not after the channels' ~100 ms of imports.
-    spool = (
-        _open_spool(settings.spool_path, clock, rerender) if use_spool else MemorySpool(clock=clock)
-    )
-    if on_spool is not None:
-        on_spool(spool)
     transports = (
         [transport]
         if transport is not None
@@ -99,40 +109,6 @@ def build_delivery(
         mark_delayed=rerender.delayed,
         on_problem=warn,
     )
-
-
-def _open_spool(path: Path, clock: Clock, rerender: Rerender) -> SpoolLike:
-    try:
-        return Spool(path, clock=clock, summarize=rerender.merged)
-    except (OSError, sqlite3.Error) as exc:
-        warn(
-            f"smtp-alerts: cannot use the spool at {path} ({exc}); undelivered alerts "
-            "are kept in memory only. Set SMTP_ALERTS_SPOOL_DIR to a writable folder."
-        )
-        return MemorySpool(clock=clock)
-
-
-def spool_has_entries(directory: Path) -> bool:
-    """Whether a spool in ``directory`` holds digests or pending counts; cheap, never raises."""
-    path = directory / SPOOL_FILENAME
-    if not path.is_file():
-        return False
-    try:
-        with (
-            sqlite_gate(),
-            contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn,
-        ):
-            if conn.execute("SELECT EXISTS (SELECT 1 FROM entries)").fetchone()[0]:
-                return True
-            # Counts pushed to the store and not yet in a digest (an older file has none).
-            return bool(
-                conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'store_problems')"
-                    " AND EXISTS (SELECT 1 FROM store_problems WHERE pending > 0)"
-                ).fetchone()[0]
-            )
-    except sqlite3.Error:
-        return True  # let the engine open it properly and say what is wrong
 
 
 class AttemptLog:

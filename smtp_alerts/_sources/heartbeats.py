@@ -34,9 +34,9 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .._environment import parse_duration
 from .._util.humanize import format_duration, format_time
 from .._util.stderr import warn
-from ..settings import parse_duration
 from .heartbeat_state import BeatStore, Recovery, Registration
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ __all__ = ["lazy_exports", "present_as"]
 
 
 def lazy_exports(
-    package: str, modules: Mapping[str, str], public: Iterable[str]
+    package: str, modules: Mapping[str, str], public: Iterable[str], *, present: bool = True
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """The ``__getattr__`` and ``__dir__`` of a package whose names load lazily.
 
@@ -31,6 +31,8 @@ def lazy_exports(
         package: the package's ``__name__``.
         modules: each lazy name, with the module (relative to ``package``) defining it.
         public: the package's ``__all__``.
+        present: make classes and functions report ``package`` as their module
+            (see :func:`present_as`); False for a private package.
 
     Returns:
         ``(__getattr__, __dir__)``, to assign at the package's top level.
@@ -42,7 +44,8 @@ def lazy_exports(
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(module, package), name)
-        present_as(package, value)
+        if present:
+            present_as(package, value)
         vars(sys.modules[package])[name] = value  # later look-ups skip this function
         return value
 

@@ -18,9 +18,9 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from .._environment import parse_duration
 from .._sources.cron import default_name, headline, run_and_alert
 from ..errors import ConfigurationError
-from ..settings import parse_duration
 
 if TYPE_CHECKING:
     from .._facade import Engine

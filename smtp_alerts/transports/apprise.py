@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 
     from ..models import OutgoingMessage
 
-__all__ = ["DEFAULT_TIMEOUT", "AppriseTransport", "prepare"]
+__all__ = ["DEFAULT_TIMEOUT", "AppriseTransport"]
 
 DEFAULT_TIMEOUT = 30.0
 """The deadline of one :meth:`AppriseTransport.send`, in seconds."""
@@ -525,18 +525,6 @@ class _Redactor(logging.Filter):
 
 _REDACTOR = _Redactor()
 _FORMATTER = logging.Formatter()
-
-
-def prepare() -> None:
-    """Make apprise loadable during interpreter shutdown; call before it can begin.
-
-    Some of apprise's plugins import ``concurrent.futures.thread``, which
-    registers a shutdown hook as it loads, and that raises once the
-    interpreter's shutdown has begun. A short script logs one error and exits
-    while apprise is still loading, so the engine imports it here, from the
-    caller's thread, as it starts (a cheap standard-library import).
-    """
-    import concurrent.futures.thread  # noqa: F401, PLC0415 - imported for its side effect only
 
 
 def _notify_type(message: OutgoingMessage) -> str:

@@ -176,7 +176,8 @@ class TestAppriseFallback:
             assert "(3 events)" in request.json["title"]
             assert "payment failed for order 0" in request.json["message"]
             assert server.messages == []
-            history = engine._delivery.spool.history() if engine._delivery else []  # type: ignore[attr-defined]
+            delivery = engine._runner._delivery if engine._runner else None
+            history = delivery.spool.history() if delivery else []  # type: ignore[attr-defined]
             assert [(a.channel.split(":")[0], a.ok) for a in reversed(history)] == [
                 ("127.0.0.1", False),
                 ("apprise", True),

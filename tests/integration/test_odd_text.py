@@ -319,11 +319,11 @@ def test_signal_handler_logging_during_start_does_not_deadlock(
         handler = AlertHandler()
         log.addHandler(handler)
         signal.signal(signal.SIGUSR1, lambda *_: log.error("from the signal handler"))
-        real_pool = core.WorkerPool
-        def pool_that_is_interrupted(*args, **kwargs):
+        real_prepare = core.prepare_channels
+        def prepare_that_is_interrupted(**kwargs):
             signal.raise_signal(signal.SIGUSR1)  # runs the handler inside _start
-            return real_pool(*args, **kwargs)
-        core.WorkerPool = pool_that_is_interrupted
+            return real_prepare(**kwargs)
+        core.prepare_channels = prepare_that_is_interrupted
         log.error("the first error")
         print("flushed", handler.flush(30))
         """,

@@ -279,7 +279,8 @@ def test_full_quota_waits_for_its_window_not_a_busy_loop(tmp_path: Path) -> None
     engine.alert("second", group="two")
     assert not engine.flush(timeout=10)  # one sent, one held back
     assert len(transport.sent) == 1
-    link = engine._link
+    assert engine._runner is not None
+    link = engine._runner._link
     assert link is not None
     due = link.next_due()
     assert due is not None
@@ -308,7 +309,8 @@ def test_a_store_that_refuses_degrades_to_per_process_sending(
     engine.alert("after", group="two")
     assert engine.flush(timeout=10)
     assert [("after" in m.title) for m in transport.sent] == [False, True]
-    assert engine._link is None  # sending on its own now
+    assert engine._runner is not None
+    assert engine._runner._link is None  # sending on its own now
     engine.close()
     assert "sending per process" in capfd.readouterr().err
 

@@ -38,11 +38,17 @@ the spool is full).
 
 from __future__ import annotations
 
-from .claims import DEFAULT_LEASE, process_identity
-from .entry import SpoolEntry
-from .gate import sqlite_gate
-from .history import DEFAULT_HISTORY_RETENTION, Attempt
-from .store import DEFAULT_MAX_ENTRIES, SPOOL_FILENAME, Spool
+from typing import TYPE_CHECKING
+
+from ..._util.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .claims import DEFAULT_LEASE, process_identity
+    from .entry import SpoolEntry
+    from .gate import sqlite_gate
+    from .history import DEFAULT_HISTORY_RETENTION, Attempt
+    from .probe import SPOOL_FILENAME
+    from .store import DEFAULT_MAX_ENTRIES, Spool
 
 __all__ = [
     "DEFAULT_HISTORY_RETENTION",
@@ -55,3 +61,22 @@ __all__ = [
     "process_identity",
     "sqlite_gate",
 ]
+
+# Loaded on first use: every engine asks the spool's gate and probe as it is
+# built (cheap), and only an engine that runs needs the rest.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DEFAULT_HISTORY_RETENTION": ".history",
+        "DEFAULT_LEASE": ".claims",
+        "DEFAULT_MAX_ENTRIES": ".store",
+        "SPOOL_FILENAME": ".probe",
+        "Attempt": ".history",
+        "Spool": ".store",
+        "SpoolEntry": ".entry",
+        "process_identity": ".claims",
+        "sqlite_gate": ".gate",
+    },
+    __all__,
+    present=False,
+)

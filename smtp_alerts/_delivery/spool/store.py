@@ -28,10 +28,10 @@ from .database import Database
 from .entry import ENTRY_COLUMNS, SpoolEntry, entry_from_row
 from .history import DEFAULT_HISTORY_RETENTION, Attempt
 from .overflow import Summarizer, merge_oldest
+from .probe import SPOOL_FILENAME
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "DIRECTORY_MODE", "SPOOL_FILENAME", "Spool"]
 
-SPOOL_FILENAME = "spool.sqlite3"
 DEFAULT_MAX_ENTRIES = 1000
 DIRECTORY_MODE = 0o700  # the spool holds log messages and tracebacks: owner only
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..._environment import QuickSettings
     from ...settings import Settings
 
 __all__ = ["DEFAULT_MAX_BYTES", "MIN_MAX_BYTES", "RenderContext"]
@@ -73,11 +74,14 @@ class RenderContext:
             )
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, hostname: str | None = None) -> RenderContext:
+    def from_settings(
+        cls, settings: Settings | QuickSettings, *, hostname: str | None = None
+    ) -> RenderContext:
         """Build the context for the configured sender, recipients and prefix.
 
         Args:
-            settings: the library's settings.
+            settings: the library's settings (or, while an engine starts, the
+                quick check's values).
             hostname: the host name to show; defaults to the short form of
                 :func:`socket.gethostname`.
 
