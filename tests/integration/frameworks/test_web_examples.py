@@ -58,6 +58,6 @@ def test_django_example(gmail_server: GmailServer) -> None:
     """Ten requests to one bug and five bogus hosts: two problems."""
     pytest.importorskip("django")
     text = run_example("django_app.py", gmail_server)
-    assert "2 problems, 15 events: KeyError in GET /orders/<int:id>/" in text
+    assert "KeyError in GET /orders/<int:id>/ (2 problems, 15 events)" in text
     assert "DisallowedHost in django.security.DisallowedHost" in text
     assert "example-token" not in text
