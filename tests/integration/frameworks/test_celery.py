@@ -1,0 +1,183 @@
+"""Celery: a real prefork worker (2 children) on a file-system broker, stopped while alerts wait."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from smtp_alerts.testing import GmailServer
+from tests.helpers import event_counts, run_code, server_env, wait_for
+
+pytest.importorskip("celery", reason="celery is in the test extra")
+pytestmark = pytest.mark.slow
+
+TASKS = """
+import logging
+
+from celery import Celery
+
+from smtp_alerts import AlertHandler
+from smtp_alerts.integrations.celery import install
+
+# Attached at import, before the worker sets up logging (and empties the root's handlers).
+logging.getLogger().addHandler(AlertHandler())
+
+app = Celery("tasks", broker="filesystem://")
+app.conf.update(
+    broker_transport_options={{
+        "data_folder_in": {queue!r},
+        "data_folder_out": {queue!r},
+        "polling_interval": 0.05,
+    }},
+    task_ignore_result=True,
+    worker_max_tasks_per_child={per_child},
+    secret_key="celery-conf-SECRET-do-not-show",
+)
+install(app, include_args=True)
+
+
+@app.task(bind=True, autoretry_for=(ConnectionRefusedError,), max_retries=2, default_retry_delay=0)
+def charge(self, order_id, card_token, password):
+    raise ConnectionRefusedError(f"the payment gateway refused order {{order_id}}")
+
+
+@app.task
+def audit(order_id):
+    logging.getLogger("shop.audit").error("audit mismatch for order %s", order_id)
+"""
+
+CHARGES = 3
+AUDITS = 2
+
+
+def start_worker(
+    tmp_path: Path, env: dict[str, str], *, per_child: int | None
+) -> subprocess.Popen[str]:
+    """``celery worker --pool prefork -c 2`` on a broker in ``tmp_path/queue``."""
+    queue = tmp_path / "queue"
+    queue.mkdir()
+    source = TASKS.format(queue=str(queue), per_child=per_child)
+    (tmp_path / "tasks.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "prefork"]
+    command += ["-c", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    command += ["--without-heartbeat", "-n", "w1@localhost"]
+    with (tmp_path / "worker.log").open("w", encoding="utf-8") as log:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and celery
+            command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+
+
+def send_tasks(tmp_path: Path, env: dict[str, str]) -> None:
+    """Queue the charges (each fails three times: two retries, then for good) and the audits."""
+    code = f"""
+        import tasks
+        for order in range({CHARGES}):
+            tasks.charge.delay(order, card_token="tok_live_SECRET", password="hunter2-SECRET")
+        for order in range({AUDITS}):
+            tasks.audit.delay(order)
+    """
+    result = run_code(code, {**env, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("per_child", [None, 2], ids=["children-live", "children-recycled"])
+def test_final_failures_of_a_pool_arrive_in_one_email_after_sigterm(
+    tmp_path: Path, per_child: int | None
+) -> None:
+    """3 tasks failing after 2 retries each + 2 logged errors = 5 events, sent after SIGTERM.
+
+    GROUP_WAIT is long, so everything is pending when the worker is stopped:
+    the children hand their counts to the store at exit (os._exit runs no
+    atexit hook), to the main process, which sends at its exit. Children
+    recycled every two tasks hand over each time: still one email.
+    """
+    with GmailServer() as server:
+        env = server_env(server, SPOOL_DIR=str(tmp_path / "spool"), GROUP_WAIT="10m")
+        worker = start_worker(tmp_path, env, per_child=per_child)
+        log_file = tmp_path / "worker.log"
+        try:
+            send_tasks(tmp_path, env)
+
+            def done() -> bool:
+                text = log_file.read_text(encoding="utf-8")
+                return worker.poll() is not None or (
+                    text.count("raised unexpected") == CHARGES
+                    and text.count("audit mismatch") == AUDITS
+                )
+
+            assert wait_for(done, 60), log_file.read_text(encoding="utf-8")
+            assert worker.poll() is None, log_file.read_text(encoding="utf-8")
+            assert not server.messages  # pending: GROUP_WAIT has not passed
+        finally:
+            worker.send_signal(signal.SIGTERM)  # a warm shutdown, as in production
+            worker.wait(30)
+        assert wait_for(lambda: server.messages, 15), log_file.read_text(encoding="utf-8")
+        found = event_counts(server)
+        emails = [received.message for received in server.messages]
+    log = log_file.read_text(encoding="utf-8")
+    assert worker.returncode == 0, log
+    assert log.count("Retry in") == 2 * CHARGES, log  # each charge retried twice
+    assert found == [CHARGES + AUDITS], log  # one email for the pool, every event counted
+    text = "\n".join(email.as_string() for email in emails)
+    plain = "\n".join(
+        part.get_content()
+        for email in emails
+        if (part := email.get_body(preferencelist=("plain",))) is not None
+    )
+    assert "tasks.charge" in plain
+    assert "ConnectionRefusedError" in plain
+    assert "audit mismatch for order" in plain  # the root handler attached at import works
+    assert "retries" in plain
+    assert "w1@localhost" in plain  # the hostname
+    for secret in ("tok_live_SECRET", "hunter2-SECRET", "celery-conf-SECRET"):
+        assert secret not in text
+    assert "smtp-alerts:" not in log, log  # nothing left undelivered, no fallback
+
+
+def test_retries_and_expected_failures_are_not_alerts(tmp_path: Path) -> None:
+    """In-process: Retry, Ignore, Reject and Task.throws raise nothing; a final failure one."""
+    pytest.importorskip("celery")
+    code = """
+        from celery import Celery
+        from celery.exceptions import Ignore, Reject
+        from smtp_alerts import Engine, Settings
+        from smtp_alerts.transports import MemoryTransport
+        from smtp_alerts.integrations.celery import install
+
+        app = Celery("t", broker="memory://")
+        app.conf.task_always_eager = True
+        transport = MemoryTransport()
+        engine = Engine(Settings(to=["a@example.com"], from_="b@example.com"), transport=transport)
+        install(app, engine=engine)
+
+        @app.task(bind=True, max_retries=1, default_retry_delay=0)
+        def flaky(self):
+            raise self.retry(exc=TimeoutError("upstream slow"))
+
+        @app.task
+        def ignored():
+            raise Ignore()
+
+        @app.task
+        def rejected():
+            raise Reject("bad input", requeue=False)
+
+        @app.task(throws=(KeyError,))
+        def expected():
+            raise KeyError("known")
+
+        for task in (flaky, ignored, rejected, expected):
+            task.apply()
+        engine.flush(10)
+        problems = [p for m in transport.sent for p in m.digest.problems]
+        print([(p.alert.logger, p.alert.exc_type, p.count) for p in problems])
+    """
+    result = run_code(code, {**os.environ, "SMTP_ALERTS_SPOOL_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[('t.flaky', 'TimeoutError', 1)]", result.stdout
