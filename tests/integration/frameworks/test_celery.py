@@ -33,6 +33,7 @@ app.conf.update(
     broker_transport_options={{
         "data_folder_in": {queue!r},
         "data_folder_out": {queue!r},
+        "control_folder": {queue!r} + "-control",
         "polling_interval": 0.05,
     }},
     task_ignore_result=True,
