@@ -147,7 +147,11 @@ class CeleryIntegration:
     def on_worker_ready(self, **_: Any) -> None:
         """The worker's main process is up: own the store for its lifetime (see the module)."""
         try:
-            self.engine.start()
+            engine = self.engine
+            engine.start()
+            # Wait until its thread is up before a recycled child is forked: a fork while
+            # that thread imports or holds a lock leaves it held in the child for ever.
+            engine.flush(engine.settings.shutdown_timeout)
         except Exception:
             log.debug("celery worker ready", exc_info=True)
 

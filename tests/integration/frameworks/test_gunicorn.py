@@ -1,0 +1,141 @@
+"""gunicorn: ``-c python:smtp_alerts.integrations.gunicorn`` reports timeouts and request errors."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from smtp_alerts.testing import GmailServer
+from tests.helpers import event_counts, run_code, server_env, wait_for
+from tests.integration.test_gunicorn import UnixConnection, answers
+
+pytest.importorskip("gunicorn", reason="gunicorn is in the test extra")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="gunicorn needs a POSIX system"),
+]
+
+APP = """
+import time
+
+
+def slow_report(environ, start_response):
+    time.sleep(30)  # far past --timeout 1: the arbiter aborts the worker
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/slow":
+        slow_report(environ, start_response)
+    if path == "/fail":
+        raise ValueError("the cart service answered nonsense")
+    start_response("200 OK", [("Content-Length", "0")])
+    return [b""]
+"""
+
+FAILS = 3
+SECRETS = ("COOKIE-SECRET", "AUTH-SECRET", "QUERY-SECRET")
+
+
+def request(sock: Path, path: str) -> int:
+    """One request with a planted cookie and Authorization header; its status, or 0 if cut."""
+    connection = UnixConnection(sock)
+    headers = {"Cookie": "sessionid=COOKIE-SECRET", "Authorization": "Bearer AUTH-SECRET"}
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+    except (OSError, http.client.HTTPException):
+        return 0
+    else:
+        return response.status
+    finally:
+        connection.close()
+
+
+def start(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The one line of the README: ``gunicorn -c python:smtp_alerts.integrations.gunicorn``."""
+    (tmp_path / "shop.py").write_text(textwrap.dedent(APP), encoding="utf-8")
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:smtp_alerts.integrations.gunicorn"]
+    command += ["-w", "2", "--timeout", "1", "-b", f"unix:{tmp_path / 'g.sock'}"]
+    command += ["--chdir", str(tmp_path), "shop:app"]
+    with (tmp_path / "gunicorn.log").open("w", encoding="utf-8") as log:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and gunicorn
+            command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True
+        )
+
+
+def test_a_worker_timeout_and_request_errors_arrive_named_and_scrubbed(tmp_path: Path) -> None:
+    """WORKER TIMEOUT (once, where it was stuck) and 3 request errors; no secret; none lost."""
+    sock = tmp_path / "g.sock"
+    # HOME: recent gunicorn makes a control socket in ~/.gunicorn, shared by every run.
+    with GmailServer() as server:
+        env = server_env(server, SPOOL_DIR=str(tmp_path / "spool"), GROUP_WAIT="10m")
+        gunicorn = start(tmp_path, {**env, "HOME": str(tmp_path)})
+        log_file = tmp_path / "gunicorn.log"
+        try:
+            assert wait_for(lambda: answers(sock), 15), log_file.read_text(encoding="utf-8")
+            slow = threading.Thread(target=request, args=(sock, "/slow"))
+            slow.start()
+            statuses = [request(sock, "/fail?token=QUERY-SECRET") for _ in range(FAILS)]
+            slow.join(20)
+            assert not slow.is_alive()
+            # CRITICAL skips the group wait: the timeout is sent while gunicorn runs.
+            assert wait_for(lambda: server.messages, 15), log_file.read_text(encoding="utf-8")
+        finally:
+            gunicorn.send_signal(signal.SIGTERM)
+            gunicorn.wait(30)
+        assert wait_for(lambda: sum(event_counts(server)) >= 1 + FAILS, 10)
+        found = event_counts(server)
+        emails = [received.message for received in server.messages]
+    log = log_file.read_text(encoding="utf-8")
+    assert gunicorn.returncode == 0, log
+    assert statuses == [500] * FAILS
+    assert "WORKER TIMEOUT" in log  # gunicorn's own line, which alone said it before
+    assert sum(found) == 1 + FAILS, (found, log)
+    raw = "\n".join(email.as_string() for email in emails)
+    plain = "\n".join(
+        part.get_content()
+        for email in emails
+        if (part := email.get_body(preferencelist=("plain",))) is not None
+    )
+    assert "gunicorn WORKER TIMEOUT" in plain
+    assert "in slow_report" in plain  # where the worker was stuck
+    assert "WORKER TIMEOUT (pid" not in plain  # the arbiter's line: not a second problem
+    assert "exited with code" not in plain
+    assert "SystemExit" not in plain  # the aborted request: said by the timeout already
+    assert "Error handling request GET /fail" in plain  # no query string
+    assert "ValueError" in plain
+    for secret in SECRETS:
+        assert secret not in raw
+
+
+def test_the_module_sets_only_gunicorn_hooks(tmp_path: Path) -> None:
+    """Loaded as a config, the module's names that are gunicorn settings are its hooks."""
+    code = """
+        from gunicorn.config import Config
+        import smtp_alerts.integrations.gunicorn as module
+
+        settings = set(Config().settings)
+        print(sorted(name for name in vars(module) if name in settings))
+    """
+    result = run_code(code, {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    hooks = ["child_exit", "on_exit", "on_starting", "post_fork", "worker_abort"]
+    hooks += ["worker_exit", "worker_int"]
+    assert result.stdout.strip() == repr(sorted(hooks))
+
+
+def test_importing_without_gunicorn_names_the_package() -> None:
+    from tests.integration.frameworks.inprocess import import_without
+
+    result = import_without("gunicorn", "gunicorn")
+    assert "pip install 'smtp-alerts[gunicorn]'" in result.stdout, result
