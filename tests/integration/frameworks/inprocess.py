@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 
 import pytest
 
@@ -33,14 +34,25 @@ class Captured:
 
     @property
     def raw(self) -> str:
-        """Every email as sent (headers, plain and HTML parts)."""
-        return "\n".join(message.email.as_string() for message in self.transport.sent)
+        """Every email's headers and decoded parts (plain and HTML)."""
+        return "\n".join(email_text(message.email) for message in self.transport.sent)
 
     @property
     def plain(self) -> str:
         """The plain-text parts of every email."""
         parts = [m.email.get_body(preferencelist=("plain",)) for m in self.transport.sent]
         return "\n".join(part.get_content() for part in parts if part is not None)
+
+
+def email_text(email: EmailMessage) -> str:
+    """An email's headers and every part decoded (a body may be base64 on the wire)."""
+    headers = "\n".join(f"{name}: {value}" for name, value in email.items())
+    parts = [
+        str(part.get_content())
+        for part in email.walk()
+        if not part.is_multipart() and isinstance(part, EmailMessage)
+    ]
+    return "\n".join([headers, *parts])
 
 
 @pytest.fixture

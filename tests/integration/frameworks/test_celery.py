@@ -13,6 +13,7 @@ import pytest
 
 from smtp_alerts.testing import GmailServer
 from tests.helpers import event_counts, run_code, server_env, wait_for
+from tests.integration.frameworks.inprocess import email_text, import_without
 
 pytest.importorskip("celery", reason="celery is in the test extra")
 pytestmark = pytest.mark.slow
@@ -57,6 +58,9 @@ CHARGES = 3
 AUDITS = 2
 
 
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
 def start_worker(
     tmp_path: Path, env: dict[str, str], *, per_child: int | None
 ) -> subprocess.Popen[str]:
@@ -65,12 +69,17 @@ def start_worker(
     queue.mkdir()
     source = TASKS.format(queue=str(queue), per_child=per_child)
     (tmp_path / "tasks.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "prefork"]
+    return run_worker("tasks", tmp_path, env, tmp_path / "worker.log")
+
+
+def run_worker(app: str, cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    """``celery -A app worker --pool prefork -c 2`` in ``cwd``, its output to ``log``."""
+    command = [sys.executable, "-m", "celery", "-A", app, "worker", "--pool", "prefork"]
     command += ["-c", "2", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
     command += ["--without-heartbeat", "-n", "w1@localhost"]
-    with (tmp_path / "worker.log").open("w", encoding="utf-8") as log:
+    with log.open("w", encoding="utf-8") as out:
         return subprocess.Popen(  # noqa: S603 - our own interpreter and celery
-            command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
         )
 
 
@@ -125,7 +134,7 @@ def test_final_failures_of_a_pool_arrive_in_one_email_after_sigterm(
     assert worker.returncode == 0, log
     assert log.count("Retry in") == 2 * CHARGES, log  # each charge retried twice
     assert found == [CHARGES + AUDITS], log  # one email for the pool, every event counted
-    text = "\n".join(email.as_string() for email in emails)
+    text = "\n".join(email_text(email) for email in emails)
     plain = "\n".join(
         part.get_content()
         for email in emails
@@ -136,6 +145,7 @@ def test_final_failures_of_a_pool_arrive_in_one_email_after_sigterm(
     assert "audit mismatch for order" in plain  # the root handler attached at import works
     assert "retries" in plain
     assert "w1@localhost" in plain  # the hostname
+    assert "kwargs.password: [masked]" in text  # include_args=True: shown, scrubbed
     for secret in ("tok_live_SECRET", "hunter2-SECRET", "celery-conf-SECRET"):
         assert secret not in text
     assert "smtp-alerts:" not in log, log  # nothing left undelivered, no fallback
@@ -182,3 +192,41 @@ def test_retries_and_expected_failures_are_not_alerts(tmp_path: Path) -> None:
     result = run_code(code, {**os.environ, "SMTP_ALERTS_SPOOL_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[('t.flaky', 'TimeoutError', 1)]", result.stdout
+
+
+def test_the_example_app_sends_one_email_when_the_worker_stops(tmp_path: Path) -> None:
+    """examples/celery_app.py as its docstring runs it: a worker, then the script queues."""
+    with GmailServer() as server:
+        env = server_env(server, SPOOL_DIR=str(tmp_path / "spool"), GROUP_WAIT="10m")
+        env["BROKER_DIR"] = str(tmp_path / "broker")
+        log = tmp_path / "worker.log"
+        worker = run_worker("celery_app", EXAMPLES, env, log)
+        try:
+            queued = subprocess.run(
+                [sys.executable, "celery_app.py"],
+                cwd=EXAMPLES,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert queued.returncode == 0, queued.stderr
+
+            def failed() -> bool:
+                return log.read_text(encoding="utf-8").count("raised unexpected") == 3
+
+            assert wait_for(lambda: failed() or worker.poll() is not None, 60)
+            assert worker.poll() is None, log.read_text(encoding="utf-8")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+        assert wait_for(lambda: server.messages, 15), log.read_text(encoding="utf-8")
+        assert event_counts(server) == [3]
+        (received,) = server.messages
+    assert "celery_app.charge" in email_text(received.message)
+
+
+def test_importing_without_celery_names_the_package() -> None:
+    result = import_without("celery", "celery")
+    assert "pip install 'smtp-alerts[celery]'" in result.stdout, result

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from smtp_alerts.testing import GmailServer
 from tests.helpers import event_counts, run_code, server_env, wait_for
+from tests.integration.frameworks.inprocess import email_text, import_without
 from tests.integration.test_gunicorn import UnixConnection, answers
 
 pytest.importorskip("gunicorn", reason="gunicorn is in the test extra")
@@ -23,23 +23,8 @@ pytestmark = [
     pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="gunicorn needs a POSIX system"),
 ]
 
-APP = """
-import time
-
-
-def slow_report(environ, start_response):
-    time.sleep(30)  # far past --timeout 1: the arbiter aborts the worker
-
-
-def app(environ, start_response):
-    path = environ["PATH_INFO"]
-    if path == "/slow":
-        slow_report(environ, start_response)
-    if path == "/fail":
-        raise ValueError("the cart service answered nonsense")
-    start_response("200 OK", [("Content-Length", "0")])
-    return [b""]
-"""
+# The example is the app: /fail raises, /slow sleeps in slow_report far past --timeout 1.
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 FAILS = 3
 SECRETS = ("COOKIE-SECRET", "AUTH-SECRET", "QUERY-SECRET")
@@ -63,10 +48,9 @@ def request(sock: Path, path: str) -> int:
 
 def start(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     """The one line of the README: ``gunicorn -c python:smtp_alerts.integrations.gunicorn``."""
-    (tmp_path / "shop.py").write_text(textwrap.dedent(APP), encoding="utf-8")
     command = [sys.executable, "-m", "gunicorn", "-c", "python:smtp_alerts.integrations.gunicorn"]
     command += ["-w", "2", "--timeout", "1", "-b", f"unix:{tmp_path / 'g.sock'}"]
-    command += ["--chdir", str(tmp_path), "shop:app"]
+    command += ["--chdir", str(EXAMPLES), "gunicorn_app:app"]
     with (tmp_path / "gunicorn.log").open("w", encoding="utf-8") as log:
         return subprocess.Popen(  # noqa: S603 - our own interpreter and gunicorn
             command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True
@@ -101,7 +85,7 @@ def test_a_worker_timeout_and_request_errors_arrive_named_and_scrubbed(tmp_path:
     assert statuses == [500] * FAILS
     assert "WORKER TIMEOUT" in log  # gunicorn's own line, which alone said it before
     assert sum(found) == 1 + FAILS, (found, log)
-    raw = "\n".join(email.as_string() for email in emails)
+    raw = "\n".join(email_text(email) for email in emails)
     plain = "\n".join(
         part.get_content()
         for email in emails
@@ -135,7 +119,5 @@ def test_the_module_sets_only_gunicorn_hooks(tmp_path: Path) -> None:
 
 
 def test_importing_without_gunicorn_names_the_package() -> None:
-    from tests.integration.frameworks.inprocess import import_without
-
     result = import_without("gunicorn", "gunicorn")
     assert "pip install 'smtp-alerts[gunicorn]'" in result.stdout, result

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.integration.frameworks.inprocess import Captured, captured, import_without
+from smtp_alerts.testing import GmailServer
+from tests.helpers import event_counts
+from tests.integration.frameworks.inprocess import Captured, captured, email_text, import_without
+from tests.integration.test_examples import run_example
 
 loguru = pytest.importorskip("loguru", reason="loguru is in the test extra")
 from smtp_alerts.integrations import loguru as integration  # noqa: E402
@@ -51,6 +54,7 @@ def test_five_user_names_are_one_problem_with_its_context(
         f"{__file__}:{login.__code__.co_firstlineno + 1} in login"
     )
     assert ("user", "alice") in problem.alert.context
+    assert "password: [masked]" in captured.raw  # the decoded email is what is searched
     assert "hunter2-SECRET" not in captured.raw
     assert "COOKIE-SECRET" not in captured.raw
 
@@ -99,3 +103,16 @@ def test_one_sink_per_engine(captured: Captured, logger: Logger) -> None:
 def test_importing_without_loguru_names_the_package() -> None:
     result = import_without("loguru", "loguru")
     assert "pip install 'smtp-alerts[loguru]'" in result.stdout, result
+
+
+def test_the_example_sends_one_digest() -> None:
+    """examples/loguru_app.py: 5 logins in one row, the charge with its traceback; no password."""
+    with GmailServer() as server:
+        result = run_example("loguru_app.py", server)
+        assert result.returncode == 0, result.stderr
+        assert event_counts(server) == [6]
+        (received,) = server.messages
+    text = email_text(received.message)
+    assert "hunter2" not in text
+    assert "login failed for alice" in text
+    assert "KeyError" in text

@@ -8,7 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from smtp_alerts import AlertHandler
-from tests.integration.frameworks.inprocess import Captured, captured, import_without
+from smtp_alerts.testing import GmailServer
+from tests.helpers import event_counts
+from tests.integration.frameworks.inprocess import Captured, captured, email_text, import_without
+from tests.integration.test_examples import run_example
 
 structlog = pytest.importorskip("structlog", reason="structlog is in the test extra")
 from smtp_alerts.integrations.structlog import REPORTED, AlertProcessor  # noqa: E402
@@ -133,3 +136,14 @@ def test_the_marker_is_the_one_the_intake_skips() -> None:
 def test_importing_without_structlog_names_the_package() -> None:
     result = import_without("structlog", "structlog")
     assert "pip install 'smtp-alerts[structlog]'" in result.stdout, result
+
+
+def test_the_example_sends_one_problem_of_five_events() -> None:
+    """examples/structlog_app.py: JSON over stdlib plus a root AlertHandler; 5 events, once."""
+    with GmailServer() as server:
+        result = run_example("structlog_app.py", server)
+        assert result.returncode == 0, result.stderr
+        assert event_counts(server) == [5]
+        (received,) = server.messages
+    assert "hunter2" not in email_text(received.message)
+    assert "hunter2" in result.stdout + result.stderr  # the JSON line itself is the app's
