@@ -17,9 +17,11 @@ request. What each hook does:
   the shared store while gunicorn runs and sends what exiting workers hand
   over (one email per incident, however many workers saw it).
 - ``worker_abort`` (a worker, on the arbiter's ``SIGABRT`` after
-  ``--timeout``): a CRITICAL alert naming the timeout and where the worker
-  was stuck, with every thread's stack. The arbiter's own ``WORKER TIMEOUT``
-  line and that worker's "exited with code 1" are then not reported again.
+  ``--timeout``): an alert naming the timeout and where the worker was
+  stuck, with every thread's stack. The arbiter's own ``WORKER TIMEOUT``
+  line and that worker's "exited with code 1" are then not reported again;
+  a worker too stuck to report (in C code) is killed by the arbiter and
+  reported by it as "WORKER TIMEOUT (pid:...): hung past its abort".
 - ``worker_int``, ``worker_exit`` (a worker) and ``on_exit`` (the arbiter):
   the engine is closed, so pending counts reach the store (a worker's
   siblings or the arbiter send them) or are sent by the last one out.
@@ -67,6 +69,9 @@ class _Chosen:
     engine: Engine | None = None
 
 
+_ABORTED = "_smtp_alerts_aborted"  # set on a worker object by worker_abort
+_ABORTED_EXIT = 0.5  # seconds an aborted worker waits for its hand-over at most
+_KILLED = "Worker (pid:%s) was sent %s!"  # then " Perhaps out of memory?" for SIGKILL
 _TIMEOUT = "WORKER TIMEOUT (pid:%s)"
 _EXITED = "Worker (pid:%s) exited with code %s."
 _REQUEST_ERROR = "Error handling request"  # then the method and URI, or the URI
@@ -101,7 +106,11 @@ class _ErrorLogHandler(AlertHandler):
         if record.msg == _EXITED and len(args) == 2 and args[0] in self._aborted:
             self._aborted.discard(args[0])
             if args[1] == 1:
-                return False
+                return False  # the exit of sys.exit(1) after its report
+        if str(record.msg).startswith(_KILLED) and args and args[0] in self._aborted:
+            self._aborted.discard(args[0])  # it hung past its abort: it may not have said so
+            record = copy.copy(record)
+            record.msg = "WORKER TIMEOUT (pid:%s): hung past its abort, sent %s"
         if record.exc_info and record.exc_info[0] is SystemExit:
             return False  # an aborted worker leaving the request it was stuck in: said already
         if isinstance(record.msg, str) and record.msg.startswith(_REQUEST_ERROR) and args:
@@ -120,12 +129,17 @@ def _watch_error_log() -> None:
         log.debug("gunicorn: cannot watch gunicorn.error", exc_info=True)
 
 
-def _close_engine() -> None:
-    """Close the engine if it started: pending counts go to the store, or out if last."""
+def _close_engine(within: float | None = None) -> None:
+    """Close the engine if it started: pending counts go to the store, or out if last.
+
+    Args:
+        within: the most seconds to wait, if less than ``SHUTDOWN_TIMEOUT``.
+    """
     try:
         engine = _engine()
         if engine.started and not engine.closed:
-            engine.close(engine.settings.shutdown_timeout)
+            timeout = engine.settings.shutdown_timeout
+            engine.close(timeout if within is None else min(timeout, within))
     except Exception:
         log.debug("gunicorn: closing the engine failed", exc_info=True)
 
@@ -161,16 +175,22 @@ def worker_abort(worker: Any) -> None:
             if stuck is not None
             else "?"
         )
+        setattr(worker, _ABORTED, True)
         timeout = getattr(getattr(worker, "cfg", None), "timeout", None)
         _engine().alert(
             f"gunicorn WORKER TIMEOUT: worker {worker.pid} took longer than {timeout}s "
             f"and was aborted, in {where}",
-            level=logging.CRITICAL,
+            # ERROR, not CRITICAL: a CRITICAL is sent at once, by this worker, which the
+            # arbiter kills within a second; at ERROR it only hands it over.
+            level=logging.ERROR,
             name="gunicorn.error",
             key=f"gunicorn WORKER TIMEOUT in {_function(stuck)}",
             details=_all_stacks(),
             context={"pid": worker.pid, "timeout": timeout, "where": where},
         )
+        # Tell the arbiter this worker still runs Python: it kills an aborted worker it
+        # hears nothing from on its next round, and would report it again as hung.
+        worker.notify()
     except Exception:
         log.debug("gunicorn: the timeout could not be reported", exc_info=True)
 
@@ -181,8 +201,13 @@ def worker_int(worker: Any) -> None:  # noqa: ARG001 - gunicorn calls it so
 
 
 def worker_exit(server: Any, worker: Any) -> None:  # noqa: ARG001 - gunicorn calls it so
-    """A worker ends (graceful, aborted or recycled): hand its counts over before it is gone."""
-    _close_engine()
+    """A worker ends (graceful, aborted or recycled): hand its counts over before it is gone.
+
+    An aborted worker has one ``--timeout`` (from its report, see
+    :func:`worker_abort`) before the arbiter kills it: it only hands its
+    counts over, briefly.
+    """
+    _close_engine(_ABORTED_EXIT if getattr(worker, _ABORTED, False) else None)
 
 
 def child_exit(server: Any, worker: Any) -> None:

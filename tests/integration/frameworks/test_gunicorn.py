@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from smtp_alerts.testing import GmailServer
-from tests.helpers import event_counts, run_code, server_env, wait_for
+from tests.helpers import event_counts, process_alive, run_code, server_env, wait_for
 from tests.integration.frameworks.inprocess import email_text, import_without
 from tests.integration.test_gunicorn import UnixConnection, answers
 
@@ -58,7 +60,8 @@ def start(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def test_a_worker_timeout_and_request_errors_arrive_named_and_scrubbed(tmp_path: Path) -> None:
-    """WORKER TIMEOUT (once, where it was stuck) and 3 request errors; no secret; none lost."""
+    """WORKER TIMEOUT (once, where it was stuck), 3 request errors and a worker killed by
+    SIGKILL arrive; no secret; none lost."""
     sock = tmp_path / "g.sock"
     # HOME: recent gunicorn makes a control socket in ~/.gunicorn, shared by every run.
     with GmailServer() as server:
@@ -72,19 +75,26 @@ def test_a_worker_timeout_and_request_errors_arrive_named_and_scrubbed(tmp_path:
             statuses = [request(sock, "/fail?token=QUERY-SECRET") for _ in range(FAILS)]
             slow.join(20)
             assert not slow.is_alive()
-            # CRITICAL skips the group wait: the timeout is sent while gunicorn runs.
-            assert wait_for(lambda: server.messages, 15), log_file.read_text(encoding="utf-8")
+            assert wait_for(lambda: "Worker exiting" in log_file.read_text("utf-8"), 10)
+            # What the out-of-memory killer does to a worker:
+            text = log_file.read_text("utf-8")
+            aborted = re.findall(r"WORKER TIMEOUT \(pid:(\d+)\)", text)
+            booted = re.findall(r"Booting worker with pid: (\d+)", text)
+            alive = [int(pid) for pid in booted if pid not in aborted and process_alive(int(pid))]
+            os.kill(alive[0], signal.SIGKILL)
+            assert wait_for(lambda: "out of memory" in log_file.read_text("utf-8"), 10)
         finally:
             gunicorn.send_signal(signal.SIGTERM)
             gunicorn.wait(30)
-        assert wait_for(lambda: sum(event_counts(server)) >= 1 + FAILS, 10)
+        assert wait_for(lambda: server.messages, 10)
         found = event_counts(server)
         emails = [received.message for received in server.messages]
     log = log_file.read_text(encoding="utf-8")
     assert gunicorn.returncode == 0, log
     assert statuses == [500] * FAILS
     assert "WORKER TIMEOUT" in log  # gunicorn's own line, which alone said it before
-    assert sum(found) == 1 + FAILS, (found, log)
+    # GROUP_WAIT is long: all is pending until gunicorn stops; the arbiter sends it.
+    assert found == [2 + FAILS], (found, log)
     raw = "\n".join(email_text(email) for email in emails)
     plain = "\n".join(
         part.get_content()
@@ -98,6 +108,7 @@ def test_a_worker_timeout_and_request_errors_arrive_named_and_scrubbed(tmp_path:
     assert "SystemExit" not in plain  # the aborted request: said by the timeout already
     assert "Error handling request GET /fail" in plain  # no query string
     assert "ValueError" in plain
+    assert "was sent SIGKILL! Perhaps out of memory?" in plain  # from the arbiter
     for secret in SECRETS:
         assert secret not in raw
 
