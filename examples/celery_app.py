@@ -2,7 +2,7 @@
 
 Set the SMTP_ALERTS_* variables (see the README; every process of the
 worker shares ``SPOOL_DIR``), then, from ``examples/``, start a worker and
-queue a few tasks (the broker is a folder: no server needed):
+queue a few tasks (the broker is a SQLite file: no server needed):
 
     celery -A celery_app worker --pool prefork -c 2
     python celery_app.py
@@ -24,20 +24,12 @@ from celery import Celery
 
 from smtp_alerts.integrations.celery import install
 
+# A broker that needs no server: SQLite through SQLAlchemy (pip install sqlalchemy).
 BROKER = Path(os.environ.get("BROKER_DIR", Path(tempfile.gettempdir()) / "smtp-alerts-celery"))
-for folder in ("queue", "control"):
-    (BROKER / folder).mkdir(parents=True, exist_ok=True)
+BROKER.mkdir(parents=True, exist_ok=True)
 
-app = Celery("celery_app", broker="filesystem://")
-app.conf.update(
-    broker_transport_options={
-        "data_folder_in": str(BROKER / "queue"),
-        "data_folder_out": str(BROKER / "queue"),
-        "control_folder": str(BROKER / "control"),
-        "polling_interval": 0.1,
-    },
-    task_ignore_result=True,
-)
+app = Celery("celery_app", broker=f"sqla+sqlite:///{BROKER / 'broker.sqlite'}")
+app.conf.task_ignore_result = True
 install(app)  # one line: task failures, to the default engine
 
 

@@ -1,4 +1,4 @@
-"""Celery: a real prefork worker (2 children) on a file-system broker, stopped while alerts wait."""
+"""Celery: a real prefork worker (2 children) on a SQLite broker, stopped while alerts wait."""
 
 from __future__ import annotations
 
@@ -29,14 +29,8 @@ from smtp_alerts.integrations.celery import install
 # Attached at import, before the worker sets up logging (and empties the root's handlers).
 logging.getLogger().addHandler(AlertHandler())
 
-app = Celery("tasks", broker="filesystem://")
+app = Celery("tasks", broker="sqla+sqlite:///" + {broker!r})
 app.conf.update(
-    broker_transport_options={{
-        "data_folder_in": {queue!r},
-        "data_folder_out": {queue!r},
-        "control_folder": {queue!r} + "-control",
-        "polling_interval": 0.05,
-    }},
     task_ignore_result=True,
     worker_max_tasks_per_child={per_child},
     secret_key="celery-conf-SECRET-do-not-show",
@@ -64,10 +58,8 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 def start_worker(
     tmp_path: Path, env: dict[str, str], *, per_child: int | None
 ) -> subprocess.Popen[str]:
-    """``celery worker --pool prefork -c 2`` on a broker in ``tmp_path/queue``."""
-    queue = tmp_path / "queue"
-    queue.mkdir()
-    source = TASKS.format(queue=str(queue), per_child=per_child)
+    """``celery worker --pool prefork -c 2`` on a broker in ``tmp_path/broker.sqlite``."""
+    source = TASKS.format(broker=str(tmp_path / "broker.sqlite"), per_child=per_child)
     (tmp_path / "tasks.py").write_text(textwrap.dedent(source), encoding="utf-8")
     return run_worker("tasks", tmp_path, env, tmp_path / "worker.log")
 
@@ -81,6 +73,17 @@ def run_worker(app: str, cwd: Path, env: dict[str, str], log: Path) -> subproces
         return subprocess.Popen(  # noqa: S603 - our own interpreter and celery
             command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
         )
+
+
+def stop(worker: subprocess.Popen[str]) -> None:
+    """SIGTERM: a warm shutdown, as in production; SIGKILL if it hangs (the test fails then)."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(10)
+        raise
 
 
 def send_tasks(tmp_path: Path, env: dict[str, str]) -> None:
@@ -125,8 +128,7 @@ def test_final_failures_of_a_pool_arrive_in_one_email_after_sigterm(
             assert worker.poll() is None, log_file.read_text(encoding="utf-8")
             assert not server.messages  # pending: GROUP_WAIT has not passed
         finally:
-            worker.send_signal(signal.SIGTERM)  # a warm shutdown, as in production
-            worker.wait(30)
+            stop(worker)
         assert wait_for(lambda: server.messages, 15), log_file.read_text(encoding="utf-8")
         found = event_counts(server)
         emails = [received.message for received in server.messages]
@@ -219,8 +221,7 @@ def test_the_example_app_sends_one_email_when_the_worker_stops(tmp_path: Path) -
             assert wait_for(lambda: failed() or worker.poll() is not None, 60)
             assert worker.poll() is None, log.read_text(encoding="utf-8")
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
+            stop(worker)
         assert wait_for(lambda: server.messages, 15), log.read_text(encoding="utf-8")
         assert event_counts(server) == [3]
         (received,) = server.messages
