@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -14,7 +14,10 @@ import pytest
 
 from smtp_alerts import Engine, Settings
 from smtp_alerts.models import Problem
+from smtp_alerts.testing import GmailServer
 from smtp_alerts.transports import MemoryTransport
+from tests.helpers import event_counts
+from tests.integration.test_examples import run_example
 
 
 @dataclass
@@ -40,8 +43,7 @@ class Captured:
     @property
     def plain(self) -> str:
         """The plain-text parts of every email."""
-        parts = [m.email.get_body(preferencelist=("plain",)) for m in self.transport.sent]
-        return "\n".join(part.get_content() for part in parts if part is not None)
+        return plain_text(message.email for message in self.transport.sent)
 
 
 def email_text(email: EmailMessage) -> str:
@@ -53,6 +55,23 @@ def email_text(email: EmailMessage) -> str:
         if not part.is_multipart() and isinstance(part, EmailMessage)
     ]
     return "\n".join([headers, *parts])
+
+
+def plain_text(emails: Iterable[EmailMessage]) -> str:
+    """The plain-text parts of ``emails``, one after the other."""
+    parts = [email.get_body(preferencelist=("plain",)) for email in emails]
+    return "\n".join(str(part.get_content()) for part in parts if part is not None)
+
+
+def example_email(name: str, events: int) -> tuple[EmailMessage, str]:
+    """Run ``examples/<name>`` against a Gmail-like server: its one email (of ``events``
+    events) and the example's output."""
+    with GmailServer() as server:
+        result = run_example(name, server)
+        assert result.returncode == 0, result.stderr
+        assert event_counts(server) == [events]
+        (received,) = server.messages
+    return received.message, result.stdout + result.stderr
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ import pytest
 
 from smtp_alerts.testing import GmailServer
 from tests.helpers import event_counts, run_code, server_env, wait_for
-from tests.integration.frameworks.inprocess import email_text, import_without
+from tests.integration.frameworks.inprocess import email_text, import_without, plain_text
+from tests.integration.test_examples import run_example
 
 pytest.importorskip("celery", reason="celery is in the test extra")
 pytestmark = pytest.mark.slow
@@ -137,11 +138,7 @@ def test_final_failures_of_a_pool_arrive_in_one_email_after_sigterm(
     assert log.count("Retry in") == 2 * CHARGES, log  # each charge retried twice
     assert found == [CHARGES + AUDITS], log  # one email for the pool, every event counted
     text = "\n".join(email_text(email) for email in emails)
-    plain = "\n".join(
-        part.get_content()
-        for email in emails
-        if (part := email.get_body(preferencelist=("plain",))) is not None
-    )
+    plain = plain_text(emails)
     assert "tasks.charge" in plain
     assert "ConnectionRefusedError" in plain
     assert "audit mismatch for order" in plain  # the root handler attached at import works
@@ -196,23 +193,18 @@ def test_retries_and_expected_failures_are_not_alerts(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[('t.flaky', 'TimeoutError', 1)]", result.stdout
 
 
-def test_the_example_app_sends_one_email_when_the_worker_stops(tmp_path: Path) -> None:
+def test_the_example_app_sends_one_email_when_the_worker_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """examples/celery_app.py as its docstring runs it: a worker, then the script queues."""
     with GmailServer() as server:
         env = server_env(server, SPOOL_DIR=str(tmp_path / "spool"), GROUP_WAIT="10m")
+        monkeypatch.setenv("BROKER_DIR", str(tmp_path / "broker"))  # the queuing run's too
         env["BROKER_DIR"] = str(tmp_path / "broker")
         log = tmp_path / "worker.log"
         worker = run_worker("celery_app", EXAMPLES, env, log)
         try:
-            queued = subprocess.run(
-                [sys.executable, "celery_app.py"],
-                cwd=EXAMPLES,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
+            queued = run_example("celery_app.py", server)  # queues 3 charges
             assert queued.returncode == 0, queued.stderr
 
             def failed() -> bool:

@@ -16,7 +16,7 @@ import pytest
 
 from smtp_alerts.testing import GmailServer
 from tests.helpers import event_counts, process_alive, run_code, server_env, wait_for
-from tests.integration.frameworks.inprocess import email_text, import_without
+from tests.integration.frameworks.inprocess import email_text, import_without, plain_text
 from tests.integration.test_gunicorn import UnixConnection, answers
 
 pytest.importorskip("gunicorn", reason="gunicorn is in the test extra")
@@ -96,11 +96,7 @@ def test_a_worker_timeout_and_request_errors_arrive_named_and_scrubbed(tmp_path:
     # GROUP_WAIT is long: all is pending until gunicorn stops; the arbiter sends it.
     assert found == [2 + FAILS], (found, log)
     raw = "\n".join(email_text(email) for email in emails)
-    plain = "\n".join(
-        part.get_content()
-        for email in emails
-        if (part := email.get_body(preferencelist=("plain",))) is not None
-    )
+    plain = plain_text(emails)
     assert "gunicorn WORKER TIMEOUT" in plain
     assert "in slow_report" in plain  # where the worker was stuck
     assert "WORKER TIMEOUT (pid" not in plain  # the arbiter's line: not a second problem

@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from smtp_alerts.testing import GmailServer
-from tests.helpers import event_counts
-from tests.integration.frameworks.inprocess import Captured, captured, email_text, import_without
-from tests.integration.test_examples import run_example
+from tests.integration.frameworks.inprocess import (
+    Captured,
+    captured,
+    email_text,
+    example_email,
+    import_without,
+)
 
 loguru = pytest.importorskip("loguru", reason="loguru is in the test extra")
 from smtp_alerts.integrations import loguru as integration  # noqa: E402
@@ -107,12 +110,8 @@ def test_importing_without_loguru_names_the_package() -> None:
 
 def test_the_example_sends_one_digest() -> None:
     """examples/loguru_app.py: 5 logins in one row, the charge with its traceback; no password."""
-    with GmailServer() as server:
-        result = run_example("loguru_app.py", server)
-        assert result.returncode == 0, result.stderr
-        assert event_counts(server) == [6]
-        (received,) = server.messages
-    text = email_text(received.message)
+    email, _ = example_email("loguru_app.py", 6)
+    text = email_text(email)
     assert "hunter2" not in text
     assert "login failed for alice" in text
     assert "KeyError" in text
