@@ -152,8 +152,8 @@ class CeleryIntegration:
             # Wait until its thread is up before a recycled child is forked: a fork while
             # that thread imports or holds a lock leaves it held in the child for ever.
             engine.flush(engine.settings.shutdown_timeout)
-        except Exception:
-            log.debug("celery worker ready", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - wrong settings must not stop the worker
+            log.warning("smtp-alerts: failed tasks cannot be reported: %s", exc)
 
     def on_process_shutdown(self, **_: Any) -> None:
         """A pool child ends (``os._exit`` follows): hand its counts over to the store now."""

@@ -125,8 +125,8 @@ def _watch_error_log() -> None:
         error_log = logging.getLogger("gunicorn.error")
         if not any(isinstance(h, _ErrorLogHandler) for h in error_log.handlers):
             error_log.addHandler(_ErrorLogHandler(_engine()))
-    except Exception:
-        log.debug("gunicorn: cannot watch gunicorn.error", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - wrong settings must not stop gunicorn; said once
+        log.warning("smtp-alerts: gunicorn.error is not watched: %s", exc)
 
 
 def _close_engine(within: float | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import re
 import signal
@@ -128,3 +129,23 @@ def test_the_module_sets_only_gunicorn_hooks(tmp_path: Path) -> None:
 def test_importing_without_gunicorn_names_the_package() -> None:
     result = import_without("gunicorn", "gunicorn")
     assert "pip install 'smtp-alerts[gunicorn]'" in result.stdout, result
+
+
+def test_wrong_settings_are_said_and_do_not_stop_gunicorn() -> None:
+    """No SMTP_ALERTS_TO (the tests' environment has none): one warning, no exception."""
+    from smtp_alerts.integrations import gunicorn as hooks
+
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    logger = logging.getLogger("smtp_alerts.integrations")
+    logger.addHandler(keep := Keep())
+    try:
+        hooks.on_starting(None)
+    finally:
+        logger.removeHandler(keep)
+    assert len(said) == 1
+    assert said[0].startswith("smtp-alerts: gunicorn.error is not watched:")
