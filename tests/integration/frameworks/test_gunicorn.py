@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -49,11 +50,13 @@ def request(sock: Path, path: str) -> int:
         connection.close()
 
 
-def start(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+def start(
+    tmp_path: Path, env: dict[str, str], app: str = "gunicorn_app:app", folder: Path = EXAMPLES
+) -> subprocess.Popen[str]:
     """The one line of the README: ``gunicorn -c python:smtp_alerts.integrations.gunicorn``."""
     command = [sys.executable, "-m", "gunicorn", "-c", "python:smtp_alerts.integrations.gunicorn"]
     command += ["-w", "2", "--timeout", "1", "-b", f"unix:{tmp_path / 'g.sock'}"]
-    command += ["--chdir", str(EXAMPLES), "gunicorn_app:app"]
+    command += ["--chdir", str(folder), app]
     with (tmp_path / "gunicorn.log").open("w", encoding="utf-8") as log:
         return subprocess.Popen(  # noqa: S603 - our own interpreter and gunicorn
             command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True
@@ -108,6 +111,45 @@ def test_a_worker_timeout_and_request_errors_arrive_named_and_scrubbed(tmp_path:
     assert "was sent SIGKILL! Perhaps out of memory?" in plain  # from the arbiter
     for secret in SECRETS:
         assert secret not in raw
+
+
+# A handler that cannot take SIGABRT (as one stuck in C code cannot run its handler).
+HUNG = """
+import signal, time
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/hang":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGABRT})
+        time.sleep(20)
+    start_response("200 OK", [("Content-Length", "0")])
+    return [b""]
+"""
+
+
+def test_a_worker_too_stuck_to_report_its_timeout_is_reported_by_the_arbiter(
+    tmp_path: Path,
+) -> None:
+    """The worker never runs worker_abort; the arbiter kills it, and that is the alert."""
+    (tmp_path / "hung.py").write_text(textwrap.dedent(HUNG), encoding="utf-8")
+    sock = tmp_path / "g.sock"
+    with GmailServer() as server:
+        env = server_env(server, SPOOL_DIR=str(tmp_path / "spool"), GROUP_WAIT="10m")
+        gunicorn = start(tmp_path, {**env, "HOME": str(tmp_path)}, "hung:app", tmp_path)
+        log_file = tmp_path / "gunicorn.log"
+        try:
+            assert wait_for(lambda: answers(sock), 15), log_file.read_text(encoding="utf-8")
+            assert request(sock, "/hang") == 0  # cut when the worker is killed
+            assert wait_for(lambda: "SIGKILL" in log_file.read_text("utf-8"), 15)
+        finally:
+            gunicorn.send_signal(signal.SIGTERM)
+            gunicorn.wait(30)
+        assert wait_for(lambda: server.messages, 10), log_file.read_text(encoding="utf-8")
+        found = event_counts(server)
+        plain = plain_text(received.message for received in server.messages)
+    assert found == [1], plain
+    assert "WORKER TIMEOUT (pid:" in plain
+    assert "hung past its abort, sent SIGKILL" in plain
 
 
 def test_the_module_sets_only_gunicorn_hooks(tmp_path: Path) -> None:
