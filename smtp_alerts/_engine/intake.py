@@ -92,7 +92,9 @@ _IGNORED: Fingerprint = ("<ignored>",)
 
 REPORTED = "__smtp_alerts_reported__"
 """Set on an exception raised as an alert by :meth:`Intake.alert`, so the log
-record a framework writes for the same exception is not a second problem."""
+record a framework writes for the same exception is not a second problem; set
+on a log record by an integration that reported its event already (structlog
+over the standard library), so the record is not counted again either."""
 
 
 class Known:
@@ -294,7 +296,7 @@ class Intake:
         self, record: logging.LogRecord, raw_key: Hashable, site: Hashable
     ) -> bool:
         exc_info = record.exc_info
-        if exc_info and getattr(exc_info[1], REPORTED, False):
+        if (exc_info and getattr(exc_info[1], REPORTED, False)) or getattr(record, REPORTED, False):
             return False  # raised as an alert already (an integration): not twice
         if record.name.startswith(IGNORED_LOGGERS) and (
             record.name in IGNORED_LOGGERS or record.name.partition(".")[0] in IGNORED_LOGGERS

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import pytest
 
 from smtp_alerts import AlertHandler, Engine, Settings
+from smtp_alerts._engine.intake import REPORTED
 from smtp_alerts.errors import ConnectError
 from smtp_alerts.models import Digest, OutgoingMessage
 from smtp_alerts.testing import ManualClock
@@ -224,6 +225,18 @@ class TestCounting:
             "GET /orders/{id} failed",
             "Internal Server Error: /orders/8",
         ]
+        engine.close()
+
+    def test_a_record_marked_as_reported_is_not_counted(self, logger: logging.Logger) -> None:
+        """An integration that reported an event (structlog) marks the stdlib record it writes."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.error("login failed", extra={REPORTED: True})
+        logger.error("login failed for real")
+        assert engine.flush(timeout=10)
+        (digest,) = digests(transport)
+        assert [p.alert.message for p in digest.problems] == ["login failed for real"]
         engine.close()
 
     def test_intake_overflow_is_counted_and_reported(self, logger: logging.Logger) -> None:
