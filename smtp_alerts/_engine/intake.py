@@ -35,6 +35,7 @@ import contextlib
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, SupportsInt, cast
@@ -349,8 +350,10 @@ class Intake:
     def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
         queue = self._queue
         queued = len(queue)
-        if queued >= self._capacity:
-            return self._drop()
+        if queued >= self._high_water:
+            if queued >= self._capacity:
+                return self._drop()
+            self._starting_up()
         queue.append((fingerprint, created))
         # Append first, then look at the flag: an idle loop lowers the flag and
         # then looks at the queue again (see _take_queued), so either it sees
@@ -358,8 +361,11 @@ class Intake:
         # its own (waking it per record would cost a system call and a thread
         # switch each time).
         if not self._wake_pending or queued == self._high_water:
+            # Raised only once a wake reached a loop: before the engine's
+            # thread has made its loop, every producer tries again, or a
+            # flood that starts with the thread would never wake it.
             self._wake_pending = True
-            self._wake()
+            self._wake_pending = self._wake()
         return True
 
     def _put_new(
@@ -379,8 +385,10 @@ class Intake:
             return self._late_alert(message)
         queue = self._queue
         queued = len(queue)
-        if queued >= self._capacity:
-            return self._drop()
+        if queued >= self._high_water:
+            if queued >= self._capacity:
+                return self._drop()
+            self._starting_up()
         queue.append(captured)
         # Known only once the capture is queued, so no repeat can overtake it.
         table = self._known
@@ -395,8 +403,11 @@ class Intake:
         # Wake an idle loop; a busy one polls (many new problems at once must
         # not cost a system call each).
         if not self._wake_pending or queued == self._high_water:
+            # Raised only once a wake reached a loop: before the engine's
+            # thread has made its loop, every producer tries again, or a
+            # flood that starts with the thread would never wake it.
             self._wake_pending = True
-            self._wake()
+            self._wake_pending = self._wake()
         return True
 
     def _forget(self, fingerprints: list[Fingerprint]) -> None:
@@ -409,6 +420,19 @@ class Intake:
             known = table.pop(fingerprint, None)
             if known is not None:
                 known.fingerprint = None
+
+    def _starting_up(self) -> None:
+        """Yield to the engine's thread while it starts and the intake fills (a flood at start).
+
+        Until its loop runs, the engine's thread loads its code and opens
+        the store, and cannot drain: a logging thread that never lets go of
+        the GIL would fill the intake and drop what follows. Past the high
+        water mark, and only then, each record lets the engine's thread run
+        for a moment (no lock, no I/O: a scheduling point); once the loop
+        runs, the drain keeps up on its own.
+        """
+        if self._loop is None and self._thread is not None:
+            time.sleep(0)
 
     def _drop(self) -> bool:
         with self._lock:
@@ -450,11 +474,14 @@ class Intake:
         """Records (and direct alerts) that came after the engine closed, all told."""
         return self._late_total
 
-    def _wake(self) -> None:
+    def _wake(self) -> bool:
+        """Wake the loop; whether it has one to wake (not before its thread made it)."""
         loop, event = self._loop, self._wake_event
-        if loop is not None and event is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed under us
-                loop.call_soon_threadsafe(event.set)
+        if loop is None or event is None:
+            return False
+        with contextlib.suppress(RuntimeError):  # the loop closed under us
+            loop.call_soon_threadsafe(event.set)
+        return True
 
     # -- the engine's thread ----------------------------------------------------------
 

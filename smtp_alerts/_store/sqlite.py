@@ -27,6 +27,7 @@ import secrets
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from smtp_alerts._delivery.serialize import alert_from_dict, alert_to_dict, digest_from_dict
 from smtp_alerts._delivery.spool import Spool
@@ -74,18 +75,26 @@ CREATE TABLE IF NOT EXISTS store_members (
 
 _HOUR, _DAY = 3600.0, 86400.0
 
-_OTHER_KEYS = json.dumps([OTHER_TAG])[:-1] + ",%"
-"""A LIKE pattern for the row key of every other-problems row (its fingerprint's JSON)."""
-_KEPT_ROWS = "SELECT COUNT(*) FROM store_problems WHERE grp = ? AND fp NOT LIKE ?"
+_OTHER_KEYS = json.dumps([OTHER_TAG])[:-1] + ","
+"""How the row key of every other-problems row (its fingerprint's JSON) begins."""
 
-_ADD_COUNTS = (
-    "UPDATE store_problems SET pending = pending + ?, total = total + ?,"
-    " first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?) WHERE grp = ? AND fp = ?"
-)
-_ADD_COUNTS_AND_SAMPLE = (
-    "UPDATE store_problems SET pending = pending + ?, total = total + ?,"
-    " first_seen = MIN(first_seen, ?), last_seen = MAX(last_seen, ?), sample = ?"
-    " WHERE grp = ? AND fp = ?"
+_EXISTING = "SELECT json_group_array(fp) FROM store_problems WHERE grp = ?"
+
+# One statement for all of a delta's rows: each sqlite3 call releases the GIL,
+# and a thread that gives it up a thousand times in a push waits behind a
+# logging thread for up to a switch interval (5 ms) each time: a first push of
+# a thousand problems took seconds, and the intake overflowed meanwhile.
+# A row is [fp, sample, count, first seen, last seen]; its sample is '' when the
+# store has the row (kept: an other-problems row from an engine replaces it).
+_UPSERT = (
+    "INSERT INTO store_problems (grp, fp, sample, pending, total, first_seen, last_seen,"
+    " shown_in) SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
+    " json_extract(value, '$[4]'), 0 FROM json_each(?2) WHERE true"
+    " ON CONFLICT (grp, fp) DO UPDATE SET pending = pending + excluded.pending,"
+    " total = total + excluded.total, first_seen = MIN(first_seen, excluded.first_seen),"
+    " last_seen = MAX(last_seen, excluded.last_seen),"
+    " sample = CASE excluded.sample WHEN '' THEN sample ELSE excluded.sample END"
 )
 
 
@@ -149,9 +158,7 @@ class SqliteStore:
                 group = delta.group
                 opened = min((p.first_seen for p in delta.problems), default=now)
                 self._open(conn, group, opened, now)
-                (rows,) = conn.execute(_KEPT_ROWS, (group, _OTHER_KEYS)).fetchone()
-                for problem in delta.problems:
-                    rows += self._add(conn, group, problem, full=rows >= PROBLEMS_PER_INCIDENT)
+                self._add(conn, group, delta.problems)
                 if delta.dropped:
                     conn.execute(
                         "UPDATE store_windows SET dropped = dropped + ? WHERE grp = ?",
@@ -174,49 +181,54 @@ class SqliteStore:
             (group, secrets.token_hex(8), min(opened, now)),
         )
 
-    def _add(
-        self,
-        conn: sqlite3.Connection,
-        group: str,
-        problem: Problem,
-        *,
-        full: bool,
-        fold: bool = False,
-    ) -> int:
-        """Add a problem's counts to its row, or to its other-problems row when ``full``.
+    def _add(self, conn: sqlite3.Connection, group: str, problems: Sequence[Problem]) -> None:
+        """Add the problems' counts to their rows in a few statements, whatever their number.
 
-        An engine's own other-problems row replaces the stored sample (it says
-        how many problems it holds); one the store folds here keeps its first.
-
-        Returns:
-            The number of problems it added one by one (0 or 1).
+        A problem the store has not seen joins the incident while it keeps
+        fewer than :data:`~smtp_alerts._store.others.PROBLEMS_PER_INCIDENT`
+        problems one by one; past that it is counted in its logger's
+        other-problems row. An engine's own other-problems row replaces the
+        stored sample (it says how many problems it holds); one the store
+        folds here keeps its first.
         """
-        alert = problem.alert
-        fp = row_key(alert)
-        other = is_other(alert.fingerprint)
-        counts = (problem.count, problem.count, problem.first_seen, problem.last_seen)
-        if other and not fold:  # the latest word on how many problems it holds wins
-            updated = conn.execute(_ADD_COUNTS_AND_SAMPLE, (*counts, sample_json(alert), group, fp))
-        else:
-            updated = conn.execute(_ADD_COUNTS, (*counts, group, fp))
-        added = 0
-        if not updated.rowcount:
-            if full and not other and alert.source not in NEVER_FOLDED:
-                folded = replace(problem, alert=other_row(alert))
-                return self._add(conn, group, folded, full=True, fold=True)
-            conn.execute(
-                "INSERT INTO store_problems VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                (group, fp, sample_json(alert), *counts),
-            )
-            added = 0 if other else 1
-        if alert.level >= logging.CRITICAL or alert.source == "crash":
+        (found,) = conn.execute(_EXISTING, (group,)).fetchone()
+        existing = set(json.loads(found))
+        kept = sum(1 for key in existing if not key.startswith(_OTHER_KEYS))
+        rows: dict[str, list[Any]] = {}
+        critical: list[tuple[float, str]] = []
+        for problem in problems:
+            alert = problem.alert
+            fp = row_key(alert)
+            other = is_other(alert.fingerprint)
+            replaces = other  # an engine's word on its other-problems row
+            if fp not in existing and fp not in rows and not other:
+                if kept >= PROBLEMS_PER_INCIDENT and alert.source not in NEVER_FOLDED:
+                    alert = other_row(alert)
+                    fp, replaces = row_key(alert), False
+                else:
+                    kept += 1
+            row = rows.get(fp)
+            if row is None:
+                fresh = fp not in existing
+                sample = sample_json(alert) if fresh or replaces else ""
+                rows[fp] = [fp, sample, problem.count, problem.first_seen, problem.last_seen]
+            else:
+                row[2] += problem.count
+                row[3] = min(row[3], problem.first_seen)
+                row[4] = max(row[4], problem.last_seen)
+                if replaces:
+                    row[1] = sample_json(alert)
+            if alert.level >= logging.CRITICAL or alert.source == "crash":
+                critical.append((problem.first_seen, fp))
+        if rows:
+            conn.execute(_UPSERT, (group, json.dumps(list(rows.values()))))
+        for first_seen, fp in critical:  # rare: one statement each
             conn.execute(
                 "UPDATE store_windows SET critical_at = MIN(COALESCE(critical_at, ?), ?)"
                 " WHERE grp = ? AND EXISTS (SELECT 1 FROM store_problems"
                 " WHERE grp = ? AND fp = ? AND shown_in = 0)",
-                (problem.first_seen, problem.first_seen, group, group, fp),
+                (first_seen, first_seen, group, group, fp),
             )
-        return added
 
     # -- deciding and claiming -----------------------------------------------------------
 
