@@ -88,9 +88,9 @@ _EXISTING = "SELECT json_group_array(fp) FROM store_problems WHERE grp = ?"
 # store has the row (kept: an other-problems row from an engine replaces it).
 _UPSERT = (
     "INSERT INTO store_problems (grp, fp, sample, pending, total, first_seen, last_seen,"
-    " shown_in) SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " shown_in) SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
     " json_extract(value, '$[2]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
-    " json_extract(value, '$[4]'), 0 FROM json_each(?2) WHERE true"
+    " json_extract(value, '$[4]'), 0 FROM json_each(?) WHERE true"
     " ON CONFLICT (grp, fp) DO UPDATE SET pending = pending + excluded.pending,"
     " total = total + excluded.total, first_seen = MIN(first_seen, excluded.first_seen),"
     " last_seen = MAX(last_seen, excluded.last_seen),"
