@@ -178,8 +178,17 @@ class TestHeartbeatState:
             assert monitor.last_beat("cron-backup") == clock.now
             messages = watcher.messages()
             assert messages[-1].startswith("heartbeat 'cron-backup' is back")
-            # The note is the watcher's, sent once; the process that beat sends none.
-            assert sum("is back" in message for message in messages) == 1
+            # The note is the watcher's, one recovery (one problem); the process
+            # that beat sends none. Under a loaded full-suite run on 3.10 the
+            # watcher's row was seen in two digests (a duplicate of the same
+            # problem, which delivery allows: at least once); two recoveries
+            # would be two problems.
+            recoveries = {
+                problem.alert.fingerprint
+                for problem in watcher.problems()
+                if "is back" in problem.alert.message
+            }
+            assert len(recoveries) == 1
             sent_by_other = [
                 problem.alert.message
                 for message in other.transport.sent
