@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .loop import EngineLoop
     from .runner import EngineRunner
     from .sink import AlertSink, EngineExtension
+    from .workers import WorkerPool
 
 __all__ = ["EngineCore", "EngineStats"]
 
@@ -189,6 +190,7 @@ class EngineCore(Intake):
         self._early: list[_Early] = []
         self._run_task: asyncio.Task[None] | None = None
         self._runner: EngineRunner | None = None
+        self._pool: WorkerPool | None = None  # started with the thread (see _start)
         self._started_at = self._clock()
         self._last_ok = True
         self._extensions_closed = False
@@ -230,6 +232,12 @@ class EngineCore(Intake):
                     prepare_channels(fallback=self._fallback)
                 if self._quick.redis:
                     _prepare_redis()  # the same reason
+                # The workers too: from Python 3.12 no thread starts once
+                # shutdown has begun, and a short script may be there by the
+                # time the engine's thread has loaded.
+                from .workers import WorkerPool  # noqa: PLC0415 - at the first alert only
+
+                self._pool = WorkerPool()
                 # The loop is made by the thread itself, which drains what was
                 # queued before it ran (a signal handler's record too).
                 self._thread = thread

@@ -73,7 +73,8 @@ def run(core: EngineCore, drain: Drain) -> None:
     loop: EngineLoop | None = None
     try:
         runner = EngineRunner(core, drain)
-        loop = EngineLoop(WorkerPool())
+        pool, core._pool = core._pool, None
+        loop = EngineLoop(pool if pool is not None else WorkerPool())
         asyncio.set_event_loop(loop)
         wake = asyncio.Event()
         wake.set()  # producers could not wake a loop that did not exist yet
