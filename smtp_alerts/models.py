@@ -121,6 +121,11 @@ class Problem:
         first_seen: the first occurrence in this incident, epoch seconds.
         last_seen: the latest occurrence, epoch seconds.
         is_new: whether no earlier digest of this incident showed the problem.
+        timeline: occurrences per interval of the incident, oldest first: entry
+            ``i`` counts those from ``Digest.timeline_start + i * Digest.timeline_step``
+            on (empty when the store keeps no timeline).
+        last_message: the message of a later occurrence, a second sample beside
+            :attr:`alert`'s (empty when none was kept or it is the same text).
     """
 
     alert: Alert
@@ -129,6 +134,8 @@ class Problem:
     first_seen: float
     last_seen: float
     is_new: bool
+    timeline: tuple[int, ...] = ()
+    last_message: str = ""
 
     @property
     def id(self) -> str:
@@ -150,6 +157,8 @@ class Digest:
         dropped: records dropped at intake (queue full) since the previous digest.
         notices: lines the reader must see first (a quota reached, alerts held back).
         thread_subject: the subject of the incident's first digest, for follow-ups.
+        timeline_start: where every problem's :attr:`Problem.timeline` starts, epoch seconds.
+        timeline_step: the length of one timeline interval, in seconds (0: no timeline).
     """
 
     group: str
@@ -161,6 +170,8 @@ class Digest:
     dropped: int = 0
     notices: tuple[str, ...] = ()
     thread_subject: str | None = None
+    timeline_start: float = 0.0
+    timeline_step: float = 0.0
 
     @property
     def events(self) -> int:
