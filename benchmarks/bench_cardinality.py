@@ -29,6 +29,7 @@ N / 10, ``--plot out.png`` for the curve of cost and RSS against cardinality).
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -140,6 +141,13 @@ def engine_cpu_summary(table: list[tuple[Row, list[Measurement]]]) -> None:
                 f"   {row.label:<46} engine thread {engine:>7,.0f} ns/call; "
                 f"all threads but the caller's {background:>7,.0f} ns/call"
             )
+    settling = [run.figures["settling_cpu_ns"] for _, runs in table for run in runs]
+    if settling:
+        print(
+            "   Before each flood, after its first record, the engine finished starting in the "
+            f"background: median {statistics.median(settling) / 1e6:,.0f} ms of CPU (a one-off "
+            "cost, not in the ratios; bench_startup.py measures attaching the handler)"
+        )
 
 
 def main() -> None:

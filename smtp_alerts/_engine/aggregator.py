@@ -31,7 +31,6 @@ comes from the injected clock, or from the occurrences' own ``created`` times.
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import secrets
 from dataclasses import dataclass, field, replace
@@ -59,6 +58,7 @@ from smtp_alerts._store.windows import (
     reason,
     severity_order,
 )
+from smtp_alerts._util.tables import forget_oldest
 from smtp_alerts.models import Alert, Digest, Problem
 
 if TYPE_CHECKING:
@@ -336,38 +336,76 @@ class Aggregator:
         out not to be folded (its incident closed meanwhile) is kept as a
         problem of its own with what was captured.
         """
-        entries, folded = self._entries, self._folded
+        folded = self._folded
         full: dict[str, bool] = {}  # per group, judged once per batch
+        # Per (group, logger, level), the row its new problems fold into and
+        # what the row says: a flood folds thousands of problems into a few rows.
+        made: dict[tuple[str, str, int], tuple[Fingerprint, _Others]] = {}
         rows: dict[
             Fingerprint, list[Any]
         ] = {}  # row -> [first, last, n, level, group, logger, message]
-        for fingerprint, level, logger, message, created, group, exc_type in captured:
-            entry = entries.get(fingerprint)
-            if entry is not None and entry.alert is not None:
-                self._occur(entry, created, 1, level, entry.alert.source)
-                continue
+        for light in captured:
+            fingerprint, level, logger, message, created, group, _ = light
             row_key = folded.get(fingerprint)
             if row_key is None:
-                over = full.get(group)
-                if over is None:
-                    over = full[group] = self._over_cap("log", group, created)
-                if not over:
-                    alert = Alert(fingerprint, level, logger, message, created, group=group)
-                    self.add(replace(alert, exc_type=exc_type) if exc_type else alert)
-                    continue
-                row_key = self._remember_folded(fingerprint, group, logger, level, message, created)
+                row_key = self._fold_light(light, full, made)
+                if row_key is None:
+                    continue  # counted as a problem of its own
             seen = rows.get(row_key)
             if seen is None:
                 rows[row_key] = [created, created, 1, level, group, logger, message]
             else:
-                seen[0] = min(seen[0], created)
-                seen[1] = max(seen[1], created)
                 seen[2] += 1
+                if created > seen[1]:
+                    seen[1] = created
+                elif created < seen[0]:
+                    seen[0] = created
         for row_key, (first, last, n, level, group, logger, message) in rows.items():
             row = self._other_row(row_key, group, logger, level, message, first)
             self._occur(row, first, 1, level, OTHER_SOURCE)
             if n > 1:
                 self._occur(row, last, n - 1, level, OTHER_SOURCE)
+
+    def _fold_light(
+        self,
+        light: Light,
+        full: dict[str, bool],
+        made: dict[tuple[str, str, int], tuple[Fingerprint, _Others]],
+    ) -> Fingerprint | None:
+        """The row a light capture not folded yet folds into; None when it is counted apart.
+
+        A problem already kept (its incident had room when it came) is counted
+        as such; one whose incident has room now is kept as a problem of its own.
+        """
+        fingerprint, level, logger, message, created, group, exc_type = light
+        entry = self._entries.get(fingerprint)
+        if entry is not None and entry.alert is not None:
+            self._occur(entry, created, 1, level, entry.alert.source)
+            return None
+        over = full.get(group)
+        if over is None:
+            over = full[group] = self._over_cap("log", group, created)
+        if not over:
+            alert = Alert(fingerprint, level, logger, message, created, group=group)
+            self.add(replace(alert, exc_type=exc_type) if exc_type else alert)
+            return None
+        known_row = made.get((group, logger, level))
+        if known_row is None:
+            row_key = self._remember_folded(fingerprint, group, logger, level, message, created)
+            others = self._entries[row_key].others
+            if others is not None:
+                made[group, logger, level] = (row_key, others)
+            return row_key
+        # What _remember_folded does, for a row already at hand.
+        row_key, others = known_row
+        folded = self._folded
+        if len(folded) >= FOLDED_LIMIT:
+            forget_oldest(folded)
+        folded[fingerprint] = row_key
+        others.distinct += 1
+        if len(others.examples) < EXAMPLES:
+            others.examples.append(example_of(message))
+        return row_key
 
     def _over_cap(self, source: str, group: str, at: float) -> bool:
         """Whether a new problem must be folded: its incident (or all of them) is full."""
@@ -409,8 +447,7 @@ class Aggregator:
         row_key = other_key(group, logger, level)
         folded = self._folded
         if len(folded) >= FOLDED_LIMIT:
-            for key in list(itertools.islice(folded, FOLDED_LIMIT // 4)):
-                del folded[key]
+            forget_oldest(folded)
         folded[fingerprint] = row_key
         row = self._other_row(row_key, group, logger, level, message, created)
         others = row.others

@@ -14,7 +14,10 @@ engine's life.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from collections import Counter
+from itertools import islice
+from operator import itemgetter
+from typing import TYPE_CHECKING
 
 from .._delivery.spool.store import Spool
 from .._store.sqlite import SqliteStore
@@ -23,9 +26,12 @@ from .aggregator import Aggregator
 from .capture import Light, PendingAlert
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from .._delivery.spool.overflow import Summarizer
     from ..models import Digest, OutgoingMessage
     from .core import EngineCore
+    from .intake import Queued, Repeat
 
 __all__ = ["Drain"]
 
@@ -113,47 +119,56 @@ class Drain:
     def take(self) -> int:
         """Take in what producers queued; returns how many items."""
         core = self._core
-        count = core._take_queued()  # noqa: SLF001
-        if not count:
+        repeated, new = core._take_queued()  # noqa: SLF001
+        if not repeated and not new:
             self.take_dropped(0)
             return 0
-        queue, aggregator = core._queue, self.aggregator  # noqa: SLF001
-        # Repeats carry the canonical fingerprint object from the known table,
-        # so its id is a cheap key (a tuple's hash is computed anew every time).
-        repeats: dict[int, list[Any]] = {}
-        lights: list[Light] = []
-        for _ in range(count):
-            item = queue.popleft()
-            if not isinstance(item, tuple):
-                aggregator.add(item.finish() if isinstance(item, PendingAlert) else item)
-                self.took_new = True
-                continue
-            if len(item) != 2:  # a new problem captured lightly: its incident is full
-                lights.append(item)
-                continue
-            fingerprint, created = item
-            counted = repeats.get(id(fingerprint))
-            if counted is None:
-                repeats[id(fingerprint)] = [fingerprint, 1, created]
-            else:
-                counted[1] += 1
-                counted[2] = created
-        if lights:
-            aggregator.add_lights(lights)
-            self.took_new = True
-        lost = 0
-        for fingerprint, repeated, last in repeats.values():
-            if not aggregator.count(fingerprint, last, repeated):
-                lost += repeated  # its sample was evicted: shown as dropped, not lost
-        self.accepted += count - lost
-        self.suppressed += sum(repeated for _, repeated, _ in repeats.values()) - lost
+        aggregator = self.aggregator
+        if new:  # first: the repeats taken may be of these problems
+            self._take_new(core._queue, new)  # noqa: SLF001
+        lost = self._count_repeats(core._repeats, repeated) if repeated else 0  # noqa: SLF001
+        self.accepted += repeated + new - lost
+        self.suppressed += repeated - lost
         self.take_dropped(lost)
         evicted = aggregator.pop_evicted()
         if evicted:
             core._forget(evicted)  # noqa: SLF001 - re-capture the evicted on their next occurrence
         # Incidents fill up as problems arrive and empty when they close.
         core._full_groups = aggregator.full_groups()  # noqa: SLF001
-        return count
+        return repeated + new
+
+    def _take_new(self, queue: deque[Queued], count: int) -> None:
+        aggregator = self.aggregator
+        lights: list[Light] = []
+        for _ in range(count):
+            item = queue.popleft()
+            if isinstance(item, tuple):  # a new problem captured lightly: its incident is full
+                lights.append(item)
+            else:
+                aggregator.add(item.finish() if isinstance(item, PendingAlert) else item)
+        if lights:
+            aggregator.add_lights(lights)
+        self.took_new = True
+
+    def _count_repeats(self, queue: deque[Repeat], count: int) -> int:
+        """Count ``count`` queued repeats into the aggregator; returns how many were lost.
+
+        A flood of repeats is the engine's steadiest work, so it is counted
+        in C: the queue is emptied through ``popleft`` by ``islice``, the last
+        time per problem kept by ``dict`` (later items win) and the
+        occurrences counted by ``Counter``, keyed by the problem's cell (an
+        identity hash: a fingerprint tuple's hash is computed anew each time).
+        """
+        batch = list(islice(iter(queue.popleft, None), count))
+        last_seen = dict(batch)
+        occurrences = Counter(map(itemgetter(0), batch))
+        lost = 0
+        count_into = self.aggregator.count
+        for known, last in last_seen.items():
+            repeated = occurrences[known]
+            if not count_into(known.canonical, last, repeated):
+                lost += repeated  # its sample was evicted: shown as dropped, not lost
+        return lost
 
     def take_dropped(self, lost: int) -> None:
         """Count what the intake dropped since the last call, plus ``lost``, into the digest."""

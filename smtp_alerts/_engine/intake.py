@@ -32,17 +32,17 @@ object it holds, so a record costs no extra call or attribute hop.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING, Any, SupportsInt, cast
+from typing import TYPE_CHECKING, SupportsInt, cast
 
 from .._util.clock import Clock
 from .._util.printable import printable, printable_repr
 from .._util.stderr import warn
+from .._util.tables import forget_oldest
 from ..models import Alert, Fingerprint
 from .capture import (
     DEFAULT_GROUP,
@@ -107,10 +107,12 @@ class Known:
     are captured again, and no other problem is forgotten with it.
     """
 
-    __slots__ = ("fingerprint",)
+    __slots__ = ("canonical", "fingerprint")
 
     def __init__(self, fingerprint: Fingerprint) -> None:
         self.fingerprint: Fingerprint | None = fingerprint
+        #: The same fingerprint, never cleared: what a queued repeat counts for.
+        self.canonical = fingerprint
 
 
 _IGNORED_RECORD = Known(_IGNORED)
@@ -124,15 +126,17 @@ KNOWN_LIMIT = 30_000
 #: more shapes than this has the rest masked each time (still one problem per shape).
 SHAPES_PER_SITE = 8
 
-Repeat = tuple[Fingerprint, float]
-"""A queued repeat of a known problem: its canonical fingerprint and when it happened."""
+Repeat = tuple["Known", float]
+"""A queued repeat of a known problem: the problem and when it happened."""
 
-Queued = Repeat | Light | Alert | PendingAlert
-"""What the intake queues: a repeat, or a new problem's capture (light, plain or pending)."""
+Queued = Light | Alert | PendingAlert
+"""What the intake queues for a new problem: its capture (light, plain or pending)."""
 
-Shapes = list[tuple[str, str, int, tuple[str, ...] | None, "Known"]]
-"""A call site's shapes of pre-formatted text: a template's fixed start and end and
-least length (enough for one variable part), or all its fixed pieces; and its fingerprint."""
+Shapes = list[tuple[str, str, int, str | None, tuple[str, ...] | None, "Known"]]
+"""A call site's shapes of pre-formatted text: a template's fixed start and end, its
+least length (a character per variable part), the fixed piece between its two
+variable parts when it has two, or else all its fixed pieces when it has more;
+and the problem it is."""
 
 
 class Intake:
@@ -163,7 +167,12 @@ class Intake:
         # engine, counting a drop); a plain lock would deadlock it.
         self._lock = threading.RLock()
         self._starting = False
+        # New problems and repeats queue apart: the engine's thread counts a
+        # batch of repeats in C (see Drain.take), which a mixed queue would
+        # not allow. It takes the repeats' length first and the new
+        # problems' after, so a repeat is never counted before its capture.
         self._queue: deque[Queued] = deque()
+        self._repeats: deque[Repeat] = deque()
         # Canonical fingerprints (the objects the engine counts by identity)
         # by record key and by fingerprint, and shapes of text by call site.
         self._known: dict[Hashable, Known] = {}
@@ -197,34 +206,60 @@ class Intake:
             False when the record was dropped (intake full, engine closed) or
             ignored (a library logger); True otherwise.
         """
-        raw_key = record_key(record)
+        msg = record.msg
+        if (
+            msg.__class__ is str
+            and not record.args
+            and not record.exc_info
+            and getattr(record, "alert_group", None) is None
+            and getattr(record, "alert_key", None) is None
+        ):
+            # Text without arguments, most often formatted before the call (an
+            # f-string): its call site is the cheap key, and a shape of text
+            # already masked there decides; a text with nothing to mask is
+            # known by its record key, which is the site and the text.
+            site = (record.name, record.levelno, record.pathname, record.lineno)
+            if site in self._sites:
+                shaped = self._shaped(site, msg)
+                if shaped is not None:
+                    return self._put_repeat(shaped, record.created)
+            raw_key: Hashable = (*site, msg)  # what record_key(record) is for such a record
+            site_key: Hashable = site
+        else:
+            raw_key = record_key(record)
+            site_key = None
         known = self._known.get(raw_key)
         if known is not None:
             fingerprint = known.fingerprint
             if fingerprint is not None:
                 if fingerprint is _IGNORED:
                     return False
-                return self._put_repeat(fingerprint, record.created)
-        msg = record.msg
-        if msg.__class__ is not str or record.args:
-            return self._submit_new_record(record, raw_key, None)
-        # Text formatted before the call (an f-string): its call site is the
-        # cheap key, and a shape of text already masked there decides.
-        site = raw_key[:4] if len(raw_key) == 5 else record_site(raw_key)  # type: ignore[index,arg-type]
-        shapes = self._sites.get(site)
-        if shapes is not None:
-            for first, last, least, pieces, shaped in shapes:
-                if (
-                    len(msg) >= least
-                    and msg.startswith(first)
-                    and msg.endswith(last)
-                    and (pieces is None or shape_matches(msg, pieces))
-                ):
-                    fingerprint = shaped.fingerprint
-                    if fingerprint is None:
-                        break  # forgotten by the engine: capture it again
-                    return self._put_repeat(fingerprint, record.created)
-        return self._submit_new_record(record, raw_key, site)
+                return self._put_repeat(known, record.created)
+        if site_key is None and msg.__class__ is str and not record.args:
+            # An exception, a group or a key of its own, with text formatted
+            # before the call: its site (record_key without the text) is its key.
+            site_key = record_site(raw_key)
+            shaped = self._shaped(site_key, msg)
+            if shaped is not None:
+                return self._put_repeat(shaped, record.created)
+        return self._submit_new_record(record, raw_key, site_key)
+
+    def _shaped(self, site: Hashable, msg: str) -> Known | None:
+        """The problem whose shape of text ``msg`` has, among those its call site logged."""
+        for first, last, least, middle, pieces, shaped in self._sites.get(site, ()):
+            if (
+                len(msg) >= least
+                and msg.startswith(first)
+                and msg.endswith(last)
+                # The fixed piece between two variable parts: somewhere in
+                # between, as the least length leaves room for it (the call
+                # site decides, DESIGN section 4; this only tells its shapes apart).
+                and (middle is None or middle in msg)
+                and (pieces is None or shape_matches(msg, pieces))
+            ):
+                # None when forgotten by the engine: captured again.
+                return shaped if shaped.fingerprint is not None else None
+        return None
 
     def alert(
         self,
@@ -273,7 +308,7 @@ class Intake:
         now = self._clock()
         known = self._known.get(fingerprint)
         if known is not None and known.fingerprint is not None:
-            return self._put_repeat(known.fingerprint, now)
+            return self._put_repeat(known, now)
         shown = None if details is None else printable(details)
         if failure is not None:
             shown = f"{shown}\n\n{failure}" if shown else failure
@@ -315,7 +350,7 @@ class Intake:
                     self._remember_shape(site, msg, fingerprint[4], known)
                 elif not inferred:
                     self._known[raw_key] = known
-                return self._put_repeat(known.fingerprint, record.created)
+                return self._put_repeat(known, record.created)
             full = self._full_groups
             if full is None or (full and record_group(record) in full):
                 captured: Alert | PendingAlert | Light = capture_light(record, fingerprint)
@@ -334,27 +369,30 @@ class Intake:
         shapes = self._sites.get(site)
         if shapes is None:
             if len(self._sites) > KNOWN_LIMIT:
-                _forget_oldest(self._sites)
+                forget_oldest(self._sites)
             shapes = self._sites[site] = []
         elif len(shapes) >= SHAPES_PER_SITE:  # make room: drop what the engine forgot
-            shapes[:] = [shape for shape in shapes if shape[4].fingerprint is not None]
+            shapes[:] = [shape for shape in shapes if shape[5].fingerprint is not None]
         if len(shapes) < SHAPES_PER_SITE and isinstance(template, str):
             pieces = template_shape(template)
-            if len(pieces) == 2 and len(text) <= TEMPLATE_MAX_CHARS:
-                # One variable part: its fixed start and end say it all.
-                first, last = pieces
-                shapes.append((first, last, len(first) + len(last) + 1, None, known))
+            if len(pieces) in {2, 3} and len(text) <= TEMPLATE_MAX_CHARS:
+                # One or two variable parts (most f-strings): a fixed start and
+                # end, and the piece between them, are compared in C.
+                first, last = pieces[0], pieces[-1]
+                middle = pieces[1] if len(pieces) == 3 else None
+                # A character per variable part: as long as the template.
+                shapes.append((first, last, len(template), middle, None, known))
             else:
-                shapes.append(("", "", 0, pieces, known))
+                shapes.append(("", "", 0, None, pieces, known))
 
-    def _put_repeat(self, fingerprint: Fingerprint, created: float) -> bool:
-        queue = self._queue
+    def _put_repeat(self, known: Known, created: float) -> bool:
+        queue = self._repeats
         queued = len(queue)
         if queued >= self._high_water:
             if queued >= self._capacity:
                 return self._drop()
             self._starting_up()
-        queue.append((fingerprint, created))
+        queue.append((known, created))
         # Append first, then look at the flag: an idle loop lowers the flag and
         # then looks at the queue again (see _take_queued), so either it sees
         # this item or we see the flag down and wake it. A busy loop polls on
@@ -393,7 +431,7 @@ class Intake:
         # Known only once the capture is queued, so no repeat can overtake it.
         table = self._known
         if len(table) > KNOWN_LIMIT:
-            _forget_oldest(table)  # bounded memory; the forgotten are only re-captured
+            forget_oldest(table)  # bounded memory; the forgotten are only re-captured
         known = Known(fingerprint)
         table[fingerprint] = known
         for raw_key in raw_keys:
@@ -485,21 +523,27 @@ class Intake:
 
     # -- the engine's thread ----------------------------------------------------------
 
-    def _take_queued(self) -> int:
-        """How many queued items the loop takes now: its half of the wake handshake.
+    def _take_queued(self) -> tuple[int, int]:
+        """How many repeats and new problems the loop takes now: its half of the wake handshake.
 
         Idle (nothing queued): lower the flags so that the next producer
         wakes the loop, then look again (see :meth:`_put_repeat`). Busy: keep
         them up so that producers do not wake it; the loop polls instead.
         Only what is queued now is taken: a flood must not hold the loop.
+        The repeats are measured first: a repeat among them was queued after
+        its problem's capture, which is then among the new problems taken.
         """
-        queue = self._queue
-        if not queue:
+        repeats, queue = self._repeats, self._queue
+        if not repeats and not queue:
             self._busy = self._wake_pending = False
-            if not queue:
-                return 0
+            if not repeats and not queue:
+                return 0, 0
         self._busy = self._wake_pending = True
-        return len(queue)
+        return len(repeats), len(queue)
+
+    def _queued(self) -> int:
+        """Items queued and not yet taken (any thread; for flushes and tests)."""
+        return len(self._repeats) + len(self._queue)
 
     def _pop_dropped(self) -> int:
         """The occurrences dropped since the last call."""
@@ -532,15 +576,6 @@ def _direct_identity(
             fingerprint += ("group", group_name)
     error = snapshot(type(exc), exc, exc.__traceback__) if exc is not None else None
     return fingerprint, alert_level, error, group_name
-
-
-def _forget_oldest(table: dict[Hashable, Any]) -> None:
-    """Forget the oldest quarter of a table (dicts keep insertion order), from any thread."""
-    # list() of an islice runs in C without running Python code, so no other
-    # thread changes the table under it; pop() tolerates a key another
-    # thread removed meanwhile.
-    for key in list(itertools.islice(table, len(table) // 4)):
-        table.pop(key, None)
 
 
 def _quoted(message: str) -> str:

@@ -6,6 +6,7 @@ import enum
 import importlib.util
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -347,4 +348,49 @@ class TestMaskingCost:
         (message,) = transport.sent
         assert message.digest is not None
         assert sorted(p.count for p in message.digest.problems) == [5, 1_000]
+        engine.close()
+
+    @pytest.mark.parametrize(
+        ("texts", "exception"),
+        [
+            pytest.param(lambda i: f"payment {i} failed for user {i * 7}", False, id="two-parts"),
+            pytest.param(
+                lambda i: f"user {i}: step {i % 9} of {i} failed", False, id="three-parts"
+            ),
+            pytest.param(lambda i: f"lookup {i} failed", True, id="with-an-exception"),
+        ],
+    )
+    def test_more_shapes_of_fstrings_mask_once(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        texts: Callable[[int], str],
+        exception: bool,
+    ) -> None:
+        """Two variable parts, more, or an exception with the text: still masked once."""
+        from smtp_alerts import Engine, Settings
+        from smtp_alerts.transports import MemoryTransport
+
+        calls: list[str] = []
+        real = capture_module.mask_variable_parts
+        monkeypatch.setattr(
+            capture_module, "mask_variable_parts", lambda text: calls.append(text) or real(text)
+        )
+        transport = MemoryTransport()
+        engine = Engine(
+            Settings(to=["oncall@example.com"], from_="a@example.com", group_wait="10s"),
+            transport=transport,
+        )
+        log = logging.getLogger("tests.capture.shapes2")
+        try:
+            raise KeyError("x")
+        except KeyError:
+            exc_info = sys.exc_info() if exception else None
+        for i in range(500):
+            record = log.makeRecord(log.name, logging.ERROR, "/app/y.py", 9, texts(i), (), exc_info)
+            engine.submit_record(record)
+        assert len(calls) == 1
+        assert engine.flush(timeout=10)
+        (message,) = transport.sent
+        assert message.digest is not None
+        assert [p.count for p in message.digest.problems] == [500]
         engine.close()

@@ -136,6 +136,41 @@ class TestCounting:
         assert engine.stats().dropped == 0
         engine.close()
 
+    def test_repeats_right_after_their_new_problem_are_all_counted(
+        self, logger: logging.Logger
+    ) -> None:
+        """New problems and repeats queue apart; no repeat is counted before its problem.
+
+        Four threads each log 200 new problems (texts with nothing to mask,
+        some pre-formatted with a number), each repeated at once, from two
+        threads at a time: every occurrence is in some digest, exactly once.
+        """
+        transport = MemoryTransport()
+        engine = Engine(make_settings(queue_size=1_000_000), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        words = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
+        start = threading.Barrier(4)
+
+        def work(n: int) -> None:
+            start.wait()
+            for j in range(200):
+                text = f"{words[n]} {words[j % 8]} {words[j // 8 % 8]} {words[j // 64]}"
+                for _ in range(5):
+                    logger.error(text)  # a literal text: known by its record key
+                    logger.error(f"{text} after {j} tries")  # noqa: G004 - by its shape
+                    logger.error("%s, again", text)  # a template with an argument
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert engine.flush(timeout=10)
+        total = sum(p.count for digest in digests(transport) for p in digest.problems)
+        assert engine.stats().dropped == 0
+        assert engine.stats().accepted == total == 4 * 200 * 5 * 3
+        engine.close()
+
     def test_fstring_messages_group_by_inferred_template(self, logger: logging.Logger) -> None:
         """Pre-formatted messages that differ only in numbers are one problem."""
         transport = MemoryTransport()
@@ -274,9 +309,9 @@ class TestCounting:
             for i in range(4_000):
                 logger.error("repeat %s", burst * 4_000 + i)
             deadline = time.monotonic() + 10
-            while engine._queue and time.monotonic() < deadline:
+            while engine._queued() and time.monotonic() < deadline:
                 time.sleep(0.001)
-            assert not engine._queue, "the intake stopped draining while the send hangs"
+            assert not engine._queued(), "the intake stopped draining while the send hangs"
         transport.open()
         assert engine.flush(timeout=10)
         assert engine.stats().dropped == 0
