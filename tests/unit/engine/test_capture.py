@@ -372,9 +372,12 @@ class TestMaskingCost:
 
         calls: list[str] = []
         real = capture_module.mask_variable_parts
-        monkeypatch.setattr(
-            capture_module, "mask_variable_parts", lambda text: calls.append(text) or real(text)
-        )
+
+        def counting(text: str) -> str:
+            calls.append(text)
+            return real(text)
+
+        monkeypatch.setattr(capture_module, "mask_variable_parts", counting)
         transport = MemoryTransport()
         engine = Engine(
             Settings(to=["oncall@example.com"], from_="a@example.com", group_wait="10s"),
