@@ -357,7 +357,11 @@ def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert
         message=format_message(record),
         created=record.created,
         source="log",
-        location=printable(f"{record.pathname}:{record.lineno} in {record.funcName}", 1_000),
+        # Where the call is, as a reader finds it in the project (a path
+        # relative to the package or project root, as in the fingerprint).
+        location=printable(
+            f"{_portable(record.pathname)}:{record.lineno} in {record.funcName}", 1_000
+        ),
         exc_type=exc_type_name,
         traceback=clip_traceback(text),
         group=record_group(record),

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from smtp_alerts import AlertHandler
+from smtp_alerts._util.source_paths import portable_path
 from tests.integration.frameworks.inprocess import (
     Captured,
     captured,
@@ -61,7 +62,8 @@ def test_five_user_ids_are_one_problem_reported_once_without_the_password(
     assert problem.alert.message == "login failed"
     assert ("user_id", "0") in problem.alert.context
     assert ("password", "[masked]") in problem.alert.context
-    assert __file__ in problem.alert.location  # the caller, not structlog or logging
+    # The caller, not structlog or logging; as a path in the project.
+    assert problem.alert.location.startswith(f"{portable_path(__file__)}:")
     assert "hunter2-SECRET" not in captured.raw
 
 

@@ -147,6 +147,16 @@ class TestCapture:
         assert "Broken" in alert.traceback
 
 
+    def test_location_is_relative_to_the_import_root(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """The email names ``shop/api.py:10``, not the checkout's absolute path."""
+        monkeypatch.syspath_prepend(str(tmp_path))
+        record = make_record("could not price %s", "A-17")
+        record.pathname = str(tmp_path / "shop" / "api.py")
+        assert captured(record).location == "shop/api.py:10 in handler"
+
+
 class TestOddInput:
     def test_intenum_level_is_a_plain_int(self) -> None:
         class Level(enum.IntEnum):
