@@ -146,7 +146,6 @@ class TestCapture:
         assert alert.traceback is not None
         assert "Broken" in alert.traceback
 
-
     def test_location_is_relative_to_the_import_root(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
