@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from ._sources.jobs import Job
     from ._store.silences import Silence
     from .checks import Check, CheckPolicy, CheckRunner
+    from .settings import Settings
 
-__all__ = ["Engine", "get_engine", "install_crash_hooks", "swap_default_engine"]
+__all__ = ["Engine", "engine_for", "get_engine", "install_crash_hooks", "swap_default_engine"]
 
 log = logging.getLogger("smtp_alerts.engine")
 
@@ -255,6 +256,17 @@ def get_engine() -> Engine:
         ConfigurationError: the ``SMTP_ALERTS_*`` settings are missing or wrong.
     """
     return _DEFAULT.get()
+
+
+def engine_for(settings: Settings) -> tuple[Engine, bool]:
+    """The engine for settings given in code; and whether it is the caller's own to close.
+
+    The first settings given in code (``AlertHandler(to=[...])``) configure
+    the process's default engine, which :func:`get_engine`, the crash hooks,
+    checks and jobs share, and which serves later handlers given the same
+    settings. Settings that differ from it get an engine of their own.
+    """
+    return _DEFAULT.for_settings(settings, Engine)
 
 
 def swap_default_engine(engine: Engine | None) -> Engine | None:

@@ -6,7 +6,7 @@ import logging
 import threading
 from typing import Any
 
-from ._facade import Engine, get_engine
+from ._facade import Engine, engine_for, get_engine
 
 __all__ = ["AlertHandler"]
 
@@ -28,8 +28,12 @@ class AlertHandler(logging.Handler):
         level: the least severe level handled.
         engine: an engine to use instead of the default one.
         **settings_overrides: :class:`~smtp_alerts.Settings` fields (``to=...``,
-            ``group_wait="30s"``...); the handler then owns an engine of its own
-            built from the environment plus these.
+            ``group_wait="30s"``...), over the environment's. The first handler
+            given settings configures the process's engine, which
+            :func:`~smtp_alerts.get_engine`, the crash hooks, checks and jobs
+            share, and so do later handlers given the same settings; a
+            handler given other settings (another team's addresses) gets an
+            engine of its own.
 
     Raises:
         ConfigurationError: a setting is missing or wrong (names the variable).
@@ -49,8 +53,7 @@ class AlertHandler(logging.Handler):
             # environment without it (smtp_alerts._environment).
             from .settings import Settings  # noqa: PLC0415
 
-            engine = Engine(Settings(**settings_overrides))
-            self._owns_engine = True
+            engine, self._owns_engine = engine_for(Settings(**settings_overrides))
         elif engine is None:
             engine = get_engine()
             self._owns_engine = False

@@ -81,7 +81,7 @@ class DefaultEngine(Generic[M]):
     """
 
     def __init__(self, make: Callable[[], M]) -> None:
-        self._make = make
+        self._from_environment = self._make = make
         self._engine: M | None = None
 
     def get(self) -> M:
@@ -92,10 +92,37 @@ class DefaultEngine(Generic[M]):
                 engine = self._engine = self._make()
             return engine
 
+    def for_settings(self, settings: Settings, make: Callable[[Settings], M]) -> tuple[M, bool]:
+        """The engine for ``settings`` given in code; and whether it is the caller's own.
+
+        The first settings given in code configure the default engine (made
+        by ``make``, and made again the same way once closed), which everything
+        else in the process shares; the default engine serves later equal
+        settings too. Settings that differ from it (another team's
+        addresses, say) get an engine of the caller's own.
+        """
+        with _default_lock:
+            engine = self._engine
+            if engine is None or engine.closed:
+                self._make = lambda: make(settings)
+                engine = self._engine = make(settings)
+                return engine, False
+        try:
+            same = engine.settings == settings
+        except Exception:  # noqa: BLE001 - a default engine whose own settings fail is not it
+            same = False
+        return (engine, False) if same else (make(settings), True)
+
     def swap(self, engine: M | None) -> M | None:
-        """Make ``engine`` the default engine; return the previous one."""
+        """Make ``engine`` the default engine; return the previous one.
+
+        Swapping in None forgets settings given in code too: the next
+        default engine is made from the environment.
+        """
         with _default_lock:
             previous, self._engine = self._engine, engine
+            if engine is None:
+                self._make = self._from_environment
             return previous
 
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 import email.policy
 import logging
 import logging.config
+import os
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from email import message_from_bytes
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -215,3 +220,49 @@ class TestBounds:
         elapsed = time.monotonic() - started
         assert 0.3 <= elapsed < 3.0  # the tight figure comes from benchmarks/, not from here
         handler.close()
+
+
+class TestSettingsInCode:
+    """``AlertHandler(to=[...])`` configures the engine the whole process shares (issue 13)."""
+
+    def test_the_first_handler_configures_the_process_engine(self, tmp_path: Path) -> None:
+        """get_engine() and the crash hooks use it; a second equal handler shares it."""
+        source = """
+            import logging, smtp_alerts
+            handler = smtp_alerts.AlertHandler(to=["lead@example.com"], group_wait="1h")
+            logging.getLogger().addHandler(handler)
+            assert smtp_alerts.get_engine() is handler.engine
+            again = smtp_alerts.AlertHandler(to=["lead@example.com"], group_wait="1h")
+            assert again.engine is handler.engine
+            other = smtp_alerts.AlertHandler(to=["billing@example.com"])
+            assert other.engine is not handler.engine
+            other.close()
+            smtp_alerts.install_crash_hooks()
+            logging.error("an error through the handler")
+            raise KeyError("database_url")
+        """
+        with GmailServer() as server:
+            env = {k: v for k, v in server.environ().items() if k != "SMTP_ALERTS_TO"}
+            script = tmp_path / "app.py"
+            script.write_text(textwrap.dedent(source), encoding="utf-8")
+            result = subprocess.run(  # noqa: S603 - our own interpreter and script
+                [sys.executable, str(script)],
+                env={**_without_settings(), **env},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            (received,) = server.messages  # one engine: the crash and the error together
+        assert result.returncode == 1, result.stderr
+        assert "AssertionError" not in result.stderr
+        assert "SMTP_ALERTS_TO is required" not in result.stderr
+        assert received.recipients == ("lead@example.com",)
+        assert "KeyError" in received.subject
+        body = received.message.get_body(preferencelist=("plain",))
+        assert body is not None
+        assert "an error through the handler" in body.get_content()
+
+
+def _without_settings() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
