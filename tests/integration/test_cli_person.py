@@ -1,0 +1,236 @@
+"""The installed ``smtp-alerts`` as a person on call meets it: no traceback, no false success.
+
+Every test runs the console script in a subprocess, as a user types it, with
+the Gmail-like server as the far end where one is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+
+from smtp_alerts._delivery.spool import Spool
+from smtp_alerts._engine.render import RenderContext, render
+from smtp_alerts.models import Digest
+from smtp_alerts.testing import Faults, GmailServer
+from tests.helpers import wait_for
+
+_SCRIPT = Path(sys.executable).with_name("smtp-alerts")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "smtp_alerts.cli"]
+
+
+def clean_env(**variables: str) -> dict[str, str]:
+    """This environment without any SMTP_ALERTS_* of its own, plus ``variables`` (full names)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_ALERTS_")}
+    return {**env, **variables}
+
+
+def for_server(
+    server: GmailServer, *, drop: tuple[str, ...] = (), **overrides: str
+) -> dict[str, str]:
+    """The environment of a user whose settings point at ``server``; ``drop`` unsets some."""
+    variables = server.environ(ALTERNATE_PORT="0", **overrides)
+    for name in drop:
+        variables.pop(f"SMTP_ALERTS_{name}")
+    return clean_env(**variables)
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``smtp-alerts ARGS``; its status and output."""
+    return subprocess.run(  # noqa: S603 - our own script
+        [*COMMAND, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def spool_with_digests(folder: Path, count: int) -> None:
+    """``count`` undelivered digests in the spool at ``folder``, never tried."""
+    context = RenderContext(sender="b@example.com", recipients=("a@example.com",), hostname="h")
+    with Spool(folder) as spool:
+        for number in range(count):
+            digest = Digest("g", f"incident-{number}", 1, (), 1_700_000_000.0 + number)
+            spool.add(render(digest, context), claimed=False)
+
+
+class TestDurationFlags:
+    """``--timeout`` reads durations as the settings do, on every command."""
+
+    def test_timeouts_accept_every_duration_the_settings_accept(self, tmp_path: Path) -> None:
+        """``doctor``, ``send-test`` and ``spool flush`` take ``5s`` (and ``500ms``, ``1m``)."""
+        with GmailServer() as server:
+            env = for_server(server, SPOOL_DIR=str(tmp_path))
+            for args in (
+                ("doctor", "--timeout", "5s"),
+                ("send-test", "--timeout", "1m"),
+                ("spool", "flush", "--timeout", "5s"),
+                ("doctor", "--timeout", "4500ms"),
+            ):
+                result = cli(*args, env=env)
+                assert result.returncode == 0, (args, result.stdout + result.stderr)
+            assert len(server.messages) == 1  # send-test's
+
+    def test_a_wrong_duration_is_a_usage_error_naming_the_flag(self) -> None:
+        """``--timeout soon`` or ``0``: exit 2, the flag and the accepted forms named."""
+        for value, said in (("soon", "is not a duration"), ("0", "must be more than 0")):
+            result = cli("doctor", "--timeout", value, env=clean_env())
+            assert result.returncode == 2
+            assert "--timeout" in result.stderr
+            assert said in result.stderr
+            assert "Traceback" not in result.stderr
+
+
+class TestRunNeverStopsTheJob:
+    """A wrong ``run`` flag is reported, and the job runs all the same."""
+
+    def test_a_wrong_timeout_still_runs_the_command_and_alerts(self) -> None:
+        """``--timeout '2 hours'``: the command runs, its status is ours, one line, one alert."""
+        with GmailServer() as server:
+            result = cli(
+                "run",
+                "--name",
+                "backup",
+                "--timeout",
+                "2 hours",
+                "--",
+                sys.executable,
+                "-c",
+                "print('backup ran')",
+                env=for_server(server, SHUTDOWN_TIMEOUT="10s"),
+            )
+            assert result.returncode == 0
+            assert result.stdout == "backup ran\n"
+            (line,) = result.stderr.splitlines()
+            assert "--timeout" in line
+            assert "'2 hours' is not a duration" in line
+            assert "without a time limit" in line
+            (received,) = server.messages
+        assert "--timeout" in received.subject or "--timeout" in str(received.message)
+
+    def test_a_wrong_timeout_and_wrong_settings_still_run_the_command(self) -> None:
+        """Both wrong: the job runs and keeps its exit status; stderr says both."""
+        env = clean_env(SMTP_ALERTS_PORT="not-a-port")
+        result = cli(
+            "run",
+            "--timeout",
+            "2 hours",
+            "--",
+            sys.executable,
+            "-c",
+            "raise SystemExit(3)",
+            env=env,
+        )
+        assert result.returncode == 3
+        assert "--timeout" in result.stderr
+        assert "SMTP_ALERTS_PORT" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+class TestNoTraceback:
+    """Every error is one clear line and an exit status."""
+
+    def test_a_closed_pipe_ends_quietly(self, tmp_path: Path) -> None:
+        """``smtp-alerts spool list | head -2``: the reader went away; no BrokenPipeError."""
+        spool_with_digests(tmp_path, 3)
+        process = subprocess.Popen(  # noqa: S603 - our own script
+            [*COMMAND, "spool", "list", "--all"],
+            env=clean_env(SMTP_ALERTS_SPOOL_DIR=str(tmp_path)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()  # as `head` does once it has its lines
+        error = process.stderr.read()
+        status = process.wait(timeout=60)
+        process.stderr.close()
+        assert error == b""
+        assert status == 128 + signal.SIGPIPE
+
+    def test_ctrl_c_is_one_line(self) -> None:
+        """Ctrl-C while doctor waits on a slow server: "interrupted", exit 130, no traceback."""
+        with GmailServer(faults=Faults(greeting_delay=60)) as server:
+            process = subprocess.Popen(  # noqa: S603 - our own script
+                [*COMMAND, "doctor", "--timeout", "60s"],
+                env=for_server(server),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert process.stdout is not None
+            assert process.stderr is not None
+            lines: list[str] = []
+            reader = threading.Thread(target=_read_lines, args=(process.stdout, lines))
+            reader.start()
+            try:
+                # The connect step has passed: doctor is waiting for the greeting.
+                assert wait_for(lambda: any(" connect " in line for line in lines), 30)
+                process.send_signal(signal.SIGINT)
+                status = process.wait(timeout=30)
+                error = process.stderr.read()
+            finally:
+                process.kill()
+                process.wait()
+                reader.join(timeout=10)
+                process.stderr.close()
+        assert status == 128 + signal.SIGINT
+        assert "interrupted" in error
+        assert "Traceback" not in error
+
+
+def _read_lines(stream: IO[str], lines: list[str]) -> None:
+    lines.extend(stream)  # line by line, as the process writes them
+    stream.close()
+
+
+class TestSpoolList:
+    """``spool list`` summarises; ``--all`` lists; neither needs TO."""
+
+    def test_lists_without_recipients_or_sender(self, tmp_path: Path) -> None:
+        """Only SPOOL_DIR is set: list, history, purge and silence list work (exit 0)."""
+        spool_with_digests(tmp_path, 1)
+        env = clean_env(SMTP_ALERTS_SPOOL_DIR=str(tmp_path))
+        listed = cli("spool", "list", env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert "1 digest(s) waiting" in listed.stdout
+        assert "not tried yet" in listed.stdout
+        assert cli("spool", "history", env=env).returncode == 0
+        assert cli("spool", "purge", env=env).returncode == 1  # says what it would delete
+        silences = cli("silence", "list", env=env)
+        assert silences.returncode == 0, silences.stderr
+        assert "no silences" in silences.stdout
+
+    def test_flush_still_needs_the_settings(self, tmp_path: Path) -> None:
+        """``spool flush`` sends, so without TO it says what is missing and exits 2."""
+        result = cli("spool", "flush", env=clean_env(SMTP_ALERTS_SPOOL_DIR=str(tmp_path)))
+        assert result.returncode == 2
+        assert "SMTP_ALERTS_TO is required" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_a_wrong_setting_is_still_refused(self, tmp_path: Path) -> None:
+        """Store-only commands still check what they use, and unknown variables."""
+        env = clean_env(SMTP_ALERTS_SPOOL_DIR=str(tmp_path), SMTP_ALERTS_SPOOLDIR="x")
+        result = cli("spool", "list", env=env)
+        assert result.returncode == 2
+        assert "SMTP_ALERTS_SPOOLDIR" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_summary_counts_engines_and_shows_the_oldest_digests(self, tmp_path: Path) -> None:
+        """Twelve digests and three engines: ten rows, "2 more", one added-up counters block."""
+        spool_with_digests(tmp_path, 12)
+        for owner in range(3):
+            with Spool(tmp_path, owner=f"host:{owner}:1:n") as spool:
+                spool.save_counters({"accepted": 10 + owner, "sent": 1})
+        env = clean_env(SMTP_ALERTS_SPOOL_DIR=str(tmp_path))
+        summary = cli("spool", "list", env=env).stdout
+        assert "12 digest(s) waiting" in summary
+        assert "and 2 more" in summary
+        assert "counters of 3 engine(s)" in summary
+        assert summary.count("accepted") == 1
+        assert "33" in summary  # 10 + 11 + 12, added up
+        everything = cli("spool", "list", "--all", env=env).stdout
+        assert "more" not in everything
+        assert everything.count("counters of the engine") == 3
