@@ -6,6 +6,7 @@ the Gmail-like server as the far end where one is needed.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -14,8 +15,11 @@ import threading
 from pathlib import Path
 from typing import IO
 
+import pytest
+
 from smtp_alerts._delivery.spool import Spool
 from smtp_alerts._engine.render import RenderContext, render
+from smtp_alerts.cli.doctor import run_doctor
 from smtp_alerts.models import Digest
 from smtp_alerts.testing import Faults, GmailServer
 from tests.helpers import wait_for
@@ -234,3 +238,57 @@ class TestSpoolList:
         everything = cli("spool", "list", "--all", env=env).stdout
         assert "more" not in everything
         assert everything.count("counters of the engine") == 3
+
+
+class TestDoctorHalfLogin:
+    """A login half configured is said, and never passes for a success."""
+
+    def test_username_without_password_fails_the_login_step(self) -> None:
+        """USERNAME and no PASSWORD: the login step says what is missing; exit 1, no AUTH."""
+        with GmailServer() as server:
+            result = cli("doctor", env=for_server(server, drop=("PASSWORD",)))
+            assert server.auth_attempts == []
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
+        assert "none configured" not in output
+        assert "alerts can be sent" not in output
+        (login,) = (line for line in output.splitlines() if line.startswith("✘ login "))
+        assert "SMTP_ALERTS_USERNAME is alerts@example.com but no password is set" in login
+        assert "SMTP_ALERTS_PASSWORD_FILE" in login
+
+    def test_password_without_username_is_unusable(self) -> None:
+        """PASSWORD and no USERNAME: the settings step says so; exit 2."""
+        with GmailServer() as server:
+            env = for_server(server, drop=("USERNAME",), FROM="alerts@example.com")
+            result = cli("doctor", env=env)
+        assert result.returncode == 2
+        assert "SMTP_ALERTS_USERNAME is required with a password" in result.stdout
+        assert "alerts can be sent" not in result.stdout
+
+    def test_no_login_at_a_server_that_offers_one_is_no_plain_success(self) -> None:
+        """Neither: a warning that the server offers AUTH; the result does not claim success."""
+        with GmailServer() as server:
+            env = for_server(server, drop=("USERNAME", "PASSWORD"), FROM="alerts@example.com")
+            result = cli("doctor", env=env)
+        assert result.returncode == 0
+        (login,) = (line for line in result.stdout.splitlines() if " login " in line)
+        assert login.startswith("! login")
+        assert "offers AUTH" in login
+        assert "alerts can be sent" not in result.stdout
+        assert "1 warning(s)" in result.stdout
+
+    def test_oauth_token_without_username_is_unusable(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """XOAUTH2 (a token provider, given in code) without USERNAME: exit 2, said why."""
+        with GmailServer() as server:
+            env = for_server(server, drop=("USERNAME", "PASSWORD"), FROM="alerts@example.com")
+            for name, value in env.items():
+                if name.startswith("SMTP_ALERTS_"):
+                    monkeypatch.setenv(name, value)
+            output = io.StringIO()
+            status = run_doctor(token_provider=lambda: "token", stream=output)
+            assert server.auth_attempts == []
+        assert status == 2
+        assert "a username is required with a password or a token_provider" in output.getvalue()
+        assert "alerts can be sent" not in output.getvalue()
