@@ -7,6 +7,7 @@ the Gmail-like server as the far end where one is needed.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import subprocess
@@ -292,3 +293,90 @@ class TestDoctorHalfLogin:
         assert status == 2
         assert "a username is required with a password or a token_provider" in output.getvalue()
         assert "alerts can be sent" not in output.getvalue()
+
+
+class TestDemo:
+    """The demo depends on nothing of the user's, and checks its output folder first."""
+
+    def test_runs_whatever_the_users_settings_say(self, tmp_path: Path) -> None:
+        """Wrong, unknown and real-looking SMTP_ALERTS_* change nothing: 3 emails, clean stderr."""
+        env = clean_env(
+            SMTP_ALERTS_MAX_PER_HOUR="abc",
+            SMTP_ALERTS_GROUPWAIT="5s",
+            SMTP_ALERTS_REDIS_URL="redis://127.0.0.1:1/0",
+            SMTP_ALERTS_SPOOL_DIR=str(tmp_path / "users-spool"),
+        )
+        result = cli("demo", "--quick", "--output", str(tmp_path / "out"), env=env, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stderr == ""
+        (folder,) = (tmp_path / "out").iterdir()
+        assert len(list(folder.glob("*.eml"))) == 3
+        assert not (tmp_path / "users-spool").exists()
+
+    def test_an_unusable_output_folder_is_said_before_the_demo_runs(self) -> None:
+        """``--output /proc/nope``: one line naming the folder, exit 2, the demo not run."""
+        result = cli("demo", "--quick", "--output", "/proc/nope", env=clean_env())
+        assert result.returncode == 2
+        assert result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert "--output /proc/nope" in line
+        assert "cannot write there" in line
+
+
+class _Keep(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_GARBAGE = """
+import socket
+from smtp_alerts.testing import GmailServer
+
+with GmailServer() as server, socket.create_connection((server.host, server.port)) as sock:
+    sock.recv(1000)
+    sock.sendall(b"\\x00\\x16\\x03\\x01 not smtp\\r\\n")
+    print(sock.recv(1000)[:3].decode())
+    sock.sendall(b"QUIT\\r\\n")
+    sock.recv(1000)
+"""
+
+
+class TestEmbeddedServerLog:
+    """aiosmtpd's raw lines stay in the server's own log, off the host program's stderr."""
+
+    def test_odd_bytes_print_nothing_on_the_hosts_stderr(self) -> None:
+        """A program with no logging set up: the server answers 500; stderr stays empty."""
+        result = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-c", _GARBAGE],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "500\n"
+        assert result.stderr == ""
+
+    def test_they_are_kept_at_debug_in_the_servers_logger(self) -> None:
+        """The line is in ``smtp_alerts.testing.server`` at DEBUG, for a test to read."""
+        logger = logging.getLogger("smtp_alerts.testing.server")
+        handler = _Keep()
+        kept = handler.records
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        try:
+            exec(_GARBAGE, {})  # noqa: S102 - the same fixed program, in this process
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        lines = [record for record in kept if "unrecognised" in record.getMessage()]
+        assert lines
+        assert all(record.levelno == logging.DEBUG for record in lines)
