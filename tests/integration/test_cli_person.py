@@ -14,10 +14,11 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
+from smtp_alerts import AlertHandler
 from smtp_alerts._delivery.spool import Spool
 from smtp_alerts._engine.render import RenderContext, render
 from smtp_alerts.cli.doctor import run_doctor
@@ -380,3 +381,29 @@ class TestEmbeddedServerLog:
         lines = [record for record in kept if "unrecognised" in record.getMessage()]
         assert lines
         assert all(record.levelno == logging.DEBUG for record in lines)
+
+
+class TestFromKeyword:
+    """SMTP_ALERTS_FROM in code: ``from_=``, or ``from`` through ``**``, as the README says."""
+
+    @pytest.mark.parametrize("keyword", ["from_", "from"])
+    def test_alert_handler_takes_the_sender(
+        self, keyword: str, gmail_server: GmailServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Either spelling sets the sender of the digest that arrives."""
+        for name, value in gmail_server.environ().items():
+            monkeypatch.setenv(name, value)
+        sender: dict[str, Any] = {keyword: "app-alerts@example.com"}
+        handler = AlertHandler(**sender)
+        log = logging.getLogger(f"tests.cli.from.{keyword}")
+        log.propagate = False
+        log.addHandler(handler)
+        try:
+            assert handler.engine.settings.sender == "app-alerts@example.com"
+            log.error("disk full on %s", "db-1")
+            assert handler.flush(timeout=20)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        (received,) = gmail_server.messages
+        assert "app-alerts@example.com" in str(received.message["From"])
