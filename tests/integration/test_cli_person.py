@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -407,3 +408,49 @@ class TestFromKeyword:
             handler.close()
         (received,) = gmail_server.messages
         assert "app-alerts@example.com" in str(received.message["From"])
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class TestProgress:
+    """Long waits say what is happening, a line per step."""
+
+    def test_watch_says_when_results_and_the_first_email_come(self, tmp_path: Path) -> None:
+        """The start line bounds the quiet; PENDING says when DOWN comes; DOWN when the email."""
+        checks = tmp_path / "checks.toml"
+        checks.write_text(
+            f'[[checks]]\nname = "db"\ntype = "tcp"\nhost = "127.0.0.1"\nport = {_closed_port()}\n'
+            'interval = "1s"\ntimeout = "1s"\nretries = 1\n',
+            encoding="utf-8",
+        )
+        with GmailServer() as server:
+            env = for_server(server, SPOOL_DIR=str(tmp_path / "spool"), GROUP_WAIT="1s")
+            process = subprocess.Popen(  # noqa: S603 - our own script
+                [*COMMAND, "watch", str(checks)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            assert process.stdout is not None
+            lines: list[str] = []
+            reader = threading.Thread(target=_read_lines, args=(process.stdout, lines))
+            reader.start()
+            try:
+                assert wait_for(lambda: any("alert: db" in line for line in lines), 30), lines
+                process.send_signal(signal.SIGINT)
+                assert process.wait(timeout=30) == 0
+            finally:
+                process.kill()
+                process.wait()
+                reader.join(timeout=10)
+        assert "the first results come within 1 s" in lines[0]
+        (pending,) = (line for line in lines if "db: PENDING" in line)
+        assert "DOWN, and an alert, after 1 more failure(s) in a row (one every 1 s)" in pending
+        (down,) = (line for line in lines if "alert: db" in line)
+        assert "the email goes out within GROUP_WAIT (1 s)" in down
