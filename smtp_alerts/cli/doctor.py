@@ -88,7 +88,8 @@ async def _doctor(
     host, port = settings.host, settings.port
     started = time.perf_counter()
     try:
-        addresses = await resolve(host, port, timeout=timeout)
+        async with report.waiting("resolve", f"looking up {host}"):
+            addresses = await resolve(host, port, timeout=timeout)
     except DeliveryError as error:
         report_failure(report, settings, "resolve", host, started=started, error=error)
         report.skip("connect", "skipped: the host name does not resolve")
@@ -145,7 +146,8 @@ async def _check_port(
 
     started = time.perf_counter()
     try:
-        peer = await connect(host, port, timeout=timeout)
+        async with report.waiting("connect", f"connecting to {where}"):
+            peer = await connect(host, port, timeout=timeout)
     except DeliveryError as error:
         failed("connect", error, started)
         return None
@@ -155,7 +157,8 @@ async def _check_port(
     label = "encryption" if security == "none" else security
     started = time.perf_counter()
     try:
-        tls = await probe_tls(host, port, security, ca_file=settings.ca_file, timeout=timeout)
+        async with report.waiting(label, f"greeting, {label} and certificate of {where}"):
+            tls = await probe_tls(host, port, security, ca_file=settings.ca_file, timeout=timeout)
     except DeliveryError as error:
         failed(label, error, started)
         return None
@@ -227,7 +230,8 @@ async def _login(
     if who is not None:
         started = time.perf_counter()
         try:
-            await transport.check_login()
+            async with report.waiting("login", f"logging in as {who} at {transport.name}"):
+                await transport.check_login()
         except DeliveryError as error:
             report_failure(
                 report,
@@ -268,7 +272,8 @@ async def _login_and_send(
     message = build_test_message(settings, command="doctor --send")
     started = time.perf_counter()
     try:
-        await transport.send(message)
+        async with report.waiting("send", f"logging in and sending at {transport.name}"):
+            await transport.send(message)
     except DeliveryError as error:
         if who is not None and not _while_sending(error):
             report_failure(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+import threading
+import time
 from collections import Counter
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -29,6 +31,9 @@ __all__ = ["run_spool_command"]
 
 # Without --all, `list` shows this many digests (the oldest); the rest are counted.
 _SHOWN = 10
+# `flush` says it is still sending after this many seconds, then at this interval.
+_PROGRESS_FIRST = 2.0
+_PROGRESS_EVERY = 10.0
 
 
 def run_spool_command(args: argparse.Namespace) -> int:
@@ -44,12 +49,13 @@ def run_spool_command(args: argparse.Namespace) -> int:
                 return 1
             if args.action != "flush":
                 return _inspect(spool, args)
+            waiting = len(spool)
     except BrokenPipeError:
         raise  # the reader of our output went away: main() ends quietly
     except (OSError, sqlite3.Error, ValueError, RuntimeError) as exc:
         print(f"smtp-alerts: cannot use the spool at {path}: {exc}", file=sys.stderr)
         return 1
-    return _flush(settings, args.timeout)
+    return _flush(settings, args.timeout, waiting)
 
 
 def _inspect(spool: Spool, args: argparse.Namespace) -> int:
@@ -143,10 +149,37 @@ def _history(spool: Spool, limit: int) -> int:
     return 0
 
 
-def _flush(settings: Settings, timeout: float) -> int:
+def _flush(settings: Settings, timeout: float, waiting: int) -> int:
+    print(
+        f"sending {waiting} waiting digest(s) with the current settings "
+        f"({settings.host}:{settings.port} first), for up to {timeout:g} s",
+        flush=True,
+    )
     engine = Engine(settings)
     engine.start()
-    delivered = engine.flush(timeout=timeout)
+    outcome: list[bool] = []
+    done = threading.Event()
+
+    def flush() -> None:
+        try:
+            outcome.append(engine.flush(timeout=timeout))
+        finally:
+            done.set()
+
+    threading.Thread(target=flush, name="smtp-alerts-spool-flush", daemon=True).start()
+    # A line now and then while a slow server keeps us waiting (no spinner: a
+    # pipe or a log reads it as well as a terminal).
+    started = time.monotonic()
+    pause = _PROGRESS_FIRST
+    while not done.wait(pause):
+        left = engine.stats().undelivered
+        print(
+            f"  still sending after {time.monotonic() - started:.0f} s: "
+            f"{left} digest(s) not yet delivered",
+            flush=True,
+        )
+        pause = _PROGRESS_EVERY
+    delivered = bool(outcome and outcome[0])
     engine.close(timeout=min(timeout, settings.shutdown_timeout))
     left = engine.stats().undelivered
     if delivered and not left:

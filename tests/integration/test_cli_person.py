@@ -454,3 +454,29 @@ class TestProgress:
         assert "DOWN, and an alert, after 1 more failure(s) in a row (one every 1 s)" in pending
         (down,) = (line for line in lines if "alert: db" in line)
         assert "the email goes out within GROUP_WAIT (1 s)" in down
+
+    def test_doctor_send_says_what_it_waits_for(self) -> None:
+        """On a server that takes half a second per reply, the slow steps say they wait."""
+        with GmailServer(faults=Faults(reply_delay=0.5)) as server:
+            result = cli("doctor", "--send", env=for_server(server), timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        waits = [line for line in result.stdout.splitlines() if line.startswith("… ")]
+        assert any(
+            line.startswith("… starttls") and "still waiting after 2 s" in line for line in waits
+        ), result.stdout
+        assert any(line.startswith("… send ") for line in waits), result.stdout
+        assert result.stdout.splitlines()[-1].startswith("✔ result")
+
+    def test_spool_flush_says_it_is_sending(self, tmp_path: Path) -> None:
+        """``spool flush`` says what it sends and, on a slow server, that it still is."""
+        spool_with_digests(tmp_path, 1)
+        with GmailServer(faults=Faults(reply_delay=0.5)) as server:
+            env = for_server(server, SPOOL_DIR=str(tmp_path))
+            result = cli("spool", "flush", "--timeout", "1m", env=env, timeout=120)
+            assert len(server.messages) == 1
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("sending 1 waiting digest(s) with the current settings")
+        assert "for up to 60 s" in lines[0]
+        assert any(line.startswith("  still sending after 2 s") for line in lines), lines
+        assert lines[-1] == "every waiting digest was delivered"
