@@ -63,7 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit status.
     """
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # as parse_args says it
+    # `run` gets them: a misspelt flag must not stop the job (cli.run reports it).
+    args.unknown = unknown
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
@@ -105,6 +109,13 @@ def duration_flag(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError("must be more than 0")
     return seconds
+
+
+def _count_flag(text: str) -> int:
+    """An argparse type: a whole number more than 0 (argparse names the flag)."""
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number more than 0")
+    return int(text)
 
 
 def load_settings() -> Settings:
@@ -265,7 +276,9 @@ def _spool_arguments(commands: _Commands) -> None:
     purge = actions.add_parser("purge", help="delete every waiting digest (not the log)")
     purge.add_argument("--yes", action="store_true", help="do it: without --yes, only say what")
     history = actions.add_parser("history", help="the delivery log, newest first")
-    history.add_argument("--limit", type=int, default=50, help="how many attempts (default: 50)")
+    history.add_argument(
+        "--limit", type=_count_flag, default=50, help="how many attempts (default: 50)"
+    )
 
 
 def _doctor_arguments(commands: _Commands) -> None:

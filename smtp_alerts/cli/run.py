@@ -40,18 +40,27 @@ def run_cron(args: argparse.Namespace) -> int:
     """Run ``smtp-alerts run``; see the module docstring.
 
     Args:
-        args: ``name`` (str or None), ``timeout`` (str or None) and ``cmd``
-            (the command, possibly starting with ``--``).
+        args: ``name`` (str or None), ``timeout`` (str or None), ``cmd``
+            (the command, possibly starting with ``--``) and ``unknown``
+            (the flags argparse did not know, if any).
 
     Returns:
         The exit status: the command's, or 2 for a usage error.
     """
+    unknown: list[str] = getattr(args, "unknown", None) or []
     try:
-        command = _command(args.cmd)
+        command = _command(args.cmd, after_dashes=bool(unknown))
     except _UsageError as exc:
         print(f"{_PREFIX}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     timeout, flag_problem = _timeout(args.timeout)
+    if unknown:
+        # What argparse took for the command's start before `--` was dropped too: say it.
+        dropped = args.cmd[: args.cmd.index("--")] if "--" in args.cmd else []
+        ignored = " ".join([*unknown, *dropped])
+        flag_problem = "; ".join(
+            filter(None, [f"unknown flag(s), ignored: {ignored}", flag_problem])
+        )
     if flag_problem is not None:
         print(f"{_PREFIX}: {flag_problem}", file=sys.stderr, flush=True)
     engine = _engine_or_none()
@@ -69,9 +78,15 @@ def run_cron(args: argparse.Namespace) -> int:
     return result.status
 
 
-def _command(words: list[str]) -> list[str]:
-    """The command after ``--``."""
+def _command(words: list[str], *, after_dashes: bool = False) -> list[str]:
+    """The command after ``--``.
+
+    With ``after_dashes`` (there were unknown flags, whose values argparse
+    took for the start of the command), strictly what follows the first ``--``.
+    """
     command = list(words)
+    if after_dashes and "--" in command:
+        command = command[command.index("--") :]
     if command and command[0] == "--":
         command = command[1:]
     if not command:

@@ -480,3 +480,26 @@ class TestProgress:
         assert "for up to 60 s" in lines[0]
         assert any(line.startswith("  still sending after 2 s") for line in lines), lines
         assert lines[-1] == "every waiting digest was delivered"
+
+
+class TestOddFlags:
+    """Odd flags: one line and exit 2, except where the job must run all the same."""
+
+    def test_run_with_a_misspelt_flag_still_runs_the_command(self) -> None:
+        """``run --nmae x -- CMD``: CMD (not ``x``) runs; the ignored words are said."""
+        result = cli(
+            "run", "--nmae", "x", "--", sys.executable, "-c", "raise SystemExit(5)", env=clean_env()
+        )
+        assert result.returncode == 5
+        assert "unknown flag(s), ignored: --nmae x" in result.stderr
+        assert "Traceback" not in result.stderr
+
+    def test_other_commands_refuse_unknown_flags(self) -> None:
+        """``doctor --sned`` and ``spool history --limit 0``: usage errors, exit 2."""
+        doctor = cli("doctor", "--sned", env=clean_env())
+        assert doctor.returncode == 2
+        assert "unrecognized arguments: --sned" in doctor.stderr
+        history = cli("spool", "history", "--limit", "0", env=clean_env())
+        assert history.returncode == 2
+        assert "--limit" in history.stderr
+        assert "more than 0" in history.stderr
