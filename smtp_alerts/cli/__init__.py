@@ -14,24 +14,43 @@ Subcommands:
 - ``smtp-alerts silence add | list | remove``: silences, shared through the store.
 
 Each subcommand's module is imported only when it runs.
+
+Every error a person can cause is one line on stderr and an exit status, never
+a traceback: 2 for wrong usage or settings, 130 for Ctrl-C; output cut short by
+a closed pipe (``smtp-alerts spool list | head``) ends quietly, as
+``head``-friendly tools do.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._environment import environment_values, parse_duration
 from .._version import VERSION
+from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
+    from ..settings import Settings
+
     # What add_subparsers() returns; argparse names its class privately.
     _Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]  # noqa: SLF001
 
-__all__ = ["main"]
+__all__ = ["EXIT_USAGE", "duration_flag", "load_settings", "main", "store_settings"]
+
+EXIT_USAGE = 2
+"""The exit status for wrong usage or wrong settings."""
+_EXIT_INTERRUPTED = 128 + signal.SIGINT
+_EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+# The sender and recipient of store-only commands, which send nothing (see store_settings).
+_NOBODY = "nobody@smtp-alerts.invalid"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,11 +63,93 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit status.
     """
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")  # as parse_args says it
+    # `run` gets them: a misspelt flag must not stop the job (cli.run reports it).
+    args.unknown = unknown
     if args.command is None:
         parser.print_help()
-        return 2
-    return _COMMANDS[args.command](args)
+        return EXIT_USAGE
+    prefix = f"smtp-alerts {args.command}"
+    try:
+        status = _COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below, not at exit
+    except ConfigurationError as exc:
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more can be shown. Standard
+        # output goes to /dev/null so that the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return _EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(f"\n{prefix}: interrupted", file=sys.stderr)
+        return _EXIT_INTERRUPTED
+    return status
+
+
+def duration_flag(text: str) -> float:
+    """Read a duration flag (``--timeout 5s``) as the settings read durations.
+
+    Args:
+        text: ``30``, ``500ms``, ``30s``, ``5m``, ``4h``, ``1d``...
+
+    Returns:
+        The duration in seconds, more than 0.
+
+    Raises:
+        argparse.ArgumentTypeError: not a duration, or 0 (argparse names the flag).
+    """
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return seconds
+
+
+def _count_flag(text: str) -> int:
+    """An argparse type: a whole number more than 0 (argparse names the flag)."""
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number more than 0")
+    return int(text)
+
+
+def load_settings() -> Settings:
+    """The settings from the ``SMTP_ALERTS_*`` environment, for a command that sends.
+
+    Raises:
+        ConfigurationError: what is missing or wrong (:func:`main` prints it, exit 2).
+    """
+    from ..settings import Settings  # noqa: PLC0415 - pydantic loads only when a command needs it
+
+    return Settings()
+
+
+def store_settings() -> Settings:
+    """The settings of a command that only uses the store (``spool list``, ``silence``...).
+
+    Such a command needs to know where the store is (``SPOOL_DIR``,
+    ``REDIS_URL``), not whom alerts go to: a person looking at what waits must
+    not be told to set ``TO`` first. A missing recipient or sender is filled
+    with an address nothing is ever sent to; every other setting is checked
+    as usual.
+
+    Raises:
+        ConfigurationError: what is wrong (:func:`main` prints it, exit 2).
+    """
+    from ..settings import Settings  # noqa: PLC0415 - pydantic loads only when a command needs it
+
+    values = environment_values(os.environ)
+    placeholders: dict[str, object] = {}
+    if not values.get("to", "").strip():
+        placeholders["to"] = [_NOBODY]
+    if not values.get("from_", "").strip() and not values.get("username", "").strip():
+        placeholders["from_"] = _NOBODY
+    return Settings(**placeholders)
 
 
 # Each command's module loads only when it runs: `--help` stays instant.
@@ -147,26 +248,41 @@ def _demo_arguments(commands: _Commands) -> None:
 
 
 def _spool_arguments(commands: _Commands) -> None:
-    """``spool list | flush [--timeout S] | purge [--yes] | history [--limit N]``."""
+    """``spool list [--all] | flush [--timeout D] | purge [--yes] | history [--limit N]``."""
     spool = commands.add_parser(
         "spool",
         help="look at and manage undelivered digests (SPOOL_DIR) and the delivery log",
         description="The digests waiting in SPOOL_DIR, and the log of every delivery attempt.",
     )
     actions = spool.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("list", help="the waiting digests and the engines' counters")
+    listing = actions.add_parser(
+        "list", help="a summary of the waiting digests and of the engines' counters"
+    )
+    listing.add_argument(
+        "--all",
+        action="store_true",
+        help="list every waiting digest, and each engine's counters on its own",
+    )
     flush = actions.add_parser(
         "flush", help="send every waiting digest now, with the current settings"
     )
-    flush.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default: 60)")
+    flush.add_argument(
+        "--timeout",
+        type=duration_flag,
+        default=60.0,
+        metavar="DURATION",
+        help="how long to wait: 90, 30s, 5m... (default: 60s)",
+    )
     purge = actions.add_parser("purge", help="delete every waiting digest (not the log)")
     purge.add_argument("--yes", action="store_true", help="do it: without --yes, only say what")
     history = actions.add_parser("history", help="the delivery log, newest first")
-    history.add_argument("--limit", type=int, default=50, help="how many attempts (default: 50)")
+    history.add_argument(
+        "--limit", type=_count_flag, default=50, help="how many attempts (default: 50)"
+    )
 
 
 def _doctor_arguments(commands: _Commands) -> None:
-    """``doctor [--send] [--timeout S]``."""
+    """``doctor [--send] [--timeout D]``."""
     doctor = commands.add_parser(
         "doctor",
         help="check DNS, ports 587 and 465, TLS, the certificate and the login, step by step",
@@ -180,12 +296,16 @@ def _doctor_arguments(commands: _Commands) -> None:
     )
     doctor.add_argument("--send", action="store_true", help="also send a test message")
     doctor.add_argument(
-        "--timeout", type=float, default=15.0, help="seconds per step (default: %(default)s)"
+        "--timeout",
+        type=duration_flag,
+        default=15.0,
+        metavar="DURATION",
+        help="how long each step may take: 15, 5s, 1m... (default: 15s)",
     )
 
 
 def _send_test_arguments(commands: _Commands) -> None:
-    """``send-test [--timeout S]``."""
+    """``send-test [--timeout D]``."""
     send_test = commands.add_parser(
         "send-test",
         help="send one test message with the current settings",
@@ -194,7 +314,11 @@ def _send_test_arguments(commands: _Commands) -> None:
         "took it; exits non-zero with a diagnosis in Gmail's terms when none did.",
     )
     send_test.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds in all (default: %(default)s)"
+        "--timeout",
+        type=duration_flag,
+        default=30.0,
+        metavar="DURATION",
+        help="how long it may take in all: 30, 45s, 2m... (default: 30s)",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+import sys
 import time
 from datetime import datetime, timezone
 from email.message import EmailMessage
@@ -49,8 +50,18 @@ def run_demo(*, output_root: Path, quick: bool = False) -> int:
         quick: use shorter windows (for tests).
 
     Returns:
-        0 when the expected emails arrived, 1 otherwise.
+        0 when the expected emails arrived, 1 otherwise, 2 when ``output_root``
+        cannot take them (said before the demo runs, not after).
     """
+    try:
+        folder = _output_folder(output_root)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(
+            f"smtp-alerts demo: --output {output_root}: cannot write there: {reason}",
+            file=sys.stderr,
+        )
+        return 2
     wait = 0.2 if quick else 1.0
     with GmailServer() as server:
         print(f"Gmail-like SMTP server on {server.host}:{server.port} (STARTTLS + AUTH required)")
@@ -73,7 +84,7 @@ def run_demo(*, output_root: Path, quick: bool = False) -> int:
     if not messages or not delivered:
         print("Not every email arrived: something is wrong; please open an issue with this output.")
         return 1
-    folder = _save(received, output_root)
+    _save(received, folder)
     for number, (message, digest) in enumerate(zip(messages, transport.digests, strict=True), 1):
         _show(number, message, digest)
     print(f"\n{len(messages)} emails arrived. Saved as .eml files with an index.html in:")
@@ -137,10 +148,21 @@ def _hms(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%H:%M:%S")
 
 
-def _save(received: list[ReceivedMessage], output_root: Path) -> Path:
+def _output_folder(output_root: Path) -> Path:
+    """This run's folder under ``output_root``, made (and proved writable) now.
+
+    Raises:
+        OSError: it cannot be made, or not written to.
+    """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     folder = output_root / stamp
     folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / "index.html"  # written again with the emails' list at the end
+    probe.write_text("", encoding="utf-8")
+    return folder
+
+
+def _save(received: list[ReceivedMessage], folder: Path) -> None:
     links = []
     for number, item in enumerate(received, 1):
         message = item.message
@@ -160,4 +182,3 @@ def _save(received: list[ReceivedMessage], output_root: Path) -> Path:
         f"<ol>{''.join(links)}</ol></body>"
     )
     (folder / "index.html").write_text(index, encoding="utf-8")
-    return folder

@@ -88,7 +88,8 @@ async def _doctor(
     host, port = settings.host, settings.port
     started = time.perf_counter()
     try:
-        addresses = await resolve(host, port, timeout=timeout)
+        async with report.waiting("resolve", f"looking up {host}"):
+            addresses = await resolve(host, port, timeout=timeout)
     except DeliveryError as error:
         report_failure(report, settings, "resolve", host, started=started, error=error)
         report.skip("connect", "skipped: the host name does not resolve")
@@ -97,7 +98,7 @@ async def _doctor(
 
     primary = await _check_port(settings, report, port, settings.effective_security, timeout)
     other = _other_port(settings)
-    other_works = False
+    other_works: TLSReport | None = None
     if other is not None:
         used = other == settings.effective_alternate_port
         role = (
@@ -107,8 +108,8 @@ async def _doctor(
         )
         security = security_for_port(other)
         other_works = await _check_port(settings, report, other, security, timeout, role=role)
-    if primary:
-        await _login(settings, report, timeout, token_provider, send=send)
+    if primary is not None:
+        await _login(settings, report, timeout, token_provider, send=send, offered=primary.auth)
     else:
         report.skip("login", f"skipped: {host}:{port} is not usable, so no login was tried")
         if other_works:
@@ -129,37 +130,40 @@ async def _check_port(
     timeout: float,
     *,
     role: str = "",
-) -> bool:
-    """Connect, then check STARTTLS / TLS and the certificate; whether all passed.
+) -> TLSReport | None:
+    """Connect, then check STARTTLS / TLS and the certificate; what was seen, None on a failure.
 
     With a ``role`` (the other port), a failure is only a warning.
     """
     host = settings.host
     where = f"{host}:{port}"
 
-    def failed(label: str, error: DeliveryError, started: float) -> bool:
+    def failed(label: str, error: DeliveryError, started: float) -> None:
         if role:
             report.warn(label, f"{where}{role}: {error.message}", ms=ms_since(started))
         else:
             report_failure(report, settings, label, where, started=started, error=error)
-        return False
 
     started = time.perf_counter()
     try:
-        peer = await connect(host, port, timeout=timeout)
+        async with report.waiting("connect", f"connecting to {where}"):
+            peer = await connect(host, port, timeout=timeout)
     except DeliveryError as error:
-        return failed("connect", error, started)
+        failed("connect", error, started)
+        return None
     shown = f" ({peer})" if peer != host else ""
     report.ok("connect", f"{where}{shown}{role}", ms=ms_since(started))
 
     label = "encryption" if security == "none" else security
     started = time.perf_counter()
     try:
-        tls = await probe_tls(host, port, security, ca_file=settings.ca_file, timeout=timeout)
+        async with report.waiting(label, f"greeting, {label} and certificate of {where}"):
+            tls = await probe_tls(host, port, security, ca_file=settings.ca_file, timeout=timeout)
     except DeliveryError as error:
-        return failed(label, error, started)
+        failed(label, error, started)
+        return None
     _report_tls(report, settings, where, tls, started)
-    return True
+    return tls
 
 
 def _report_tls(
@@ -200,22 +204,34 @@ async def _login(
     token_provider: TokenProvider | None,
     *,
     send: bool,
+    offered: tuple[str, ...],
 ) -> None:
     """One login through the real transport; with ``send``, a test message on it."""
     transport = _transport(settings, timeout, token_provider)
     has_secret = token_provider is not None or (
         settings.password is not None or settings.password_file is not None
     )
+    if settings.username is not None and not has_secret:
+        report.fail(
+            "login",
+            f"SMTP_ALERTS_USERNAME is {settings.username} but no password is set: set "
+            "SMTP_ALERTS_PASSWORD or SMTP_ALERTS_PASSWORD_FILE (for Gmail, an app password); "
+            "for a server that takes mail without a login, set SMTP_ALERTS_FROM instead of "
+            "USERNAME",
+        )
+        report.skip("send", "skipped: no login, so no test message")
+        return
     who = settings.username if has_secret else None
     if who is None:
-        report.info("login", "none configured (no SMTP_ALERTS_USERNAME and PASSWORD)")
+        _no_login(settings, report, offered)
     if send:
         await _login_and_send(settings, report, transport, who)
         return
     if who is not None:
         started = time.perf_counter()
         try:
-            await transport.check_login()
+            async with report.waiting("login", f"logging in as {who} at {transport.name}"):
+                await transport.check_login()
         except DeliveryError as error:
             report_failure(
                 report,
@@ -230,6 +246,25 @@ async def _login(
     report.skip("send", "no test message sent (add --send to send one)")
 
 
+def _no_login(settings: Settings, report: Report, offered: tuple[str, ...]) -> None:
+    """No login is configured: fine for a relay that takes mail without one, not for Gmail."""
+    if settings.host == "smtp.gmail.com":
+        report.fail(
+            "login",
+            "none configured, and Gmail takes no mail without one: set SMTP_ALERTS_USERNAME "
+            "and SMTP_ALERTS_PASSWORD (an app password)",
+        )
+    elif offered:
+        report.warn(
+            "login",
+            f"none configured, but {settings.host} offers AUTH {' '.join(offered)}: a server "
+            "that offers a login usually requires one; `smtp-alerts send-test` shows "
+            "whether it takes mail without one",
+        )
+    else:
+        report.info("login", "none configured (no SMTP_ALERTS_USERNAME); the server asks for none")
+
+
 async def _login_and_send(
     settings: Settings, report: Report, transport: SMTPTransport, who: str | None
 ) -> None:
@@ -237,7 +272,8 @@ async def _login_and_send(
     message = build_test_message(settings, command="doctor --send")
     started = time.perf_counter()
     try:
-        await transport.send(message)
+        async with report.waiting("send", f"logging in and sending at {transport.name}"):
+            await transport.send(message)
     except DeliveryError as error:
         if who is not None and not _while_sending(error):
             report_failure(
@@ -299,8 +335,11 @@ def _summary(report: Report) -> int:
     if report.failed:
         report.fail("result", f"{report.failed} step(s) failed; the fix is printed under each")
         return 1
-    warnings = f" ({report.warned} warning(s))" if report.warned else ""
-    report.ok("result", f"alerts can be sent with these settings{warnings}")
+    if report.warned:
+        # Not "can be sent": a warning is something the doctor could not confirm.
+        report.ok("result", f"no step failed; {report.warned} warning(s) above to read")
+    else:
+        report.ok("result", "alerts can be sent with these settings")
     return 0
 
 

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import os
 import smtplib
 import socket
 import ssl
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._util.net import ehlo_hostname
 from .._util.smtp_reply import one_line
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
     from .._util.net import Security
 
 __all__ = ["CertificateInfo", "TLSReport", "connect", "probe_tls", "resolve"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +187,35 @@ async def probe_tls(
         raise CertificateVerifyError(str(exc), step="tls") from exc
     name = local_hostname or ehlo_hostname()
     probe = _Probe(host, port, security, context, timeout, name)
-    return await asyncio.to_thread(probe.run)
+    return await _in_daemon_thread(probe.run)
+
+
+async def _in_daemon_thread(work: Callable[[], T]) -> T:
+    """``work()`` in a thread of its own that nobody waits for once we stop waiting.
+
+    Not :func:`asyncio.to_thread`: on Ctrl-C, ``asyncio.run()`` and then the
+    interpreter would wait for its thread, blocked in a read until the
+    step's timeout (a minute, say) while the person waits for the prompt.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # else cancelled: nobody waits for the outcome
+            outcome()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            report = functools.partial(settle, functools.partial(future.set_exception, exc))
+        else:
+            report = functools.partial(settle, functools.partial(future.set_result, result))
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits either
+            loop.call_soon_threadsafe(report)
+
+    threading.Thread(target=run, name="smtp-alerts-doctor-probe", daemon=True).start()
+    return await future
 
 
 @dataclass

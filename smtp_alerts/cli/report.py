@@ -32,7 +32,14 @@ from ..errors import ConfigurationError
 from ..settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+    from collections.abc import (
+        AsyncIterator,
+        Callable,
+        Coroutine,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
 
     from .._delivery.diagnosis import Diagnosis
     from ..errors import DeliveryError
@@ -51,6 +58,10 @@ __all__ = [
 ]
 
 _LABEL_WIDTH = 12
+# A step quiet for this long says it is still waiting, then again at this interval:
+# plain lines, no spinner, so a pipe or a log file reads as well as a terminal.
+_WAIT_NOTICE = 2.0
+_WAIT_REPEAT = 10.0
 _WRAP = 100
 # Secrets shorter than this are not scrubbed from output by substitution:
 # replacing a two-letter "password" would garble every line (and such a
@@ -127,7 +138,9 @@ class Report:
                 if len(form) >= _MIN_SCRUB
             )
         )
-        self.marks = _UNICODE_MARKS if _can_encode(stream, "✔✘·") else _ASCII_MARKS
+        unicode = _can_encode(stream, "✔✘·…")
+        self.marks = _UNICODE_MARKS if unicode else _ASCII_MARKS
+        self._wait_mark = "…" if unicode else "[wait]"
         self.steps: list[Step] = []
 
     @property
@@ -144,7 +157,38 @@ class Report:
         """Keep ``step`` and write it now."""
         self.steps.append(step)
         for line in render(step, self.marks):
-            print(self._scrub(line), file=self._stream, flush=True)
+            self._write(line)
+
+    @contextlib.asynccontextmanager
+    async def waiting(self, label: str, text: str) -> AsyncIterator[None]:
+        """Say that the step ``label`` is still waiting, if it goes quiet for a while.
+
+        Args:
+            label: the step, as its own line will name it.
+            text: what it waits for (``greeting from smtp.gmail.com:587``).
+        """
+        started = time.perf_counter()
+
+        async def notices() -> None:
+            await asyncio.sleep(_WAIT_NOTICE)
+            while True:
+                elapsed = time.perf_counter() - started
+                self._write(
+                    f"{self._wait_mark} {label:<{_LABEL_WIDTH}} {text}: "
+                    f"still waiting after {elapsed:.0f} s"
+                )
+                await asyncio.sleep(_WAIT_REPEAT)
+
+        task = asyncio.create_task(notices())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _write(self, line: str) -> None:
+        print(self._scrub(line), file=self._stream, flush=True)
 
     def ok(self, label: str, text: str, *, ms: float | None = None) -> None:
         """A step that passed."""

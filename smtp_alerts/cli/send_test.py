@@ -143,7 +143,8 @@ async def _send_test(
     started = time.perf_counter()
     failures: Sequence[DeliveryError] = ()
     try:
-        await asyncio.wait_for(chain.send(message), timeout)
+        async with report.waiting("send-test", "sending through the channels in turn"):
+            await asyncio.wait_for(chain.send(message), timeout)
     except NoChannelTookError as exc:
         failures = exc.failures
     except asyncio.TimeoutError:

@@ -8,19 +8,15 @@ import sys
 from datetime import datetime, timezone
 
 from .._store.silences import Silence, SilenceBook, new_silence, silence_book
-from ..errors import ConfigurationError
-from ..settings import Settings, parse_duration
+from ..settings import parse_duration
+from . import store_settings
 
 __all__ = ["run_silence_command"]
 
 
 def run_silence_command(args: argparse.Namespace) -> int:
     """Run ``smtp-alerts silence ACTION``; returns the exit status (2: wrong usage)."""
-    try:
-        settings = Settings()
-    except ConfigurationError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = store_settings()
     try:
         with silence_book(settings) as book:
             if args.action == "add":
@@ -28,6 +24,8 @@ def run_silence_command(args: argparse.Namespace) -> int:
             if args.action == "list":
                 return _list(book)
             return _remove(book, args.id)
+    except BrokenPipeError:
+        raise  # the reader of our output went away: main() ends quietly
     except (OSError, sqlite3.Error) as exc:
         where = "Redis" if settings.redis_url is not None else f"the store at {settings.spool_path}"
         print(f"smtp-alerts: cannot use {where}: {exc}", file=sys.stderr)

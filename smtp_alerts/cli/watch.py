@@ -28,12 +28,13 @@ from .._facade import get_engine
 from .._util.humanize import format_time
 from ..checks._config import CheckConfigError, load_config
 from ..checks._monitor import monitor_for
-from ..checks._runner import CheckOutcome, CheckRunner
+from ..checks._runner import DEFAULT_JITTER, CheckOutcome, CheckRunner
+from ..checks._state import CheckPolicy, CheckState
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .._engine.sink import AlertSink
-    from ..checks._state import CheckEvent, CheckState
+    from ..checks._state import CheckEvent
 
 __all__ = ["run_watch"]
 
@@ -67,7 +68,8 @@ def run_watch(args: argparse.Namespace) -> int:
         monitor.on_event = raised.append
         runner = CheckRunner(engine, config.checks, monitor=monitor)
         return _once(runner, engine, raised)
-    monitor.on_event = _print_event
+    group_wait = engine.settings.group_wait
+    monitor.on_event = lambda event: _print_event(event, group_wait=group_wait)
     return _forever(CheckRunner(engine, config.checks, monitor=monitor, on_result=_Changes()))
 
 
@@ -106,7 +108,14 @@ def _forever(runner: CheckRunner) -> int:
     try:
         runner.start()
         names = ", ".join(check.name for check in runner.checks)
-        print(f"watching {len(runner.checks)} checks ({names}); Ctrl-C stops", flush=True)
+        # The first runs are spread over a part of each interval: say how long
+        # the terminal may stay quiet.
+        first = max(check.interval * DEFAULT_JITTER + check.timeout for check in runner.checks)
+        print(
+            f"watching {len(runner.checks)} checks ({names}); the first results come within "
+            f"{first:.0f} s, then a line for each change; Ctrl-C stops",
+            flush=True,
+        )
         while not stop.wait(1.0):
             pass
     finally:
@@ -129,8 +138,19 @@ class _Changes:
         if self._states.get(name) is state:
             return
         self._states[name] = state
-        print(f"{format_time(time.time())}  {name}: {state} ({outcome.result.detail})", flush=True)
+        line = f"{format_time(time.time())}  {name}: {state} ({outcome.result.detail})"
+        if state is CheckState.PENDING:
+            retries = (outcome.check.policy or CheckPolicy()).retries
+            left = retries + 1 - outcome.status.failures
+            line += (
+                f"; DOWN, and an alert, after {left} more failure(s) in a row "
+                f"(one every {outcome.check.interval:g} s)"
+            )
+        print(line, flush=True)
 
 
-def _print_event(event: CheckEvent) -> None:
-    print(f"{format_time(event.at)}  alert: {event.name} {event.kind}", flush=True)
+def _print_event(event: CheckEvent, *, group_wait: float | None = None) -> None:
+    line = f"{format_time(event.at)}  alert: {event.name} {event.kind}"
+    if group_wait:
+        line += f"; the email goes out within GROUP_WAIT ({group_wait:g} s)"
+    print(line, flush=True)

@@ -54,6 +54,10 @@ __all__ = ["GmailServer"]
 
 _log = logging.getLogger("smtp_alerts.testing.server")
 
+# aiosmtpd's own logger: a line per odd command or dropped session, with the raw bytes.
+_AIOSMTPD_LOGGER = "mail.log"
+_aiosmtpd_log_lock = threading.Lock()
+
 _THREAD_TIMEOUT = 10.0  # starting or stopping the loop thread never takes this long
 # Lets a never-listening socket hold the port while refuse_connections is on.
 _REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
@@ -160,6 +164,7 @@ class GmailServer:
         """
         if self._thread is not None:
             raise RuntimeError("the GmailServer is already running")
+        _keep_aiosmtpd_log()
         self._tmpdir = Path(tempfile.mkdtemp(prefix="smtp-alerts-gmail-"))
         self._ca.cert_pem.write_to_path(str(self._tmpdir / "ca.pem"))
         loop = asyncio.new_event_loop()
@@ -342,7 +347,9 @@ class GmailServer:
         this server; alerts go to ``oncall@example.com``; ``group_wait`` and
         ``group_interval`` are zero and ``timeout`` is 5 seconds. Fallback URLs
         are cleared and the spool lives in the server's temporary directory,
-        so a test never reaches a real channel or the user's own spool.
+        so a test never reaches a real channel or the user's own spool. The
+        ``SMTP_ALERTS_*`` environment is not read at all: a setting there
+        (even a wrong or unknown one) changes nothing.
 
         Args:
             **overrides: any :class:`~smtp_alerts.Settings` field; these win.
@@ -372,7 +379,7 @@ class GmailServer:
         if overrides.get("password_file") is not None and "password" not in overrides:
             values["password"] = None  # the two are mutually exclusive
         values.update(overrides)
-        return Settings(**values)
+        return Settings(_environment={}, **values)
 
     def environ(self, **overrides: str) -> dict[str, str]:
         """The ``SMTP_ALERTS_*`` variables that point a process at this server.
@@ -541,3 +548,26 @@ def _quiet_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str,
         _log.debug("connection ended: %r", exception)
         return
     loop.default_exception_handler(context)
+
+
+class _ToServerLog(logging.Handler):
+    """Passes aiosmtpd's records on to the server's own logger, at DEBUG."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _log.debug("aiosmtpd: %s", record.getMessage())
+
+
+def _keep_aiosmtpd_log() -> None:
+    """Keep aiosmtpd's lines (``('127.0.0.1', 42898) unrecognised: ...``) in the server's log.
+
+    aiosmtpd logs them as warnings to ``mail.log``. In a process that has
+    configured no logging (the demo, a user's script) the warnings reached
+    :data:`logging.lastResort`, which printed them, control bytes and all,
+    on the host program's stderr. They are the server's business: they go to
+    ``smtp_alerts.testing.server`` at DEBUG, where a test can read them.
+    """
+    logger = logging.getLogger(_AIOSMTPD_LOGGER)
+    with _aiosmtpd_log_lock:
+        if not any(isinstance(handler, _ToServerLog) for handler in logger.handlers):
+            logger.addHandler(_ToServerLog())
+        logger.propagate = False

@@ -74,6 +74,7 @@ class TestSpoolCommands:
             assert main(["spool", "list"]) == 0
             out = capsys.readouterr().out
             assert "1 digest(s) waiting" in out
+            assert "1  failed, waiting for the next try" in out
             assert "backup failed on db-1" in out
             assert "could not connect" in out
             assert "accepted" in out  # the engine's counters
@@ -112,6 +113,6 @@ class TestSpoolCommands:
             assert len(spool) == 0
 
     def test_bad_settings_exit_2(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """Without settings the spool commands say which variable is missing."""
-        assert main(["spool", "list"]) == 2
+        """Without settings ``spool flush``, which sends, says which variable is missing."""
+        assert main(["spool", "flush"]) == 2
         assert "SMTP_ALERTS_TO" in capsys.readouterr().err

@@ -201,7 +201,7 @@ class TestBadInput:
         assert main(["run", "--"]) == 2
         assert "no command given" in capsys.readouterr().err
 
-    def test_bad_timeout_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """A malformed --timeout exits 2 naming the option, before running anything."""
-        assert main(["run", "--timeout", "soon", "--", "true"]) == 2
+    def test_bad_timeout_still_runs_the_command(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A malformed --timeout is said in one line naming the option; the command runs."""
+        assert main(["run", "--timeout", "soon", "--", "false"]) == 1
         assert "--timeout" in capsys.readouterr().err
