@@ -38,6 +38,22 @@ def logged(msg: str, args: object = (), *, level: int = logging.ERROR, **fields:
     return replace(alert, **fields)  # type: ignore[arg-type]
 
 
+def direct(
+    fingerprint: tuple[object, ...], source: str, exc_type: str | None, **fields: object
+) -> Alert:
+    """An alert as a source other than logging raises it."""
+    alert = Alert(
+        fingerprint=fingerprint,
+        level=logging.ERROR,
+        logger="x",
+        message="boom",
+        created=NOW,
+        source=source,
+        exc_type=exc_type,
+    )
+    return replace(alert, **fields)  # type: ignore[arg-type]
+
+
 def row_of(alert: Alert, *, count: int = 2000, last_message: str = "", **fields: object) -> Problem:
     return Problem(
         alert=alert,
@@ -121,15 +137,7 @@ class TestTemplateTitle:
         self, fingerprint: tuple[object, ...], source: str, exc_type: str | None
     ) -> None:
         """Rows without a template (or whose title is an exception's type) show their title."""
-        alert = Alert(
-            fingerprint=fingerprint,
-            level=logging.ERROR,
-            logger="shop",
-            message="order 17 failed",
-            created=NOW,
-            source=source,
-            exc_type=exc_type,
-        )
+        alert = direct(fingerprint, source, exc_type, logger="shop", message="order 17 failed")
         text = text_of(render(make_digest(row_of(alert)), CONTEXT))
         assert MARK not in text
         title = "KeyError in shop" if exc_type else "order 17 failed"
@@ -208,16 +216,7 @@ class TestDetails:
     ) -> None:
         """The section is "Details"; each entry says whether it is a traceback, output, a result."""
         fingerprint = ("key", key) if key else (source, "x", 40, "boom", exc_type, None)
-        alert = Alert(
-            fingerprint=fingerprint,
-            level=logging.ERROR,
-            logger="x",
-            message="boom",
-            created=NOW,
-            source=source,
-            exc_type=exc_type,
-            traceback=details,
-        )
+        alert = direct(fingerprint, source, exc_type, logger="x", message="boom", traceback=details)
         out = render(make_digest(row_of(alert, count=1)), CONTEXT)
         text, page = text_of(out), html_of(out)
         assert "TRACEBACKS" not in text
