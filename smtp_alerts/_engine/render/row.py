@@ -90,8 +90,12 @@ class Row:
         return not self.templated and len(self.samples) == 1 and self.samples[0][1] == self.title
 
 
-def make_row(number: int, problem: Problem, digest: Digest, caps: Caps) -> Row:
-    """The row of ``problem``, numbered ``number``, under ``caps``."""
+def make_row(number: int, problem: Problem, digest: Digest, caps: Caps, length: int) -> Row:
+    """The row of ``problem``, numbered ``number``, under ``caps``.
+
+    ``length`` is how many intervals the digest's strips span
+    (:func:`~.timeline.timeline_length`, computed once per digest).
+    """
     level, _, logger, location = fields(problem)
     segments, templated = title_segments(problem)
     alert = problem.alert
@@ -110,7 +114,7 @@ def make_row(number: int, problem: Problem, digest: Digest, caps: Caps) -> Row:
         seen=_seen(problem),
         samples=_samples(problem, caps, templated=templated),
         context=_context(problem, caps),
-        strip=make_strip(problem, digest) if caps.timelines else None,
+        strip=make_strip(problem, digest, length) if caps.timelines else None,
         detail_label=detail_label(alert),
         detail=detail,
     )

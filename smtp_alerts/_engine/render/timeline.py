@@ -24,7 +24,7 @@ from ..._util.humanize import format_duration
 if TYPE_CHECKING:
     from ...models import Digest, Problem
 
-__all__ = ["MAX_BARS", "Strip", "make_strip", "sparkline", "strip_html"]
+__all__ = ["MAX_BARS", "Strip", "make_strip", "sparkline", "strip_html", "timeline_length"]
 
 MAX_BARS = 60
 """Most bars in a strip: longer timelines are drawn with wider intervals."""
@@ -59,17 +59,23 @@ class Strip:
     scale: str
 
 
-def make_strip(problem: Problem, digest: Digest) -> Strip | None:
-    """The strip of ``problem``, or None when the digest has no timeline or the problem none.
+def timeline_length(digest: Digest) -> int:
+    """The digest's longest timeline: every strip is drawn this long, so they line up."""
+    return max((len(problem.timeline) for problem in digest.problems), default=0)
 
-    Every strip of a digest is as long as the digest's longest timeline, so they line up.
+
+def make_strip(problem: Problem, digest: Digest, length: int) -> Strip | None:
+    """The strip of ``problem``, ``length`` intervals long (:func:`timeline_length`).
+
+    Returns:
+        None when the digest has no timeline or the problem none.
     """
     step = digest.timeline_step
     if not (step > 0 and math.isfinite(step) and math.isfinite(digest.timeline_start)):
         return None
     if not problem.timeline:
         return None
-    length = max(len(other.timeline) for other in digest.problems)
+    length = max(length, len(problem.timeline))
     counts = [max(0, int(count)) for count in problem.timeline]
     counts += [0] * (length - len(counts))
     # Too many intervals for a phone's width: a bar takes several of them.

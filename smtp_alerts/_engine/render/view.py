@@ -16,6 +16,7 @@ from ..._store.others import OTHER_SOURCE
 from ..._version import VERSION
 from .row import make_row
 from .safe_text import ELLIPSIS, one_line, plural
+from .timeline import timeline_length
 
 if TYPE_CHECKING:
     from ...models import Digest, Problem
@@ -126,13 +127,16 @@ def make_view(
 ) -> View:
     """The view of ``digest`` under ``caps``; ``reduced`` when they are not the loosest."""
     shown, hidden = _rows(digest.problems, caps.rows)
+    length = timeline_length(digest) if caps.timelines else 0
     return View(
         digest=digest,
         hostname=one_line(context.hostname, HOSTNAME_MAX_CHARS),
         summary=summary,
         notices=_notices(digest.notices, caps),
         shown=shown,
-        rows=tuple(make_row(n, problem, digest, caps) for n, problem in enumerate(shown, 1)),
+        rows=tuple(
+            make_row(n, problem, digest, caps, length) for n, problem in enumerate(shown, 1)
+        ),
         hidden_problems=len(hidden),
         hidden_events=sum(problem.count for problem in hidden),
         max_count=max((problem.count for problem in shown), default=0),

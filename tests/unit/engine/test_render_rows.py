@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from smtp_alerts._engine.capture import record_fingerprint
+from smtp_alerts._engine.capture import mask_variable_parts, record_fingerprint
 from smtp_alerts._engine.render import render
 from smtp_alerts.models import Alert, Problem
 from tests.unit.engine.test_render import (
@@ -110,6 +110,17 @@ class TestTemplateTitle:
             == f"1. [ERROR] ticket #{MARK} failed after {MARK} retries  [new]"
         )
         assert "   example     | ticket #42 failed after 3 retries\n" in text
+
+    def test_a_direct_alert_is_titled_by_its_masked_template(self) -> None:
+        """``engine.alert(f"...")`` without a key: its numbers vary between occurrences too."""
+        message = "replica 3 lags 1200 ms behind"
+        fingerprint = ("alert", "db", 40, mask_variable_parts(message), None, None)
+        text = text_of(
+            render(
+                make_digest(row_of(direct(fingerprint, "alert", None, message=message))), CONTEXT
+            )
+        )
+        assert first_line_of_row(text) == f"1. [ERROR] replica {MARK} lags {MARK} ms behind  [new]"
 
     def test_a_template_that_does_not_fit_the_sample_is_not_shown(self) -> None:
         """A fingerprint whose template the sample does not have keeps the sample's title."""
