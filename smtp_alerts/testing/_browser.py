@@ -160,7 +160,11 @@ class Browser:
     def close(self) -> None:
         """Stop Chromium and remove its profile; safe to call twice."""
         if self._process.poll() is None:
-            self._process.terminate()
+            # Asked to close, Chromium stops its helper processes and finishes
+            # writing its profile; a plain SIGTERM can leave them writing into
+            # it while it is removed.
+            with contextlib.suppress(BrowserError, OSError):
+                self._send("Browser.close")
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -170,7 +174,14 @@ class Browser:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._commands = self._events = -1
-        self._profile.cleanup()
+        self._remove_profile()
+
+    def _remove_profile(self) -> None:
+        """Remove the profile; a helper still exiting may write a file more: try again."""
+        deadline = time.monotonic() + 5
+        while not _removed(self._profile) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shutil.rmtree(self._profile.name, ignore_errors=True)
 
     def layout(self, page: Path, width: int) -> Layout:
         """Load ``page`` (a local HTML file) at ``width`` CSS pixels and measure it."""
@@ -220,12 +231,15 @@ class Browser:
         value: dict[str, Any] = answer["result"]["value"]
         return value
 
-    def _call(self, method: str, *, session: bool = False, **params: Any) -> dict[str, Any]:
+    def _send(self, method: str, *, session: bool = False, **params: Any) -> None:
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
         if session:
             message["sessionId"] = self._session
         os.write(self._commands, json.dumps(message).encode() + b"\0")
+
+    def _call(self, method: str, *, session: bool = False, **params: Any) -> dict[str, Any]:
+        self._send(method, session=session, **params)
         while True:
             reply = self._receive()
             if "method" in reply:
@@ -252,6 +266,14 @@ class Browser:
         raw, _, self._buffer = self._buffer.partition(b"\0")
         message: dict[str, Any] = json.loads(raw)
         return message
+
+
+def _removed(folder: tempfile.TemporaryDirectory[str]) -> bool:
+    try:
+        folder.cleanup()
+    except OSError:
+        return False
+    return True
 
 
 def _above_nine(fd: int) -> int:
