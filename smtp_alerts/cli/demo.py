@@ -65,11 +65,11 @@ def run_demo(*, output_root: Path, quick: bool = False) -> int:
     wait = 0.2 if quick else 1.0
     with GmailServer() as server:
         print(f"Gmail-like SMTP server on {server.host}:{server.port} (STARTTLS + AUTH required)")
-        settings = server.settings(
-            group_wait=f"{wait}s", group_interval="1h", subject_prefix="[demo-host]"
-        )
+        settings = server.settings(group_wait=f"{wait}s", group_interval="1h")
         transport = _Recording(smtp_channel(settings))
-        engine = Engine(settings, transport=transport)
+        # A host name of its own (not a subject prefix), so the subject's
+        # "[demo-host]" and the footer's "Host demo-host" name the same host.
+        engine = Engine(settings, transport=transport, hostname="demo-host")
         handler = AlertHandler(logging.WARNING, engine=engine)
         root = logging.getLogger("demo")
         root.addHandler(handler)

@@ -23,6 +23,14 @@ What the renderer guarantees, and the module that keeps each promise:
   ``In-Reply-To`` and ``References`` to the earlier ones, and
   ``Re: <first subject>`` because Gmail only threads messages whose subjects match.
 
+- **Readable on a phone** (:mod:`.html_part`). One card per problem in a
+  single column of limited width, from 360 pixels up; long tokens wrap.
+- **Titles that do not mislead** (:mod:`.row`, :mod:`.template`). A row whose
+  occurrences differ is titled by their template, the varying parts marked,
+  with the first and a later sample.
+- **A timeline per problem** (:mod:`.timeline`): bars of its occurrences per
+  interval, table cells in HTML, a sparkline in plain text.
+
 The plain-text part (:mod:`.text_part`) and the short summary for chat channels
 (:mod:`.summary`) complete the set; :func:`render` (:mod:`.compose`) puts them together.
 """

@@ -3,7 +3,7 @@
 The loosest caps come first. When the serialised message is larger than
 :attr:`RenderContext.max_bytes <.context.RenderContext.max_bytes>`, tracebacks
 give way first (they are the bulk, and the logs still have them), then samples,
-then rows; the tightest caps show no log text but the notices and always fit
+then timelines and rows; the tightest caps show no log text but the notices and always fit
 in :data:`~.context.MIN_MAX_BYTES`.
 """
 
@@ -37,11 +37,12 @@ _CAP_LEVELS = (
     Caps(rows=MAX_ROWS, sample_chars=SAMPLE_MAX_CHARS, traceback_chars=TRACEBACK_MAX_CHARS),
     Caps(rows=MAX_ROWS, sample_chars=1_000, traceback_chars=2_048),
     Caps(rows=MAX_ROWS, sample_chars=500, traceback_chars=0),
-    Caps(rows=20, sample_chars=200, traceback_chars=0),
+    Caps(rows=20, sample_chars=200, traceback_chars=0, timelines=False),
     Caps(
         rows=0,
         sample_chars=0,
         traceback_chars=0,
+        timelines=False,
         notices=_TIGHT_NOTICES,
         notice_chars=_TIGHT_NOTICE_CHARS,
     ),

@@ -15,7 +15,15 @@ import re
 
 from ..._util.printable import escape_surrogates, split_clip_note
 
-__all__ = ["ELLIPSIS", "clip_head", "clip_tail", "ellipsize", "one_line", "plural"]
+__all__ = [
+    "ELLIPSIS",
+    "clip_head",
+    "clip_tail",
+    "ellipsize",
+    "one_line",
+    "one_line_pieces",
+    "plural",
+]
 
 ELLIPSIS = "\u2026"
 
@@ -49,6 +57,28 @@ def one_line(value: str, limit: int) -> str:
     if len(head) < len(value) and len(text) <= limit:
         text += ELLIPSIS
     return ellipsize(text, limit)
+
+
+def one_line_pieces(
+    pieces: tuple[tuple[str, bool], ...], limit: int
+) -> tuple[tuple[str, bool], ...]:
+    """Make a title given in ``(text, flag)`` pieces one safe line of at most ``limit`` characters.
+
+    As :func:`one_line` does for a whole title, but each piece keeps its flag
+    (a variable part of a template stays one) and its spaces at the ends.
+    """
+    out: list[tuple[str, bool]] = []
+    room = limit
+    for text, flag in pieces:
+        clean = _SPACE_RUN.sub(" ", _HEADER_UNSAFE.sub(" ", escape_surrogates(text[: 4 * limit])))
+        if not out:
+            clean = clean.lstrip()
+        if len(clean) >= room:
+            out.append((clean[: max(0, room - 1)].rstrip() + ELLIPSIS, flag))
+            break
+        out.append((clean, flag))
+        room -= len(clean) + (1 if flag and not clean else 0)
+    return tuple(out)
 
 
 def _clean_body(value: str) -> str:

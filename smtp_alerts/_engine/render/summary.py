@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .row import fields, title_segments
 from .safe_text import ellipsize, plural
-from .view import fields
+from .template import marked_text
 
 if TYPE_CHECKING:
     from ...models import Digest
@@ -33,7 +34,8 @@ def short_summary(view: View, digest: Digest) -> str:
     if digest.dropped > 0:
         lines.append(f"! {view.dropped_line()}")
     for problem in digest.problems[:SUMMARY_MAX_PROBLEMS]:
-        level, title, _, _ = fields(problem)
+        level, _, _, _ = fields(problem)
+        title = marked_text(title_segments(problem)[0])
         new = " (new)" if problem.is_new else ""
         line = f"- {level} \u00d7{problem.count:,} {title}{new}"
         lines.append(ellipsize(line, _SUMMARY_LINE_MAX_CHARS))

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING
 
 from ..._store.others import OTHER_SOURCE
 from ..._version import VERSION
-from .safe_text import ELLIPSIS, clip_tail, one_line, plural
+from .row import make_row
+from .safe_text import ELLIPSIS, one_line, plural
+from .timeline import timeline_length
 
 if TYPE_CHECKING:
     from ...models import Digest, Problem
     from .context import RenderContext
+    from .row import Row
 
 __all__ = [
-    "CONTEXT_KEY_MAX_CHARS",
-    "CONTEXT_VALUE_MAX_CHARS",
-    "FIELD_MAX_CHARS",
     "HOSTNAME_MAX_CHARS",
     "ID_MAX_CHARS",
     "MAX_NOTICES",
@@ -33,9 +33,6 @@ __all__ = [
     "TRACEBACK_MAX_CHARS",
     "Caps",
     "View",
-    "context_lines",
-    "count_detail",
-    "fields",
     "make_view",
 ]
 
@@ -45,9 +42,6 @@ HOSTNAME_MAX_CHARS = 64
 ID_MAX_CHARS = 64
 """Longest incident id used in Message-IDs and the ``X-Smtp-Alerts-Incident`` header."""
 
-FIELD_MAX_CHARS = 300
-"""Longest one-line field (title, logger, location, level, exception type)."""
-
 MAX_NOTICES = 20
 """Most notices shown; the engine sends one or two, this only bounds a bug."""
 
@@ -56,12 +50,6 @@ NOTICE_MAX_CHARS = 500
 
 MAX_ROWS = 50
 """Most problem rows shown; the rest are counted in one "and N more" line."""
-
-CONTEXT_KEY_MAX_CHARS = 64
-"""Longest context key shown."""
-
-CONTEXT_VALUE_MAX_CHARS = 256
-"""Longest context value shown (shorter under tighter caps)."""
 
 SAMPLE_MAX_CHARS = 2_000
 """Longest sample message shown; the start is kept."""
@@ -73,13 +61,14 @@ innermost frames are."""
 
 @dataclass(frozen=True)
 class Caps:
-    """One set of caps; a zero removes the part altogether."""
+    """One set of caps; a zero (or False) removes the part altogether."""
 
     rows: int
     sample_chars: int
     traceback_chars: int
     notices: int = MAX_NOTICES
     notice_chars: int = NOTICE_MAX_CHARS
+    timelines: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,6 +80,7 @@ class View:
     summary: str
     notices: tuple[str, ...]
     shown: tuple[Problem, ...]
+    rows: tuple[Row, ...]
     hidden_problems: int
     hidden_events: int
     max_count: int
@@ -127,15 +117,9 @@ class View:
             f"\u00b7 sent by smtp-alerts {VERSION}"
         )
 
-    def tracebacks(self) -> list[tuple[int, Problem, str]]:
-        """The shown rows that have a traceback: row number, problem, clipped traceback."""
-        if not self.caps.traceback_chars:
-            return []
-        return [
-            (number, problem, clip_tail(problem.alert.traceback, self.caps.traceback_chars))
-            for number, problem in enumerate(self.shown, 1)
-            if problem.alert.traceback
-        ]
+    def details(self) -> list[Row]:
+        """The shown rows that have details (a traceback, a command's output...)."""
+        return [row for row in self.rows if row.detail]
 
 
 def make_view(
@@ -143,12 +127,16 @@ def make_view(
 ) -> View:
     """The view of ``digest`` under ``caps``; ``reduced`` when they are not the loosest."""
     shown, hidden = _rows(digest.problems, caps.rows)
+    length = timeline_length(digest) if caps.timelines else 0
     return View(
         digest=digest,
         hostname=one_line(context.hostname, HOSTNAME_MAX_CHARS),
         summary=summary,
         notices=_notices(digest.notices, caps),
         shown=shown,
+        rows=tuple(
+            make_row(n, problem, digest, caps, length) for n, problem in enumerate(shown, 1)
+        ),
         hidden_problems=len(hidden),
         hidden_events=sum(problem.count for problem in hidden),
         max_count=max((problem.count for problem in shown), default=0),
@@ -179,32 +167,3 @@ def _notices(notices: tuple[str, ...], caps: Caps) -> tuple[str, ...]:
     if len(notices) > caps.notices:
         shown.append(f"{plural(len(notices) - caps.notices, 'more notice')} not shown.")
     return tuple(shown)
-
-
-def count_detail(problem: Problem) -> str:
-    """The incident's total next to the row's count, when they differ."""
-    if problem.total != problem.count:
-        return f"{problem.total:,} since the incident began"
-    return ""
-
-
-def context_lines(problem: Problem, caps: Caps) -> list[tuple[str, str]]:
-    """A problem's context as safe ``(key, value)`` lines; none under caps without samples."""
-    if not caps.sample_chars:
-        return []
-    value_chars = max(40, min(CONTEXT_VALUE_MAX_CHARS, caps.sample_chars // 4))
-    return [
-        (one_line(key, CONTEXT_KEY_MAX_CHARS), one_line(value, value_chars))
-        for key, value in problem.alert.context
-    ]
-
-
-def fields(problem: Problem) -> tuple[str, str, str, str]:
-    """A problem's level, title, logger and location as safe single lines."""
-    alert = problem.alert
-    return (
-        one_line(alert.level_name, FIELD_MAX_CHARS),
-        one_line(alert.title, FIELD_MAX_CHARS),
-        one_line(alert.logger, FIELD_MAX_CHARS),
-        one_line(alert.location, FIELD_MAX_CHARS),
-    )

@@ -470,11 +470,12 @@ class TestBodyText:
         assert "[new]" not in text_of(out)
 
     def test_traceback_has_its_own_section(self) -> None:
-        """Each traceback appears once, after the rows, in both parts."""
+        """Each traceback appears once, after the rows, under Details, labelled Traceback."""
         traceback = "Traceback (most recent call last):\n  File \"x.py\"\nKeyError: 'cart'"
         out = render(make_digest(make_problem(exc_type="KeyError", traceback=traceback)), CONTEXT)
         text = text_of(out)
-        assert text.index("TRACEBACKS") > text.index("PROBLEMS")
+        assert text.index("DETAILS") > text.index("PROBLEMS")
+        assert "\n1. Traceback: KeyError in shop.api (shop/api.py:42 in get_cart)\n" in text
         assert '    Traceback (most recent call last):\n      File "x.py"\n' in text
         page = html_of(out)
         assert re.search(r"<pre style=\"[^\"]*white-space:pre-wrap[^\"]*\">Traceback", page)
@@ -621,7 +622,7 @@ class TestSize:
         out = render(digest, context)
         assert len(out.email.as_bytes()) <= 65_536
         text = text_of(out)
-        assert "TRACEBACKS" not in text
+        assert "DETAILS" not in text
         assert "\n20. " in text
         assert "left out to keep this email under 65,536 bytes" in text
 
