@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING
 
 from ..._store.others import OTHER_SOURCE
 from ..._version import VERSION
+from .row import title_segments
 from .safe_text import ellipsize, one_line, plural
+from .template import marked_text
 from .view import HOSTNAME_MAX_CHARS, ID_MAX_CHARS
 
 if TYPE_CHECKING:
@@ -195,9 +197,12 @@ def _summary_line(digest: Digest, context: RenderContext) -> str:
     """
     problems = digest.problems
     if problems:
-        headline = _headline(problems).alert
-        title = ellipsize(one_line(headline.title, SUBJECT_MAX_CHARS), HEADLINE_MAX_CHARS)
-        level = one_line(headline.level_name, 20)
+        headline = _headline(problems)
+        # The row's own title: a template with its varying parts marked says
+        # "order" and a marked part where one sample would say "order 0" for all.
+        segments, _ = title_segments(headline)
+        title = ellipsize(one_line(marked_text(segments), SUBJECT_MAX_CHARS), HEADLINE_MAX_CHARS)
+        level = one_line(headline.alert.level_name, 20)
         events = plural(digest.events, "event")
         counts = events if len(problems) == 1 else f"{plural(len(problems), 'problem')}, {events}"
         what = f"{level}: {title} ({counts})" if title else f"{level} ({counts})"

@@ -337,6 +337,19 @@ class TestThreading:
         )
         assert msg["In-Reply-To"] == "<3f2a9c.1@example.com>"  # still threaded by headers
 
+    def test_the_subject_names_a_template_not_one_of_its_samples(self) -> None:
+        """2,500 timeouts of different orders are not "timed out for order 0" in the subject."""
+        alert = Alert(
+            fingerprint=("shop.pay", logging.ERROR, "shop/pay.py", 9, "timed out for order %s"),
+            level=logging.ERROR,
+            logger="shop.pay",
+            message="timed out for order 0",
+            created=NOW,
+        )
+        problem = Problem(alert, 2_500, 2_500, NOW - 60, NOW, is_new=True)
+        subject = parse(render(make_digest(problem), CONTEXT))["Subject"]
+        assert subject == "[web-1] ERROR: timed out for order \u2039\u2026\u203a (2,500 events)"
+
     def test_a_new_problem_is_named_before_a_busier_old_one(self) -> None:
         digest = make_digest(
             make_problem(1, message="old and noisy", count=500, is_new=False),
