@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from smtp_alerts._util.source_paths import portable_path
 from tests.integration.frameworks.inprocess import (
     Captured,
     captured,
@@ -53,8 +54,8 @@ def test_five_user_names_are_one_problem_with_its_context(
     assert problem.count == len(USERS)
     assert problem.alert.message == "login failed for alice"
     assert problem.alert.logger == __name__
-    assert problem.alert.location.endswith(
-        f"{__file__}:{login.__code__.co_firstlineno + 1} in login"
+    assert problem.alert.location == (
+        f"{portable_path(__file__)}:{login.__code__.co_firstlineno + 1} in login"
     )
     assert ("user", "alice") in problem.alert.context
     assert "password: [masked]" in captured.raw  # the decoded email is what is searched
