@@ -174,7 +174,7 @@ class TestAppriseFallback:
             (request,) = hook.requests
             assert request.json is not None
             assert "(3 events)" in request.json["title"]
-            assert "payment failed for order 0" in request.json["message"]
+            assert "payment failed for order \u2039\u2026\u203a" in request.json["message"]
             assert server.messages == []
             delivery = engine._runner._delivery if engine._runner else None
             history = delivery.spool.history() if delivery else []  # type: ignore[attr-defined]

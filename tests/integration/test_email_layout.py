@@ -123,6 +123,13 @@ def _hard_digest() -> Digest:
     )
 
 
+FIRST_SUBJECT = (
+    "[demo-host] ERROR: payment gateway timed out for order \u2039\u2026\u203a "
+    "(5 problems, 2,005 events)"
+)
+"""The demo's first subject: the busy row's template, not one order's text."""
+
+
 class TestDemoEmails:
     def test_no_horizontal_overflow_on_a_phone(self, demo: list[Email], browser: Browser) -> None:
         """At 360 px every demo email is at most 360 px wide and nothing reaches past the edge."""
@@ -146,10 +153,7 @@ class TestDemoEmails:
     def test_subjects_name_the_host_and_the_worst_new_problem(self, demo: list[Email]) -> None:
         """The subjects say the demo's host, the level and the problem; the footer the same host."""
         first, critical, last = (email.subject for email in demo)
-        assert (
-            first
-            == "[demo-host] ERROR: payment gateway timed out for order 0 (5 problems, 2,005 events)"
-        )
+        assert first == FIRST_SUBJECT
         assert critical.startswith("[demo-host] CRITICAL: database primary db-1.internal")
         assert last.startswith("Re: [demo-host] ERROR: payment gateway")
         for email in demo:
@@ -159,10 +163,7 @@ class TestDemoEmails:
         """The summary is the page's heading; the traceback is under Details, not Tracebacks."""
         first, critical, _ = demo
         layout = browser.layout(first.page, 360)
-        assert layout.headings == (
-            "[demo-host] ERROR: payment gateway timed out for order 0 (5 problems, 2,005 events)",
-            "Details",
-        )
+        assert layout.headings == (FIRST_SUBJECT, "Details")
         assert browser.layout(critical.page, 360).headings[1:] == ()
 
     def test_the_busy_row_is_titled_by_its_template(self, demo: list[Email]) -> None:
