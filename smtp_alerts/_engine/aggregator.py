@@ -37,6 +37,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from smtp_alerts._store import timeline
 from smtp_alerts._store.others import (
     EXAMPLES,
     NEVER_FOLDED,
@@ -138,6 +139,11 @@ class _Entry:
     shown_in: int = 0  # sequence of the digest that first showed it; 0 = never
     token: int = 0  # identifies its one valid eviction-heap item; 0 = none
     others: _Others | None = None  # set on an other-problems row
+    # Occurrences per interval at its incident's step (see _store.timeline):
+    # since the last push on a shared store, over the incident otherwise.
+    buckets: timeline.Buckets | None = None
+    later: str = ""  # the newest captured message unlike the sample's, this incident
+    untold: str = ""  # the newest captured message not yet pushed to a store
 
 
 @dataclass(slots=True, eq=False)
@@ -164,18 +170,27 @@ class _Incident:
     critical_at: float | None = None  # earliest pending new critical/crash
     drops_pending: bool = False  # carries dropped records although no problem is pending
     thread_subject: str | None = None
+    # The interval indexes its members' buckets span, at ``step``; None: none yet.
+    step: int = timeline.STEPS[0]
+    low: int | None = None
+    high: int = 0
+    whole: bool = False  # formed with its whole timeline: members keep buckets
 
     @property
     def has_pending(self) -> bool:
         return bool(self.pending) or self.drops_pending
 
 
-def _problem(entry: _Entry) -> Problem:
+def _problem(entry: _Entry, low: int, high: int, *, delta: bool) -> Problem:
     # Only sampled entries become pending: count() refuses the others.
     assert entry.alert is not None  # noqa: S101 - an invariant, not input validation
     alert = entry.alert
     if entry.others is not None:
         alert = with_examples(alert, entry.others.examples, entry.others.distinct, entry.others.cap)
+    if delta:  # the store compares it with its own sample's text
+        last_message, entry.untold = entry.untold, ""
+    else:
+        last_message = entry.later if entry.later != alert.message else ""
     return Problem(
         alert=alert,
         count=entry.pending,
@@ -183,6 +198,8 @@ def _problem(entry: _Entry) -> Problem:
         first_seen=entry.first_seen,
         last_seen=entry.last_seen,
         is_new=entry.shown_in == 0,
+        timeline=timeline.dense(entry.buckets, low, high),
+        last_message=last_message,
     )
 
 
@@ -324,6 +341,10 @@ class Aggregator:
             entry.alert = alert
             self._samples += 1
         self._occur(entry, alert.created, 1, alert.level, alert.source)
+        # After _occur: joining an incident forgets the texts of the one before.
+        entry.untold = alert.message
+        if not is_new_sample:
+            entry.later = alert.message
         if is_new_sample:
             self._evict()
 
@@ -559,6 +580,8 @@ class Aggregator:
                 entry.token = 0
             entry.pending += problem.count
             self._pending_occurrences += problem.count
+            self._retally(incident, entry, problem, digest)
+            entry.untold = entry.untold or problem.last_message
             touched[incident.group] = incident
         for incident in touched.values():
             incident.new_pending = sum(1 for e in incident.pending.values() if e.shown_in == 0)
@@ -633,6 +656,7 @@ class Aggregator:
         *,
         reason: str | None = None,
         notices: tuple[str, ...] = (),
+        delta: bool = False,
     ) -> Digest | None:
         """Form the digest of everything pending in ``group``, due or not.
 
@@ -648,6 +672,13 @@ class Aggregator:
                 incident's first digest, ``update`` when another new problem
                 (or only dropped records) is pending, ``repeat`` otherwise.
             notices: lines the reader must see first.
+            delta: form a delta for a shared store: each problem's timeline
+                counts only what is pending (the store adds it to its own),
+                and its ``last_message`` is the newest captured text not yet
+                pushed (the store compares it with its own sample). Otherwise
+                the timelines cover the incident up to now, as an email shows
+                them (on a store's delta that went before, from when this
+                engine stopped pushing).
 
         Returns:
             The digest, or None when nothing is pending in the group. A digest
@@ -660,7 +691,7 @@ class Aggregator:
         sequence = incident.sequence + 1
         if reason is None:
             reason = self._reason(incident, sequence)
-        problems = sorted(map(_problem, incident.pending.values()), key=severity_order)
+        start, step, problems = self._rows(incident, now, delta=delta)
         for entry in incident.pending.values():
             if entry.shown_in == 0:
                 entry.shown_in = sequence
@@ -682,7 +713,36 @@ class Aggregator:
             dropped=self._take_dropped(),
             notices=notices,
             thread_subject=incident.thread_subject,
+            timeline_start=start,
+            timeline_step=step,
         )
+
+    def _rows(
+        self, incident: _Incident, now: float, *, delta: bool
+    ) -> tuple[float, float, list[Problem]]:
+        """The pending problems with their timelines, and where those start and their step.
+
+        A delta's timelines span what is pending, and its buckets are handed
+        over; a digest's span the incident up to ``now``, and stay.
+        """
+        if not delta:
+            incident.whole = True
+            now_at = timeline.index_of(now, incident.step)
+            if incident.low is None or now_at > incident.high:  # never back: odd times
+                self._cover(incident, now_at)
+        step, low = incident.step, incident.low
+        high = incident.high if low is not None else 0
+        low = high if low is None else low
+        problems = sorted(
+            (_problem(e, low, high, delta=delta) for e in incident.pending.values()),
+            key=severity_order,
+        )
+        if delta:
+            handed = incident.members.values() if incident.whole else incident.pending.values()
+            for entry in handed:
+                entry.buckets = None
+            incident.step, incident.low, incident.whole = timeline.STEPS[0], None, False
+        return float(low * step), float(step), problems
 
     def pop_evicted(self) -> list[Fingerprint]:
         """The fingerprints evicted since the last call, for the intake to forget."""
@@ -719,11 +779,63 @@ class Aggregator:
         entry.total += n
         entry.first_seen = min(entry.first_seen, created)
         entry.last_seen = max(entry.last_seen, created)
+        self._tally(incident, entry, created, n)
         if entry.shown_in == 0 and (level >= logging.CRITICAL or source == "crash"):
             critical_at = incident.critical_at
             incident.critical_at = created if critical_at is None else min(critical_at, created)
         self._occurrences += n
         self._pending_occurrences += n
+
+    def _tally(self, incident: _Incident, entry: _Entry, at: float, n: int) -> None:
+        """Count ``n`` occurrences at ``at`` in the entry's interval (coarsening as needed)."""
+        index = timeline.index_of(at, incident.step)
+        if incident.low is None or not incident.low <= index <= incident.high:
+            index = self._cover(incident, index)
+        buckets = entry.buckets
+        if buckets is None:
+            entry.buckets = {index: n}
+        else:
+            buckets[index] = buckets.get(index, 0) + n
+
+    @staticmethod
+    def _cover(incident: _Incident, index: int, least: int = 0) -> int:
+        """Widen the incident's intervals to ``index``, coarser when they would be too many.
+
+        Args:
+            incident: the incident.
+            index: an interval index at the incident's step.
+            least: a step the incident must be at least at (a ladder value).
+
+        Returns:
+            ``index``'s interval at the incident's step afterwards.
+        """
+        step, low = incident.step, incident.low
+        if low is None:
+            low = high = index
+        else:
+            low, high = min(low, index), max(incident.high, index)
+        new = timeline.fitting_step(low, high, step, least=least)
+        if new != step:
+            for member in incident.members.values():
+                if member.buckets:
+                    member.buckets = timeline.rekey(member.buckets, step, new)
+            low, high, index = (low * step) // new, (high * step) // new, (index * step) // new
+        incident.step, incident.low, incident.high = new, low, high
+        return index
+
+    def _retally(
+        self, incident: _Incident, entry: _Entry, problem: Problem, digest: Digest
+    ) -> None:
+        """Count a restored delta's timeline again, at the incident's step (or the delta's)."""
+        step = int(digest.timeline_step)
+        if not problem.timeline or step < 1:
+            return
+        start = digest.timeline_start
+        if step > incident.step and step % incident.step == 0:
+            self._cover(incident, timeline.index_of(start, incident.step), step)
+        for offset, count in enumerate(problem.timeline):
+            if count:
+                self._tally(incident, entry, start + offset * step, count)
 
     def _incident_for(self, group: str, at: float) -> _Incident:
         """The group's open incident at ``at``, opening one (first occurrence at ``at``)."""
@@ -743,6 +855,8 @@ class Aggregator:
         entry.last_seen = at
         entry.shown_in = 0
         entry.token = 0
+        entry.buckets = None
+        entry.later = entry.untold = ""
         incident.members[entry.fingerprint] = entry
 
     def _closable(self, incident: _Incident, at: float) -> bool:
@@ -757,6 +871,7 @@ class Aggregator:
             self._folded = {fp: row for fp, row in self._folded.items() if row[1] != group}
         for entry in incident.members.values():
             entry.in_incident = False
+            entry.buckets = None
             if entry.alert is None:
                 # Its sample was already evicted (and reported); without an
                 # incident the row holds nothing worth keeping.
