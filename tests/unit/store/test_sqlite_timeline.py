@@ -1,0 +1,184 @@
+"""The SQLite store's timelines: engines' per-interval counts added, coarsened exactly, bounded."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smtp_alerts._delivery.spool import Spool
+from smtp_alerts._engine.aggregator import Aggregator
+from smtp_alerts._store import SqliteStore
+from smtp_alerts._store.timeline import MAX_BUCKETS, index_of
+from smtp_alerts.models import Alert, Digest
+from smtp_alerts.testing import ManualClock
+
+from .test_sqlite_store import QUOTA, WINDOWS, render
+
+T0 = 1_700_000_000.0
+MINUTE, HOUR = 60.0, 3600.0
+
+
+class Engine:
+    """An engine as the store sees it: its own aggregator, pushing deltas to the store."""
+
+    def __init__(self, spool: Spool, clock: ManualClock) -> None:
+        self.clock = clock
+        self.store = SqliteStore(spool, WINDOWS, clock=clock)
+        self.aggregator = Aggregator(
+            group_wait=WINDOWS.group_wait,
+            group_interval=WINDOWS.group_interval,
+            repeat_interval=WINDOWS.repeat_interval,
+            clock=clock,
+        )
+        self.times: list[tuple[float, int]] = []
+
+    def occur(self, key: str, at: float, n: int = 1, message: str | None = None) -> None:
+        alert = Alert(("k", key), 40, "app", message or f"problem {key}", at)
+        if message is not None or not self.aggregator.count(alert.fingerprint, at, n):
+            self.aggregator.add(alert)
+            if n > 1:
+                self.aggregator.count(alert.fingerprint, at, n - 1)
+        self.times.append((at, n))
+
+    def push(self) -> None:
+        agg = self.aggregator
+        self.store.push([d for g in agg.pending_groups() if (d := agg.form(g, delta=True))])
+
+    def claim(self) -> list[Digest]:
+        claimed, _ = self.store.claim_due(render, QUOTA)
+        return [c.message.digest for c in claimed if c.message.digest is not None]
+
+
+_OPENED: list[Spool] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_spools() -> Iterator[None]:
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
+def engines(path: Path, clock: ManualClock, count: int) -> list[Engine]:
+    made = []
+    for number in range(count):
+        spool = Spool(path, clock=clock, owner=f"engine-{number}")
+        _OPENED.append(spool)
+        made.append(Engine(spool, clock))
+    return made
+
+
+def check(digest: Digest, times: list[tuple[float, int]]) -> None:
+    """Each interval holds exactly the occurrences of its time; the timeline ends now."""
+    step = digest.timeline_step
+    start = index_of(digest.timeline_start, int(step))
+    expected = Counter[int]()
+    for at, n in times:
+        expected[index_of(at, int(step)) - start] += n
+    (problem,) = digest.problems
+    assert problem.timeline == tuple(expected[i] for i in range(len(problem.timeline)))
+    assert sum(problem.timeline) == problem.total
+    assert len(problem.timeline) <= MAX_BUCKETS
+    assert start + len(problem.timeline) - 1 == index_of(digest.created, int(step))
+
+
+def test_two_engines_over_two_days_merge_exactly_and_stay_bounded(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    first, second = engines(tmp_path, clock, 2)
+    steps = []
+    for tick in range(1, 2 * 24 * 6):  # every 10 minutes for two days
+        at = T0 + tick * 10 * MINUTE
+        first.occur("db", at - 7 * MINUTE, 2)
+        if tick % 3 == 0:
+            second.occur("db", at - MINUTE, 5)
+        clock.now = at
+        first.push()
+        second.push()
+        if tick % 6 == 0:  # the store's windows: hourly digests of the one incident
+            (digest,) = first.claim()
+            check(digest, first.times + second.times)
+            steps.append(digest.timeline_step)
+    assert steps == sorted(steps)
+    assert steps[0] == MINUTE
+    assert steps[-1] == HOUR
+
+
+def test_a_digest_runs_to_its_time_with_zeros_and_the_same_start_for_every_problem(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(T0 - T0 % MINUTE)
+    (engine,) = engines(tmp_path, clock, 1)
+    engine.occur("a", clock())
+    clock.advance(3 * MINUTE)
+    engine.occur("b", clock())
+    engine.push()
+    clock.advance(3 * MINUTE)
+    (digest,) = engine.claim()
+    rows = {p.alert.message: p.timeline for p in digest.problems}
+    assert rows == {"problem a": (1, 0, 0, 0, 0, 0, 0), "problem b": (0, 0, 0, 1, 0, 0, 0)}
+    assert digest.timeline_start == clock() - 6 * MINUTE
+    assert digest.timeline_step == MINUTE
+
+
+def test_the_second_sample_is_the_latest_pushed_text_unlike_the_first(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    first, second = engines(tmp_path, clock, 2)
+    first.occur("pay", T0, message="order 1 timed out")
+    first.push()
+    second.occur("pay", T0 + 1, message="order 1 timed out")
+    second.push()
+    clock.advance(10)
+    (digest,) = first.claim()
+    assert digest.problems[0].last_message == ""  # the same text
+    second.occur("pay", T0 + 20, message="order 2 timed out")
+    second.push()
+    first.occur("pay", T0 + 21)  # a repeat carries no text
+    first.push()
+    clock.advance(HOUR)
+    (digest,) = first.claim()
+    (problem,) = digest.problems
+    assert (problem.alert.message, problem.last_message) == (
+        "order 1 timed out",
+        "order 2 timed out",
+    )
+
+
+def test_timelines_go_with_their_incident(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    (engine,) = engines(tmp_path, clock, 1)
+    for minute in range(0, 600, 7):
+        engine.occur("a", T0 + minute * MINUTE)
+    clock.now = T0 + 600 * MINUTE
+    engine.push()
+    engine.claim()
+    clock.advance(2 * HOUR)  # quiet past the repeat interval: the next occurrence opens anew
+    engine.occur("a", clock())
+    engine.push()
+    clock.advance(10)
+    (digest,) = engine.claim()
+    assert digest.problems[0].timeline == (1,)
+    assert digest.timeline_step == MINUTE
+
+
+def test_a_store_made_before_timelines_gains_them(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    (engine,) = engines(tmp_path, clock, 1)
+    engine.occur("a", T0)
+    engine.push()
+    with _OPENED[0].transaction() as conn:
+        for table, column in itertools.chain(
+            itertools.product(["store_windows"], ["t_step", "t_low", "t_high"]),
+            itertools.product(["store_problems"], ["timeline", "last_message"]),
+        ):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    (again,) = engines(tmp_path, clock, 1)
+    again.occur("a", T0 + 5)
+    again.push()
+    clock.advance(10)
+    (digest,) = again.claim()
+    assert digest.problems[0].count == 2
+    assert digest.problems[0].timeline == (1,)  # what came before it had none
