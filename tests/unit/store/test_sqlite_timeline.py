@@ -72,8 +72,12 @@ def engines(path: Path, clock: ManualClock, count: int) -> list[Engine]:
     return made
 
 
-def check(digest: Digest, times: list[tuple[float, int]]) -> None:
-    """Each interval holds exactly the occurrences of its time; the timeline ends now."""
+def check(digest: Digest, times: list[tuple[float, int]], until: float | None = None) -> None:
+    """Each interval holds exactly the occurrences of its time; the timeline ends ``until``.
+
+    That is the digest's time, or the claimer's for the Redis store (whose
+    digests are dated by Redis's clock, and whose occurrences by the hosts').
+    """
     step = digest.timeline_step
     start = index_of(digest.timeline_start, int(step))
     expected = Counter[int]()
@@ -83,7 +87,8 @@ def check(digest: Digest, times: list[tuple[float, int]]) -> None:
     assert problem.timeline == tuple(expected[i] for i in range(len(problem.timeline)))
     assert sum(problem.timeline) == problem.total
     assert len(problem.timeline) <= MAX_BUCKETS
-    assert start + len(problem.timeline) - 1 == index_of(digest.created, int(step))
+    end = digest.created if until is None else until
+    assert start + len(problem.timeline) - 1 == index_of(end, int(step))
 
 
 def test_two_engines_over_two_days_merge_exactly_and_stay_bounded(tmp_path: Path) -> None:

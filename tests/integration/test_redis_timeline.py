@@ -1,0 +1,157 @@
+"""The Redis store's timelines, against a real redis-server: the SQLite store's semantics.
+
+The hosts' clocks (ManualClocks) date the occurrences and end the timelines, as
+they do for the SQLite store; Redis's clock still decides the windows, so the
+claims here are forced (or polled for with a deadline) rather than waited for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import redis
+
+from smtp_alerts._engine.aggregator import Aggregator
+from smtp_alerts._store import Windows
+from smtp_alerts._store.redis import RedisStore
+from smtp_alerts._store.timeline import MAX_BUCKETS
+from smtp_alerts.models import Alert, Digest
+from smtp_alerts.testing import ManualClock
+from tests.helpers import wait_for
+
+from ..unit.store.test_sqlite_timeline import check
+from .test_redis_store import QUOTA, SHORT, Hosts, hosts, render
+
+ROOMY = replace(QUOTA, per_hour=1000, per_day=1000)
+"""A digest an hour of the hosts' time is many a second of Redis's."""
+
+__all__ = ["hosts"]  # the fixture, shared with the store's own tests
+
+MINUTE, HOUR = 60.0, 3600.0
+T0 = 1_000_000.0
+"""Where the Hosts' clocks start."""
+
+
+class Host:
+    """An engine on one host: its aggregator pushing deltas to the fleet's store."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        clock = store._clock
+        assert isinstance(clock, ManualClock)  # the Hosts' own
+        self.clock = clock
+        self.aggregator = Aggregator(
+            group_wait=0.3, group_interval=0.3, repeat_interval=3600, clock=self.clock
+        )
+        self.times: list[tuple[float, int]] = []
+
+    def occur(self, key: str, at: float, n: int = 1, message: str | None = None) -> None:
+        alert = Alert(("k", key), 40, "app", message or f"problem {key}", at)
+        if message is not None or not self.aggregator.count(alert.fingerprint, at, n):
+            self.aggregator.add(alert)
+            if n > 1:
+                self.aggregator.count(alert.fingerprint, at, n - 1)
+        self.times.append((at, n))
+
+    def push(self) -> None:
+        agg = self.aggregator
+        self.store.push([d for g in agg.pending_groups() if (d := agg.form(g, delta=True))])
+
+    def claim(self) -> Digest:
+        claimed, _ = self.store.claim_due(render, ROOMY, force=True)
+        (one,) = claimed
+        assert one.message.digest is not None
+        return one.message.digest
+
+
+def at_time(now: float, *hosts_: Host) -> None:
+    for host in hosts_:
+        host.clock.now = now
+
+
+def test_two_hosts_over_two_days_merge_exactly_and_stay_bounded(
+    hosts: Hosts, redis_url: str
+) -> None:
+    first, second = Host(hosts.store("host-1")), Host(hosts.store("host-2"))
+    steps = []
+    for tick in range(1, 2 * 24 * 6):  # every 10 minutes for two days
+        now = T0 + tick * 10 * MINUTE
+        first.occur("db", now - 7 * MINUTE, 2)
+        if tick % 3 == 0:
+            second.occur("db", now - MINUTE, 5)
+        at_time(now, first, second)
+        first.push()
+        second.push()
+        if tick % 6 == 0:
+            digest = second.claim()
+            check(digest, first.times + second.times, until=now)
+            steps.append(digest.timeline_step)
+    assert steps == sorted(steps)
+    assert steps[0] == MINUTE
+    assert steps[-1] == HOUR
+    client = redis.Redis.from_url(redis_url)
+    (raw,) = client.hvals("{smtp-alerts:default}:c:default")
+    assert 0 < len(json.loads(raw)["b"]) <= MAX_BUCKETS
+    client.close()
+
+
+def test_a_digest_runs_to_the_claimers_time_with_the_same_start_for_every_problem(
+    hosts: Hosts,
+) -> None:
+    host = Host(hosts.store("host"))
+    host.occur("a", T0)
+    host.occur("b", T0 + 3 * MINUTE)
+    host.push()
+    at_time(T0 + 6 * MINUTE, host)
+    digest = host.claim()
+    rows = {p.alert.message: p.timeline for p in digest.problems}
+    assert rows == {"problem a": (1, 0, 0, 0, 0, 0, 0), "problem b": (0, 0, 0, 1, 0, 0, 0)}
+    assert (digest.timeline_start, digest.timeline_step) == (T0 - T0 % MINUTE, MINUTE)
+
+
+def test_the_second_sample_is_the_latest_pushed_text_unlike_the_first(hosts: Hosts) -> None:
+    first, second = Host(hosts.store("host-1")), Host(hosts.store("host-2"))
+    first.occur("pay", T0, message="order 1 timed out")
+    first.push()
+    second.occur("pay", T0 + 1, message="order 1 timed out")
+    second.push()
+    assert first.claim().problems[0].last_message == ""  # the same text
+    second.occur("pay", T0 + 20, message="order 2 timed out")
+    second.push()
+    first.occur("pay", T0 + 21)  # a repeat carries no text
+    first.push()
+    (problem,) = first.claim().problems
+    assert (problem.alert.message, problem.last_message) == (
+        "order 1 timed out",
+        "order 2 timed out",
+    )
+
+
+def test_timelines_and_second_samples_go_with_their_incident(hosts: Hosts, redis_url: str) -> None:
+    quick = Windows(group_wait=0.2, group_interval=0.2, repeat_interval=0.5)
+    host = Host(hosts.store("host", quick))
+    host.occur("pay", T0, message="order 1")
+    host.occur("pay", T0 + 1, message="order 2")
+    host.push()
+    assert host.claim().problems[0].last_message == "order 2"
+    client = redis.Redis.from_url(redis_url)
+    prefix = "{smtp-alerts:default}"
+    assert client.exists(f"{prefix}:lm:default", f"{prefix}:c:default") == 2
+    # Quiet past the repeat interval (Redis's clock): any tick closes the incident.
+
+    def closed() -> bool:
+        host.store.push([])  # a tick
+        return client.exists(f"{prefix}:c:default") == 0
+
+    assert wait_for(closed, 10)
+    assert client.exists(f"{prefix}:lm:default") == 0
+    client.close()
+
+
+def test_windows_still_follow_redis_clock(hosts: Hosts) -> None:
+    """A timeline far in the hosts' past or future changes no window."""
+    host = Host(hosts.store("host", SHORT))
+    host.occur("a", T0 - 30 * 86400.0)
+    host.push()
+    assert wait_for(lambda: bool(host.store.claim_due(render, QUOTA)[0]), 10)
