@@ -12,15 +12,14 @@ from dataclasses import replace
 
 import redis
 
-from smtp_alerts._engine.aggregator import Aggregator
 from smtp_alerts._store import Windows
 from smtp_alerts._store.redis import RedisStore
 from smtp_alerts._store.timeline import MAX_BUCKETS
-from smtp_alerts.models import Alert, Digest
+from smtp_alerts.models import Digest
 from smtp_alerts.testing import ManualClock
 from tests.helpers import wait_for
 
-from ..unit.store.test_sqlite_timeline import check
+from ..unit.store.test_sqlite_timeline import Engine, over_two_days
 from .test_redis_store import QUOTA, SHORT, Hosts, hosts, render
 
 ROOMY = replace(QUOTA, per_hour=1000, per_day=1000)
@@ -33,63 +32,28 @@ T0 = 1_000_000.0
 """Where the Hosts' clocks start."""
 
 
-class Host:
-    """An engine on one host: its aggregator pushing deltas to the fleet's store."""
+class Host(Engine):
+    """An engine on one host, pushing to the fleet's store; its claims are forced."""
 
     def __init__(self, store: RedisStore) -> None:
-        self.store = store
         clock = store._clock
         assert isinstance(clock, ManualClock)  # the Hosts' own
-        self.clock = clock
-        self.aggregator = Aggregator(
-            group_wait=0.3, group_interval=0.3, repeat_interval=3600, clock=self.clock
-        )
-        self.times: list[tuple[float, int]] = []
+        super().__init__(store, clock)
 
-    def occur(self, key: str, at: float, n: int = 1, message: str | None = None) -> None:
-        alert = Alert(("k", key), 40, "app", message or f"problem {key}", at)
-        if message is not None or not self.aggregator.count(alert.fingerprint, at, n):
-            self.aggregator.add(alert)
-            if n > 1:
-                self.aggregator.count(alert.fingerprint, at, n - 1)
-        self.times.append((at, n))
-
-    def push(self) -> None:
-        agg = self.aggregator
-        self.store.push([d for g in agg.pending_groups() if (d := agg.form(g, delta=True))])
-
-    def claim(self) -> Digest:
+    def claim_one(self) -> Digest:
         claimed, _ = self.store.claim_due(render, ROOMY, force=True)
         (one,) = claimed
         assert one.message.digest is not None
         return one.message.digest
 
 
-def at_time(now: float, *hosts_: Host) -> None:
-    for host in hosts_:
-        host.clock.now = now
-
-
 def test_two_hosts_over_two_days_merge_exactly_and_stay_bounded(
     hosts: Hosts, redis_url: str
 ) -> None:
     first, second = Host(hosts.store("host-1")), Host(hosts.store("host-2"))
-    steps = []
-    for tick in range(1, 2 * 24 * 6):  # every 10 minutes for two days
-        now = T0 + tick * 10 * MINUTE
-        first.occur("db", now - 7 * MINUTE, 2)
-        if tick % 3 == 0:
-            second.occur("db", now - MINUTE, 5)
-        at_time(now, first, second)
-        first.push()
-        second.push()
-        if tick % 6 == 0:
-            digest = second.claim()
-            check(digest, first.times + second.times, until=now)
-            steps.append(digest.timeline_step)
+    steps = over_two_days(first, second, second.claim_one, dated_by_store=True)
     assert steps == sorted(steps)
-    assert steps[0] == MINUTE
-    assert steps[-1] == HOUR
+    assert (steps[0], steps[-1]) == (MINUTE, HOUR)
     client = redis.Redis.from_url(redis_url)
     (raw,) = client.hvals("{smtp-alerts:default}:c:default")
     assert 0 < len(json.loads(raw)["b"]) <= MAX_BUCKETS
@@ -103,8 +67,8 @@ def test_a_digest_runs_to_the_claimers_time_with_the_same_start_for_every_proble
     host.occur("a", T0)
     host.occur("b", T0 + 3 * MINUTE)
     host.push()
-    at_time(T0 + 6 * MINUTE, host)
-    digest = host.claim()
+    host.clock.now = T0 + 6 * MINUTE
+    digest = host.claim_one()
     rows = {p.alert.message: p.timeline for p in digest.problems}
     assert rows == {"problem a": (1, 0, 0, 0, 0, 0, 0), "problem b": (0, 0, 0, 1, 0, 0, 0)}
     assert (digest.timeline_start, digest.timeline_step) == (T0 - T0 % MINUTE, MINUTE)
@@ -116,12 +80,12 @@ def test_the_second_sample_is_the_latest_pushed_text_unlike_the_first(hosts: Hos
     first.push()
     second.occur("pay", T0 + 1, message="order 1 timed out")
     second.push()
-    assert first.claim().problems[0].last_message == ""  # the same text
+    assert first.claim_one().problems[0].last_message == ""  # the same text
     second.occur("pay", T0 + 20, message="order 2 timed out")
     second.push()
     first.occur("pay", T0 + 21)  # a repeat carries no text
     first.push()
-    (problem,) = first.claim().problems
+    (problem,) = first.claim_one().problems
     assert (problem.alert.message, problem.last_message) == (
         "order 1 timed out",
         "order 2 timed out",
@@ -134,7 +98,7 @@ def test_timelines_and_second_samples_go_with_their_incident(hosts: Hosts, redis
     host.occur("pay", T0, message="order 1")
     host.occur("pay", T0 + 1, message="order 2")
     host.push()
-    assert host.claim().problems[0].last_message == "order 2"
+    assert host.claim_one().problems[0].last_message == "order 2"
     client = redis.Redis.from_url(redis_url)
     prefix = "{smtp-alerts:default}"
     assert client.exists(f"{prefix}:lm:default", f"{prefix}:c:default") == 2

@@ -4,30 +4,34 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from smtp_alerts._delivery.spool import Spool
 from smtp_alerts._engine.aggregator import Aggregator
-from smtp_alerts._store import SqliteStore
+from smtp_alerts._store import IncidentStore, SqliteStore
 from smtp_alerts._store.timeline import MAX_BUCKETS, index_of
 from smtp_alerts.models import Alert, Digest
 from smtp_alerts.testing import ManualClock
 
-from .test_sqlite_store import QUOTA, WINDOWS, render
+from .test_sqlite_store import QUOTA, WINDOWS, _close_spools, open_store, render
+
+__all__ = ["_close_spools"]  # closes what open_store opened
 
 T0 = 1_700_000_000.0
 MINUTE, HOUR = 60.0, 3600.0
 
 
 class Engine:
-    """An engine as the store sees it: its own aggregator, pushing deltas to the store."""
+    """An engine as a store sees it: its own aggregator, pushing deltas to the store.
 
-    def __init__(self, spool: Spool, clock: ManualClock) -> None:
+    Args:
+        store: the store (SQLite here, Redis in the integration tests).
+        clock: the engine's clock, which dates its occurrences.
+    """
+
+    def __init__(self, store: IncidentStore, clock: ManualClock) -> None:
         self.clock = clock
-        self.store = SqliteStore(spool, WINDOWS, clock=clock)
+        self.store = store
         self.aggregator = Aggregator(
             group_wait=WINDOWS.group_wait,
             group_interval=WINDOWS.group_interval,
@@ -37,6 +41,7 @@ class Engine:
         self.times: list[tuple[float, int]] = []
 
     def occur(self, key: str, at: float, n: int = 1, message: str | None = None) -> None:
+        """``n`` occurrences at ``at``: repeats, or a captured one when there is a message."""
         alert = Alert(("k", key), 40, "app", message or f"problem {key}", at)
         if message is not None or not self.aggregator.count(alert.fingerprint, at, n):
             self.aggregator.add(alert)
@@ -53,23 +58,8 @@ class Engine:
         return [c.message.digest for c in claimed if c.message.digest is not None]
 
 
-_OPENED: list[Spool] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_spools() -> Iterator[None]:
-    yield
-    while _OPENED:
-        _OPENED.pop().close()
-
-
 def engines(path: Path, clock: ManualClock, count: int) -> list[Engine]:
-    made = []
-    for number in range(count):
-        spool = Spool(path, clock=clock, owner=f"engine-{number}")
-        _OPENED.append(spool)
-        made.append(Engine(spool, clock))
-    return made
+    return [Engine(open_store(path, clock, f"engine-{n}"), clock) for n in range(count)]
 
 
 def check(digest: Digest, times: list[tuple[float, int]], until: float | None = None) -> None:
@@ -91,25 +81,41 @@ def check(digest: Digest, times: list[tuple[float, int]], until: float | None = 
     assert start + len(problem.timeline) - 1 == index_of(end, int(step))
 
 
-def test_two_engines_over_two_days_merge_exactly_and_stay_bounded(tmp_path: Path) -> None:
-    clock = ManualClock(T0)
-    first, second = engines(tmp_path, clock, 2)
+def over_two_days(
+    first: Engine, second: Engine, claim: Callable[[], Digest], *, dated_by_store: bool = False
+) -> list[float]:
+    """Both engines' occurrences every 10 minutes for two days, a digest an hour; its steps.
+
+    Each digest is checked; ``dated_by_store``: its time is the store's (Redis).
+    """
     steps = []
-    for tick in range(1, 2 * 24 * 6):  # every 10 minutes for two days
-        at = T0 + tick * 10 * MINUTE
+    start = first.clock()
+    for tick in range(1, 2 * 24 * 6):
+        at = start + tick * 10 * MINUTE
         first.occur("db", at - 7 * MINUTE, 2)
         if tick % 3 == 0:
             second.occur("db", at - MINUTE, 5)
-        clock.now = at
+        first.clock.now = second.clock.now = at
         first.push()
         second.push()
-        if tick % 6 == 0:  # the store's windows: hourly digests of the one incident
-            (digest,) = first.claim()
-            check(digest, first.times + second.times)
+        if tick % 6 == 0:
+            digest = claim()
+            check(digest, first.times + second.times, until=at if dated_by_store else None)
             steps.append(digest.timeline_step)
+    return steps
+
+
+def test_two_engines_over_two_days_merge_exactly_and_stay_bounded(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    first, second = engines(tmp_path, clock, 2)
+
+    def claim() -> Digest:
+        (digest,) = first.claim()  # the store's windows: hourly digests of the one incident
+        return digest
+
+    steps = over_two_days(first, second, claim)
     assert steps == sorted(steps)
-    assert steps[0] == MINUTE
-    assert steps[-1] == HOUR
+    assert (steps[0], steps[-1]) == (MINUTE, HOUR)
 
 
 def test_a_digest_runs_to_its_time_with_zeros_and_the_same_start_for_every_problem(
@@ -174,7 +180,8 @@ def test_a_store_made_before_timelines_gains_them(tmp_path: Path) -> None:
     (engine,) = engines(tmp_path, clock, 1)
     engine.occur("a", T0)
     engine.push()
-    with _OPENED[0].transaction() as conn:
+    assert isinstance(engine.store, SqliteStore)
+    with engine.store._spool.transaction() as conn:
         for table, column in itertools.chain(
             itertools.product(["store_windows"], ["t_step", "t_low", "t_high"]),
             itertools.product(["store_problems"], ["timeline", "last_message"]),
