@@ -730,9 +730,9 @@ class Aggregator:
             now_at = timeline.index_of(now, incident.step)
             if incident.low is None or now_at > incident.high:  # never back: odd times
                 self._cover(incident, now_at)
-        step, low = incident.step, incident.low
-        high = incident.high if low is not None else 0
-        low = high if low is None else low
+        step, low, high = incident.step, incident.low, incident.high
+        if low is None:  # nothing counted (only dropped records): no timeline
+            step, low, high = 0, 0, -1
         problems = sorted(
             (_problem(e, low, high, delta=delta) for e in incident.pending.values()),
             key=severity_order,
@@ -779,7 +779,9 @@ class Aggregator:
         entry.total += n
         entry.first_seen = min(entry.first_seen, created)
         entry.last_seen = max(entry.last_seen, created)
-        self._tally(incident, entry, created, n)
+        # Not before the incident opened (at its first occurrence): a record with
+        # an odd ``created`` would stretch every timeline of the incident.
+        self._tally(incident, entry, max(created, incident.opened_at), n)
         if entry.shown_in == 0 and (level >= logging.CRITICAL or source == "crash"):
             critical_at = incident.critical_at
             incident.critical_at = created if critical_at is None else min(critical_at, created)

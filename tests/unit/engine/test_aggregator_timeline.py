@@ -139,3 +139,24 @@ def test_the_second_sample_is_a_later_captured_text() -> None:
         "order 2 failed",
     )
     assert by_name["b"].last_message == ""
+
+
+def test_an_occurrence_dated_before_its_incident_counts_in_its_first_interval() -> None:
+    """A record with an odd ``created`` (years back) does not stretch the incident's timeline."""
+    clock = ManualClock(T0)
+    aggregator = make(clock)
+    aggregator.add(alert("a", at=T0))
+    aggregator.count(fp("a"), 0.0, 3)
+    clock.advance(90)
+    digest = form(aggregator)
+    assert digest.timeline_step == MINUTE
+    assert sum(digest.problems[0].timeline) == 4
+    check_covers(digest, T0)
+
+
+def test_a_delta_of_dropped_records_only_has_no_timeline() -> None:
+    clock = ManualClock(T0)
+    aggregator = make(clock)
+    aggregator.note_dropped(5)
+    digest = form(aggregator, delta=True)
+    assert (digest.problems, digest.dropped, digest.timeline_step) == ((), 5, 0.0)
