@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -175,6 +176,10 @@ class _Incident:
     low: int | None = None
     high: int = 0
     whole: bool = False  # formed with its whole timeline: members keep buckets
+    # The interval of the latest occurrence counted, [t_from, t_to) at ``step``.
+    t_from: float = math.inf
+    t_to: float = -math.inf
+    t_index: int = 0
 
     @property
     def has_pending(self) -> bool:
@@ -742,6 +747,7 @@ class Aggregator:
             for entry in handed:
                 entry.buckets = None
             incident.step, incident.low, incident.whole = timeline.STEPS[0], None, False
+            incident.t_to = -math.inf
         return float(low * step), float(step), problems
 
     def pop_evicted(self) -> list[Fingerprint]:
@@ -779,20 +785,43 @@ class Aggregator:
         entry.total += n
         entry.first_seen = min(entry.first_seen, created)
         entry.last_seen = max(entry.last_seen, created)
-        # Not before the incident opened (at its first occurrence): a record with
-        # an odd ``created`` would stretch every timeline of the incident.
-        self._tally(incident, entry, max(created, incident.opened_at), n)
+        # Most occurrences fall in the interval of the one before: two comparisons.
+        if incident.t_from <= created < incident.t_to:
+            index = incident.t_index
+        else:
+            index = self._interval(incident, created, clamp=True)
+        buckets = entry.buckets
+        if buckets is None:
+            entry.buckets = {index: n}
+        else:
+            buckets[index] = buckets.get(index, 0) + n
         if entry.shown_in == 0 and (level >= logging.CRITICAL or source == "crash"):
             critical_at = incident.critical_at
             incident.critical_at = created if critical_at is None else min(critical_at, created)
         self._occurrences += n
         self._pending_occurrences += n
 
-    def _tally(self, incident: _Incident, entry: _Entry, at: float, n: int) -> None:
-        """Count ``n`` occurrences at ``at`` in the entry's interval (coarsening as needed)."""
-        index = timeline.index_of(at, incident.step)
+    def _interval(self, incident: _Incident, at: float, *, clamp: bool) -> int:
+        """The index of ``at``'s interval, the incident widened (coarser if need be) to it.
+
+        With ``clamp``, a time before the incident opened (at its first
+        occurrence) counts in its first interval: a record with an odd
+        ``created`` would stretch every timeline of the incident. The interval
+        is remembered for the next occurrences.
+        """
+        if clamp and not at >= incident.opened_at:  # NaN too
+            at = incident.opened_at
+        step = incident.step
+        index = timeline.index_of(at, step)
         if incident.low is None or not incident.low <= index <= incident.high:
             index = self._cover(incident, index)
+            step = incident.step
+        incident.t_from, incident.t_to, incident.t_index = index * step, (index + 1) * step, index
+        return index
+
+    def _tally(self, incident: _Incident, entry: _Entry, at: float, n: int) -> None:
+        """Count ``n`` occurrences at ``at`` in the entry's interval (coarsening as needed)."""
+        index = self._interval(incident, at, clamp=False)
         buckets = entry.buckets
         if buckets is None:
             entry.buckets = {index: n}
@@ -822,6 +851,7 @@ class Aggregator:
                 if member.buckets:
                     member.buckets = timeline.rekey(member.buckets, step, new)
             low, high, index = (low * step) // new, (high * step) // new, (index * step) // new
+            incident.t_to = -math.inf  # the interval remembered was at the old step
         incident.step, incident.low, incident.high = new, low, high
         return index
 
