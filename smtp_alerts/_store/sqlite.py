@@ -75,6 +75,8 @@ CREATE TABLE IF NOT EXISTS store_problems (
     shown_in    INTEGER NOT NULL DEFAULT 0,
     timeline    TEXT NOT NULL DEFAULT '{}',
     last_message TEXT NOT NULL DEFAULT '',
+    t_index     INTEGER,
+    t_count     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (grp, fp)
 );
 CREATE TABLE IF NOT EXISTS store_sends (at REAL NOT NULL);
@@ -93,6 +95,8 @@ _ADDED_COLUMNS = (
     ("store_windows", "t_high", "INTEGER"),
     ("store_problems", "timeline", "TEXT NOT NULL DEFAULT '{}'"),
     ("store_problems", "last_message", "TEXT NOT NULL DEFAULT ''"),
+    ("store_problems", "t_index", "INTEGER"),
+    ("store_problems", "t_count", "INTEGER NOT NULL DEFAULT 0"),
 )
 """Columns a store made by an earlier release lacks: added when it is opened."""
 
@@ -105,34 +109,50 @@ _EXISTING = "SELECT json_group_array(fp) FROM store_problems WHERE grp = ?"
 # and a thread that gives it up a thousand times in a push waits behind a
 # logging thread for up to a switch interval (5 ms) each time: a first push of
 # a thousand problems took seconds, and the intake overflowed meanwhile.
-# A row is [fp, sample, count, first seen, last seen, timeline, message]; its
+# A row is [fp, sample, count, first seen, last seen, index, n] or, rarely,
+# [fp, sample, count, first seen, last seen, null, 0, message, counts]; its
 # sample is '' when the store has the row (kept: an other-problems row from an
-# engine replaces it); its timeline is {index: count} at the incident's step,
-# added to the stored one; its message a later occurrence's, '' when none.
+# engine replaces it); its message a later occurrence's. Its counts per interval
+# are {index: count} at the incident's step, added to the row's (a JSON map);
+# nearly every push brings one interval's count, the latest, so that one comes
+# as (index, n) and the row keeps its latest interval in two columns: a push
+# within it adds two integers, and only one that moves on writes the interval
+# before into the map.
 _UPSERT = (
     "INSERT INTO store_problems (grp, fp, sample, pending, total, first_seen, last_seen,"
-    " shown_in, timeline, last_message) SELECT ?, json_extract(value, '$[0]'),"
-    " json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[2]'),"
-    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), 0,"
+    " shown_in, timeline, last_message, t_index, t_count) SELECT ?,"
+    " json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " 0, COALESCE(json_extract(value, '$[8]'), '{}'), COALESCE(json_extract(value, '$[7]'), ''),"
     " json_extract(value, '$[5]'), json_extract(value, '$[6]') FROM json_each(?) WHERE true"
     " ON CONFLICT (grp, fp) DO UPDATE SET pending = pending + excluded.pending,"
     " total = total + excluded.total, first_seen = MIN(first_seen, excluded.first_seen),"
     " last_seen = MAX(last_seen, excluded.last_seen),"
     " sample = CASE excluded.sample WHEN '' THEN sample ELSE excluded.sample END,"
-    " timeline = CASE excluded.timeline WHEN '{}' THEN timeline ELSE (SELECT"
-    " json_group_object(key, n) FROM (SELECT key, SUM(value) AS n FROM (SELECT key, value"
-    " FROM json_each(timeline) UNION ALL SELECT key, value FROM json_each(excluded.timeline))"
-    " GROUP BY key)) END,"
     " last_message = CASE WHEN excluded.last_message = '' THEN last_message"
     " WHEN excluded.last_message = json_extract(sample, '$.message') THEN last_message"
-    " ELSE excluded.last_message END"
+    " ELSE excluded.last_message END,"
+    " t_index = CASE WHEN excluded.t_index IS NULL THEN t_index"
+    " WHEN t_index IS NULL OR excluded.t_index > t_index THEN excluded.t_index ELSE t_index END,"
+    " t_count = CASE WHEN excluded.t_index IS NULL THEN t_count"
+    " WHEN t_index IS NULL OR excluded.t_index > t_index THEN excluded.t_count"
+    " WHEN excluded.t_index = t_index THEN t_count + excluded.t_count ELSE t_count END,"
+    " timeline = CASE WHEN excluded.t_index > t_index THEN json_set(timeline,"
+    " '$.\"' || t_index || '\"', COALESCE(json_extract(timeline, '$.\"' || t_index || '\"'), 0)"
+    " + t_count) WHEN excluded.t_index < t_index THEN json_set(timeline,"
+    " '$.\"' || excluded.t_index || '\"', COALESCE(json_extract(timeline,"
+    " '$.\"' || excluded.t_index || '\"'), 0) + excluded.t_count)"
+    " WHEN excluded.timeline = '{}' THEN timeline ELSE (SELECT"
+    " json_group_object(key, n) FROM (SELECT key, SUM(value) AS n FROM (SELECT key, value"
+    " FROM json_each(timeline) UNION ALL SELECT key, value FROM json_each(excluded.timeline))"
+    " GROUP BY key)) END"
 )
 
 # Coarsening re-keys every row of an incident (rare: a few times in its life).
 _REKEY = (
     "UPDATE store_problems SET timeline = (SELECT json_group_object(k, n) FROM"
     " (SELECT CAST(key AS INTEGER) * ? / ? AS k, SUM(value) AS n FROM json_each(timeline)"
-    " GROUP BY k)) WHERE grp = ? AND timeline != '{}'"
+    " GROUP BY k)), t_index = t_index * ? / ? WHERE grp = ?"
 )
 
 
@@ -150,7 +170,7 @@ def _frame(conn: sqlite3.Connection, group: str) -> _Frame:
 def _reframe(conn: sqlite3.Connection, group: str, old: _Frame, new: _Frame) -> None:
     """Keep the incident's new frame; re-key its rows' counts when its step grew."""
     if new[0] != old[0]:
-        conn.execute(_REKEY, (old[0], new[0], group))
+        conn.execute(_REKEY, (old[0], new[0], old[0], new[0], group))
     if new != old:
         conn.execute(
             "UPDATE store_windows SET t_step = ?, t_low = ?, t_high = ? WHERE grp = ?",
@@ -194,8 +214,21 @@ def sample_json(alert: Alert) -> str:
     return json.dumps(alert_to_dict(alert))
 
 
-def _dense(counts: str, low: int, high: int) -> Counts:
-    return timeline.dense({int(k): int(n) for k, n in json.loads(counts).items()}, low, high)
+def _dense(counts: str, latest: int | None, n: int, low: int, high: int) -> Counts:
+    """A row's counts per interval, from its map and its latest interval's count."""
+    buckets = {int(k): int(c) for k, c in json.loads(counts).items()}
+    if latest is not None:
+        buckets[latest] = buckets.get(latest, 0) + n
+    return timeline.dense(buckets, low, high)
+
+
+def _payload(row: list[Any]) -> list[Any]:
+    """A row to push, its counts as (index, n) when they are one interval's (nearly always)."""
+    buckets: Buckets = row[5]
+    if len(buckets) == 1 and not row[6]:
+        ((index, count),) = buckets.items()
+        return [*row[:5], index, count]
+    return [*row[:5], None, 0, row[6], buckets]
 
 
 def sample_alert(sample: str) -> Alert:
@@ -321,7 +354,7 @@ class SqliteStore:
             if alert.level >= logging.CRITICAL or alert.source == "crash":
                 critical.append((problem.first_seen, fp))
         if rows:
-            conn.execute(_UPSERT, (group, json.dumps(list(rows.values()))))
+            conn.execute(_UPSERT, (group, json.dumps([_payload(row) for row in rows.values()])))
         for first_seen, fp in critical:  # rare: one statement each
             conn.execute(
                 "UPDATE store_windows SET critical_at = MIN(COALESCE(critical_at, ?), ?)"
@@ -457,7 +490,7 @@ class SqliteStore:
         ).fetchone()
         rows = conn.execute(
             "SELECT sample, pending, total, first_seen, last_seen, shown_in, timeline,"
-            " last_message FROM store_problems WHERE grp = ? AND pending > 0",
+            " t_index, t_count, last_message FROM store_problems WHERE grp = ? AND pending > 0",
             (group,),
         ).fetchall()
         old = _frame(conn, group)
@@ -465,8 +498,8 @@ class SqliteStore:
         _reframe(conn, group, old, (step, low, high))
         problems = sorted(
             (
-                Problem(sample_alert(s), n, t, f, la, shown == 0, _dense(counts, low, high), later)
-                for s, n, t, f, la, shown, counts, later in rows
+                Problem(sample_alert(s), n, t, f, la, shown == 0, _dense(b, i, c, low, high), later)
+                for s, n, t, f, la, shown, b, i, c, later in rows
             ),
             key=severity_order,
         )

@@ -124,13 +124,16 @@ def test_a_digest_runs_to_its_time_with_zeros_and_the_same_start_for_every_probl
     clock = ManualClock(T0 - T0 % MINUTE)
     (engine,) = engines(tmp_path, clock, 1)
     engine.occur("a", clock())
+    engine.push()
+    engine.occur("a", clock() + MINUTE)  # two intervals in one push, added to the row's
+    engine.occur("a", clock() + 2 * MINUTE)
     clock.advance(3 * MINUTE)
     engine.occur("b", clock())
     engine.push()
     clock.advance(3 * MINUTE)
     (digest,) = engine.claim()
     rows = {p.alert.message: p.timeline for p in digest.problems}
-    assert rows == {"problem a": (1, 0, 0, 0, 0, 0, 0), "problem b": (0, 0, 0, 1, 0, 0, 0)}
+    assert rows == {"problem a": (1, 1, 1, 0, 0, 0, 0), "problem b": (0, 0, 0, 1, 0, 0, 0)}
     assert digest.timeline_start == clock() - 6 * MINUTE
     assert digest.timeline_step == MINUTE
 
@@ -184,7 +187,9 @@ def test_a_store_made_before_timelines_gains_them(tmp_path: Path) -> None:
     with engine.store._spool.transaction() as conn:
         for table, column in itertools.chain(
             itertools.product(["store_windows"], ["t_step", "t_low", "t_high"]),
-            itertools.product(["store_problems"], ["timeline", "last_message"]),
+            itertools.product(
+                ["store_problems"], ["timeline", "last_message", "t_index", "t_count"]
+            ),
         ):
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     (again,) = engines(tmp_path, clock, 1)
@@ -194,3 +199,21 @@ def test_a_store_made_before_timelines_gains_them(tmp_path: Path) -> None:
     (digest,) = again.claim()
     assert digest.problems[0].count == 2
     assert digest.problems[0].timeline == (1,)  # what came before it had none
+
+
+def test_a_push_of_an_earlier_interval_after_a_later_one_counts_in_its_own(
+    tmp_path: Path,
+) -> None:
+    """An engine that pushes late (its tick came after another's) keeps its minutes."""
+    clock = ManualClock(T0 - T0 % MINUTE)
+    first, second = engines(tmp_path, clock, 2)
+    first.occur("a", clock() + 5 * MINUTE, 3)
+    first.push()
+    second.occur("a", clock() + 2 * MINUTE, 2)
+    second.push()
+    first.occur("a", clock() + 5 * MINUTE + 1)
+    first.push()
+    clock.advance(6 * MINUTE)
+    (digest,) = first.claim()
+    assert digest.problems[0].timeline == (2, 0, 0, 4, 0)
+    check(digest, first.times + second.times)
