@@ -819,15 +819,6 @@ class Aggregator:
         incident.t_from, incident.t_to, incident.t_index = index * step, (index + 1) * step, index
         return index
 
-    def _tally(self, incident: _Incident, entry: _Entry, at: float, n: int) -> None:
-        """Count ``n`` occurrences at ``at`` in the entry's interval (coarsening as needed)."""
-        index = self._interval(incident, at, clamp=False)
-        buckets = entry.buckets
-        if buckets is None:
-            entry.buckets = {index: n}
-        else:
-            buckets[index] = buckets.get(index, 0) + n
-
     @staticmethod
     def _cover(incident: _Incident, index: int, least: int = 0) -> int:
         """Widen the incident's intervals to ``index``, coarser when they would be too many.
@@ -867,7 +858,11 @@ class Aggregator:
             self._cover(incident, timeline.index_of(start, incident.step), step)
         for offset, count in enumerate(problem.timeline):
             if count:
-                self._tally(incident, entry, start + offset * step, count)
+                # First: widening the incident may re-key the entry's buckets.
+                index = self._interval(incident, start + offset * step, clamp=False)
+                buckets = {} if entry.buckets is None else entry.buckets
+                buckets[index] = buckets.get(index, 0) + count
+                entry.buckets = buckets
 
     def _incident_for(self, group: str, at: float) -> _Incident:
         """The group's open incident at ``at``, opening one (first occurrence at ``at``)."""
