@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import redis
 
-from smtp_alerts._store import Windows
+from smtp_alerts._delivery.spool import Spool
+from smtp_alerts._store import SqliteStore, Windows
+from smtp_alerts._store.failover import FailoverStore
 from smtp_alerts._store.redis import RedisStore
 from smtp_alerts._store.timeline import MAX_BUCKETS
 from smtp_alerts.models import Digest
 from smtp_alerts.testing import ManualClock
 from tests.helpers import wait_for
+from tests.redis_support import free_port
 
 from ..unit.store.test_sqlite_timeline import Engine, over_two_days
 from .test_redis_store import QUOTA, SHORT, Hosts, hosts, render
@@ -119,3 +123,28 @@ def test_windows_still_follow_redis_clock(hosts: Hosts) -> None:
     host.occur("a", T0 - 30 * 86400.0)
     host.push()
     assert wait_for(lambda: bool(host.store.claim_due(render, QUOTA)[0]), 10)
+
+
+def test_a_host_on_its_own_store_while_redis_is_away_still_sends_timelines(
+    tmp_path: Path,
+) -> None:
+    """Redis unreachable: the failover's local SQLite store forms the digest, timelines in it."""
+    clock = ManualClock(T0)
+    spool = Spool(tmp_path, clock=clock, owner="host")
+    away = RedisStore(f"redis://127.0.0.1:{free_port()}/0", spool, SHORT, clock=clock)
+    said: list[str] = []
+    store = FailoverStore(away, SqliteStore(spool, SHORT, clock=clock), say=said.append)
+    try:
+        host = Engine(store, clock)
+        host.occur("a", T0)
+        host.occur("a", T0 + 2 * MINUTE, 3)
+        host.push()
+        clock.advance(3 * MINUTE)
+        claimed, _ = store.claim_due(render, ROOMY, force=True)
+        (one,) = claimed
+        assert one.message.digest is not None
+        assert one.message.digest.problems[0].timeline == (1, 0, 3, 0)
+        assert said  # the host said it sends on its own
+    finally:
+        away.close()
+        spool.close()
