@@ -18,12 +18,15 @@ Each group has at most one open *incident*. Its life, as in Alertmanager:
   the next occurrence opens a new incident (new id, ``group_wait`` again).
 
 Per problem the state is a handful of numbers, so a million identical errors
-are one row with a count of a million. Memory is bounded whatever the number of
-distinct problems: an incident keeps at most ``problems_per_incident`` of them
-one by one (and the aggregator ``problems_in_all`` across its incidents); past
-that, a new problem's occurrences are counted in its logger's "other problems"
-row (see :mod:`smtp_alerts._store.others`). Captured alerts (the heavy part:
-message, traceback) are also bounded by ``max_samples``; see :class:`Aggregator`.
+are one row with a count of a million; beside them, its occurrences per
+interval of the incident (at most ``MAX_BUCKETS`` counts, see
+:mod:`smtp_alerts._store.timeline`) and a later captured text. Memory is
+bounded whatever the number of distinct problems: an incident keeps at most
+``problems_per_incident`` of them one by one (and the aggregator
+``problems_in_all`` across its incidents); past that, a new problem's
+occurrences are counted in its logger's "other problems" row (see
+:mod:`smtp_alerts._store.others`). Captured alerts (the heavy part: message,
+traceback) are also bounded by ``max_samples``; see :class:`Aggregator`.
 The class is not thread-safe: one thread (the engine's) owns it. All time
 comes from the injected clock, or from the occurrences' own ``created`` times.
 """
