@@ -184,6 +184,9 @@ def alert_from_dict(data: Mapping[str, Any]) -> Alert:
 
 
 def _problem_to_dict(problem: Problem, *, full_text: bool = True) -> dict[str, Any]:
+    last_message = problem.last_message
+    if not full_text:
+        last_message = clip_head(last_message, _OVER_BUDGET_MESSAGE_CHARS)
     return {
         "alert": _alert_to_dict(problem.alert, full_text=full_text),
         "count": problem.count,
@@ -191,6 +194,8 @@ def _problem_to_dict(problem: Problem, *, full_text: bool = True) -> dict[str, A
         "first_seen": problem.first_seen,
         "last_seen": problem.last_seen,
         "is_new": problem.is_new,
+        "timeline": list(problem.timeline),
+        "last_message": last_message,
     }
 
 
@@ -202,6 +207,9 @@ def _problem_from_dict(data: Mapping[str, Any]) -> Problem:
         first_seen=data["first_seen"],
         last_seen=data["last_seen"],
         is_new=data["is_new"],
+        # Both absent from rows written before timelines existed.
+        timeline=tuple(int(count) for count in data.get("timeline", ())),
+        last_message=str(data.get("last_message", "")),
     )
 
 
@@ -209,7 +217,7 @@ def _problems_to_list(problems: tuple[Problem, ...]) -> list[dict[str, Any]]:
     """The problems, in full while the digest's text budget lasts (DIGEST_TEXT_MAX_CHARS)."""
     out, used = [], 0
     for problem in problems:
-        used += _text_size(problem.alert)
+        used += _text_size(problem.alert) + len(problem.last_message)
         out.append(_problem_to_dict(problem, full_text=used <= DIGEST_TEXT_MAX_CHARS))
     return out
 
@@ -235,6 +243,8 @@ def digest_to_dict(digest: Digest) -> dict[str, Any]:
         "dropped": digest.dropped,
         "notices": list(digest.notices),
         "thread_subject": digest.thread_subject,
+        "timeline_start": digest.timeline_start,
+        "timeline_step": digest.timeline_step,
     }
 
 
@@ -263,8 +273,11 @@ def digest_from_dict(data: Mapping[str, Any]) -> Digest:
             dropped=data["dropped"],
             notices=tuple(data["notices"]),
             thread_subject=data["thread_subject"],
+            # Absent from rows written before timelines existed: no timeline.
+            timeline_start=float(data.get("timeline_start", 0.0)),
+            timeline_step=float(data.get("timeline_step", 0.0)),
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"damaged serialised digest: {exc!r}") from exc
 
 

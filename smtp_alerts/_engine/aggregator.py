@@ -18,12 +18,15 @@ Each group has at most one open *incident*. Its life, as in Alertmanager:
   the next occurrence opens a new incident (new id, ``group_wait`` again).
 
 Per problem the state is a handful of numbers, so a million identical errors
-are one row with a count of a million. Memory is bounded whatever the number of
-distinct problems: an incident keeps at most ``problems_per_incident`` of them
-one by one (and the aggregator ``problems_in_all`` across its incidents); past
-that, a new problem's occurrences are counted in its logger's "other problems"
-row (see :mod:`smtp_alerts._store.others`). Captured alerts (the heavy part:
-message, traceback) are also bounded by ``max_samples``; see :class:`Aggregator`.
+are one row with a count of a million; beside them, its occurrences per
+interval of the incident (at most ``MAX_BUCKETS`` counts, see
+:mod:`smtp_alerts._store.timeline`) and a later captured text. Memory is
+bounded whatever the number of distinct problems: an incident keeps at most
+``problems_per_incident`` of them one by one (and the aggregator
+``problems_in_all`` across its incidents); past that, a new problem's
+occurrences are counted in its logger's "other problems" row (see
+:mod:`smtp_alerts._store.others`). Captured alerts (the heavy part: message,
+traceback) are also bounded by ``max_samples``; see :class:`Aggregator`.
 The class is not thread-safe: one thread (the engine's) owns it. All time
 comes from the injected clock, or from the occurrences' own ``created`` times.
 """
@@ -32,10 +35,12 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from smtp_alerts._store import timeline
 from smtp_alerts._store.others import (
     EXAMPLES,
     NEVER_FOLDED,
@@ -138,6 +143,11 @@ class _Entry:
     shown_in: int = 0  # sequence of the digest that first showed it; 0 = never
     token: int = 0  # identifies its one valid eviction-heap item; 0 = none
     others: _Others | None = None  # set on an other-problems row
+    # Occurrences per interval at its incident's step (see _store.timeline):
+    # since the last push on a shared store, over the incident otherwise.
+    buckets: timeline.Buckets | None = None
+    later: str = ""  # the newest captured message unlike the sample's, this incident
+    untold: str = ""  # the newest captured message not yet pushed to a store
 
 
 @dataclass(slots=True, eq=False)
@@ -164,18 +174,31 @@ class _Incident:
     critical_at: float | None = None  # earliest pending new critical/crash
     drops_pending: bool = False  # carries dropped records although no problem is pending
     thread_subject: str | None = None
+    # The interval indexes its members' buckets span, at ``step``; None: none yet.
+    step: int = timeline.STEPS[0]
+    low: int | None = None
+    high: int = 0
+    whole: bool = False  # formed with its whole timeline: members keep buckets
+    # The interval of the latest occurrence counted, [t_from, t_to) at ``step``.
+    t_from: float = math.inf
+    t_to: float = -math.inf
+    t_index: int = 0
 
     @property
     def has_pending(self) -> bool:
         return bool(self.pending) or self.drops_pending
 
 
-def _problem(entry: _Entry) -> Problem:
+def _problem(entry: _Entry, low: int, high: int, *, delta: bool) -> Problem:
     # Only sampled entries become pending: count() refuses the others.
     assert entry.alert is not None  # noqa: S101 - an invariant, not input validation
     alert = entry.alert
     if entry.others is not None:
         alert = with_examples(alert, entry.others.examples, entry.others.distinct, entry.others.cap)
+    if delta:  # the store compares it with its own sample's text
+        last_message, entry.untold = entry.untold, ""
+    else:
+        last_message = entry.later if entry.later != alert.message else ""
     return Problem(
         alert=alert,
         count=entry.pending,
@@ -183,6 +206,8 @@ def _problem(entry: _Entry) -> Problem:
         first_seen=entry.first_seen,
         last_seen=entry.last_seen,
         is_new=entry.shown_in == 0,
+        timeline=timeline.dense(entry.buckets, low, high),
+        last_message=last_message,
     )
 
 
@@ -324,6 +349,10 @@ class Aggregator:
             entry.alert = alert
             self._samples += 1
         self._occur(entry, alert.created, 1, alert.level, alert.source)
+        # After _occur: joining an incident forgets the texts of the one before.
+        entry.untold = alert.message
+        if not is_new_sample:
+            entry.later = alert.message
         if is_new_sample:
             self._evict()
 
@@ -596,6 +625,8 @@ class Aggregator:
                 entry.token = 0
             entry.pending += problem.count
             self._pending_occurrences += problem.count
+            self._retally(incident, entry, problem, digest)
+            entry.untold = entry.untold or problem.last_message
             touched[incident.group] = incident
         for incident in touched.values():
             incident.new_pending = sum(1 for e in incident.pending.values() if e.shown_in == 0)
@@ -670,6 +701,7 @@ class Aggregator:
         *,
         reason: str | None = None,
         notices: tuple[str, ...] = (),
+        delta: bool = False,
     ) -> Digest | None:
         """Form the digest of everything pending in ``group``, due or not.
 
@@ -685,6 +717,13 @@ class Aggregator:
                 incident's first digest, ``update`` when another new problem
                 (or only dropped records) is pending, ``repeat`` otherwise.
             notices: lines the reader must see first.
+            delta: form a delta for a shared store: each problem's timeline
+                counts only what is pending (the store adds it to its own),
+                and its ``last_message`` is the newest captured text not yet
+                pushed (the store compares it with its own sample). Otherwise
+                the timelines cover the incident up to now, as an email shows
+                them (on a store's delta that went before, from when this
+                engine stopped pushing).
 
         Returns:
             The digest, or None when nothing is pending in the group. A digest
@@ -697,7 +736,7 @@ class Aggregator:
         sequence = incident.sequence + 1
         if reason is None:
             reason = self._reason(incident, sequence)
-        problems = sorted(map(_problem, incident.pending.values()), key=severity_order)
+        start, step, problems = self._rows(incident, now, delta=delta)
         for entry in incident.pending.values():
             if entry.shown_in == 0:
                 entry.shown_in = sequence
@@ -719,7 +758,37 @@ class Aggregator:
             dropped=self._take_dropped(),
             notices=notices,
             thread_subject=incident.thread_subject,
+            timeline_start=start,
+            timeline_step=step,
         )
+
+    def _rows(
+        self, incident: _Incident, now: float, *, delta: bool
+    ) -> tuple[float, float, list[Problem]]:
+        """The pending problems with their timelines, and where those start and their step.
+
+        A delta's timelines span what is pending, and its buckets are handed
+        over; a digest's span the incident up to ``now``, and stay.
+        """
+        if not delta:
+            incident.whole = True
+            now_at = timeline.index_of(now, incident.step)
+            if incident.low is None or now_at > incident.high:  # never back: odd times
+                self._cover(incident, now_at)
+        step, low, high = incident.step, incident.low, incident.high
+        if low is None:  # nothing counted (only dropped records): no timeline
+            step, low, high = 0, 0, -1
+        problems = sorted(
+            (_problem(e, low, high, delta=delta) for e in incident.pending.values()),
+            key=severity_order,
+        )
+        if delta:
+            handed = incident.members.values() if incident.whole else incident.pending.values()
+            for entry in handed:
+                entry.buckets = None
+            incident.step, incident.low, incident.whole = timeline.STEPS[0], None, False
+            incident.t_to = -math.inf
+        return float(low * step), float(step), problems
 
     def pop_evicted(self) -> list[Fingerprint]:
         """The fingerprints evicted since the last call, for the intake to forget."""
@@ -756,11 +825,84 @@ class Aggregator:
         entry.total += n
         entry.first_seen = min(entry.first_seen, created)
         entry.last_seen = max(entry.last_seen, created)
+        # Most occurrences fall in the interval of the one before: two comparisons.
+        if incident.t_from <= created < incident.t_to:
+            index = incident.t_index
+        else:
+            index = self._interval(incident, created, clamp=True)
+        buckets = entry.buckets
+        if buckets is None:
+            entry.buckets = {index: n}
+        else:
+            buckets[index] = buckets.get(index, 0) + n
         if entry.shown_in == 0 and (level >= logging.CRITICAL or source == "crash"):
             critical_at = incident.critical_at
             incident.critical_at = created if critical_at is None else min(critical_at, created)
         self._occurrences += n
         self._pending_occurrences += n
+
+    def _interval(self, incident: _Incident, at: float, *, clamp: bool) -> int:
+        """The index of ``at``'s interval, the incident widened (coarser if need be) to it.
+
+        With ``clamp``, a time before the incident opened (at its first
+        occurrence) counts in its first interval: a record with an odd
+        ``created`` would stretch every timeline of the incident. The interval
+        is remembered for the next occurrences.
+        """
+        if clamp and not at >= incident.opened_at:  # NaN too
+            at = incident.opened_at
+        step = incident.step
+        index = timeline.index_of(at, step)
+        if incident.low is None or not incident.low <= index <= incident.high:
+            index = self._cover(incident, index)
+            step = incident.step
+        incident.t_from, incident.t_to, incident.t_index = index * step, (index + 1) * step, index
+        return index
+
+    @staticmethod
+    def _cover(incident: _Incident, index: int, least: int = 0) -> int:
+        """Widen the incident's intervals to ``index``, coarser when they would be too many.
+
+        Args:
+            incident: the incident.
+            index: an interval index at the incident's step.
+            least: a step the incident must be at least at (a ladder value).
+
+        Returns:
+            ``index``'s interval at the incident's step afterwards.
+        """
+        step, low = incident.step, incident.low
+        if low is None:
+            low = high = index
+        else:
+            low, high = min(low, index), max(incident.high, index)
+        new = timeline.fitting_step(low, high, step, least=least)
+        if new != step:
+            for member in incident.members.values():
+                if member.buckets:
+                    member.buckets = timeline.rekey(member.buckets, step, new)
+            low, high, index = (low * step) // new, (high * step) // new, (index * step) // new
+            incident.t_to = -math.inf  # the interval remembered was at the old step
+        incident.step, incident.low, incident.high = new, low, high
+        return index
+
+    def _retally(
+        self, incident: _Incident, entry: _Entry, problem: Problem, digest: Digest
+    ) -> None:
+        """Count a restored delta's timeline again, at the incident's step (or the delta's)."""
+        step = int(digest.timeline_step)
+        if not problem.timeline or step < 1:
+            return
+        start = digest.timeline_start
+        if step > incident.step and step % incident.step == 0:
+            self._cover(incident, timeline.index_of(start, incident.step), step)
+        for offset, count in enumerate(problem.timeline):
+            if count:
+                # First: widening the incident may re-key the entry's buckets.
+                index = self._interval(incident, start + offset * step, clamp=False)
+                buckets = {} if entry.buckets is None else entry.buckets
+                buckets[index] = buckets.get(index, 0) + count
+                entry.buckets = buckets
 
     def _incident_for(self, group: str, at: float) -> _Incident:
         """The group's open incident at ``at``, opening one (first occurrence at ``at``)."""
@@ -780,6 +922,8 @@ class Aggregator:
         entry.last_seen = at
         entry.shown_in = 0
         entry.token = 0
+        entry.buckets = None
+        entry.later = entry.untold = ""
         incident.members[entry.fingerprint] = entry
 
     def _closable(self, incident: _Incident, at: float) -> bool:
@@ -794,6 +938,7 @@ class Aggregator:
             self._folded = {fp: row for fp, row in self._folded.items() if row[1] != group}
         for entry in incident.members.values():
             entry.in_incident = False
+            entry.buckets = None
             if entry.alert is None:
                 # Its sample was already evicted (and reported); without an
                 # incident the row holds nothing worth keeping.

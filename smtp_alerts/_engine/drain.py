@@ -89,7 +89,8 @@ class Drain:
         except (OSError, sqlite3.Error):
             return  # the runner warns, and sends per process
         self.take()
-        deltas = [d for g in self.aggregator.pending_groups() if (d := self.aggregator.form(g))]
+        aggregator = self.aggregator
+        deltas = [d for g in aggregator.pending_groups() if (d := aggregator.form(g, delta=True))]
         if deltas:
             deltas = self._unsilenced(spool, deltas)
         if deltas:

@@ -195,7 +195,8 @@ class Rerender:
             group="spool",
             incident_id=f"merged-{secrets.token_hex(6)}",
             sequence=1,
-            problems=tuple(problems[:200]),
+            # Timelines of different incidents share no start: none is shown.
+            problems=tuple(replace(problem, timeline=()) for problem in problems[:200]),
             created=min((d.created for d in digests), default=self._clock()),
             reason="merged",
             dropped=sum(d.dropped for d in digests),

@@ -82,7 +82,9 @@ class StoreLink:
         """
         async with self._lock:
             aggregator = self._aggregator
-            deltas = [d for g in aggregator.pending_groups() if (d := aggregator.form(g))]
+            deltas = [
+                d for g in aggregator.pending_groups() if (d := aggregator.form(g, delta=True))
+            ]
             if not deltas:
                 return
             try:

@@ -7,7 +7,8 @@ and the outbox of rendered digests, behind one interface
 in ``SPOOL_DIR``; :mod:`.redis` keeps it in Redis for a fleet (imported only
 when ``REDIS_URL`` is set), :mod:`.failover` falls back from Redis to the host's
 store; :mod:`.windows` holds the window rules it shares with the engine's own
-aggregator; :mod:`.silences` keeps the silences.
+aggregator, :mod:`.timeline` the per-interval counts of a problem's timeline;
+:mod:`.silences` keeps the silences.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from smtp_alerts._util.clock import Clock
 from smtp_alerts._util.redis_url import parse_redis_url
 from smtp_alerts.models import Digest, Problem
 
+from . import timeline
 from .base import Claimed, Quota, Renderer
 from .others import NEVER_FOLDED, PROBLEMS_PER_INCIDENT, is_other, other_row
 from .silences import Silence
@@ -73,8 +74,8 @@ MEMBER_TTL = 15.0
 TIMEOUT = 1.0
 """Seconds any one Redis call may take: a slow Redis is an unreachable one."""
 
-# Bits of a pushed row's flags (the script's CRIT, FOLDABLE, OTHER, REPLACE).
-_CRIT, _FOLDABLE, _OTHER, _REPLACE = 1, 2, 4, 8
+# Bits of a pushed row's flags (the script's CRIT, FOLDABLE, OTHER, REPLACE, SAME).
+_CRIT, _FOLDABLE, _OTHER, _REPLACE, _SAME = 1, 2, 4, 8, 16
 
 _SCRIPT = resources.files(__package__).joinpath("redis_script.lua").read_text(encoding="utf-8")
 
@@ -199,6 +200,9 @@ class RedisStore:
             "claim": int(claim),
             "force": int(force),
             "q": [quota.per_hour, quota.per_day] if quota else [1, 1],
+            # Where a claimed digest's timelines end: the occurrences' times are
+            # the hosts', so this host's, not Redis's (whose clock decides windows).
+            "tnow": self._clock(),
         }
         if self._synced is not None:
             # Redis's time now (its time at the last tick, plus what has passed
@@ -375,9 +379,12 @@ def _encode(delta: Digest, *, folded: bool = False) -> dict[str, Any]:
     """A delta as the script reads it: group, incident id if it opens one, rows, dropped.
 
     An engine's own other-problems row replaces the stored sample (it says how
-    many problems it holds); one folded by the store keeps its first.
+    many problems it holds); one folded by the store keeps its first. Each row
+    carries its counts per interval (from interval ``tl`` at step ``ts``) and
+    the newest message the engine captured, flagged SAME when it is its sample's.
     """
     rows = []
+    width = 0
     for problem in delta.problems:
         alert = problem.alert
         other = is_other(alert.fingerprint)
@@ -386,6 +393,9 @@ def _encode(delta: Digest, *, folded: bool = False) -> dict[str, Any]:
             flags |= _FOLDABLE
         if alert.level >= logging.CRITICAL or alert.source == "crash":
             flags |= _CRIT
+        if problem.last_message == alert.message:
+            flags |= _SAME
+        width = max(width, len(problem.timeline))
         rows.append(
             [
                 row_key(alert),
@@ -394,9 +404,21 @@ def _encode(delta: Digest, *, folded: bool = False) -> dict[str, Any]:
                 problem.first_seen,
                 problem.last_seen,
                 flags,
+                list(problem.timeline),
+                problem.last_message,
             ]
         )
-    return {"g": delta.group, "id": secrets.token_hex(8), "p": rows, "d": delta.dropped}
+    step = int(delta.timeline_step)
+    first = timeline.index_of(delta.timeline_start, step) if step > 0 else 0
+    return {
+        "g": delta.group,
+        "id": secrets.token_hex(8),
+        "p": rows,
+        "d": delta.dropped,
+        "ts": step,
+        "tl": first,
+        "th": first + width - 1,
+    }
 
 
 def _fold(deltas: list[Digest], refused: set[tuple[str, str]]) -> list[Digest]:
@@ -404,7 +426,7 @@ def _fold(deltas: list[Digest], refused: set[tuple[str, str]]) -> list[Digest]:
     folded = []
     for delta in deltas:
         problems = [
-            replace(problem, alert=other_row(problem.alert))
+            replace(problem, alert=other_row(problem.alert), last_message="")
             for problem in delta.problems
             if (delta.group, row_key(problem.alert)) in refused
         ]
@@ -418,8 +440,17 @@ def _digest(entry: dict[str, Any], quota: Quota, now: float) -> Digest:
     rows = entry["rows"] or []
     problems = sorted(
         (
-            Problem(sample_alert(s), int(n), int(t), float(f), float(la), is_new=new == 1)
-            for s, n, t, f, la, new in rows
+            Problem(
+                sample_alert(s),
+                int(n),
+                int(t),
+                float(f),
+                float(la),
+                new == 1,
+                tuple(int(count) for count in line or ()),
+                later,
+            )
+            for s, n, t, f, la, new, line, later in rows
         ),
         key=severity_order,
     )
@@ -442,4 +473,6 @@ def _digest(entry: dict[str, Any], quota: Quota, now: float) -> Digest:
         dropped=dropped,
         notices=notices,
         thread_subject=entry["subject"] or None,
+        timeline_start=float(entry["tl"]) * float(entry["ts"]),
+        timeline_step=float(entry["ts"]),
     )

@@ -15,12 +15,13 @@ local op, owner, args = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local HOUR, DAY = 3600, 86400
-local CRIT, FOLDABLE, OTHER, REPLACE = 1, 2, 4, 8
+local CRIT, FOLDABLE, OTHER, REPLACE, SAME = 1, 2, 4, 8, 16
 
 local function has(flags, bit) return math.floor(flags / bit) % 2 == 1 end
 local function wkey(g) return K .. ':w:' .. g end
 local function ckey(g) return K .. ':c:' .. g end
 local function skey(g) return K .. ':s:' .. g end
+local function mkey(g) return K .. ':lm:' .. g end  -- a later occurrence's message per problem
 local function num(w, field) return tonumber(redis.call('HGET', w, field)) end
 
 local function set_critical(w, at)
@@ -36,7 +37,7 @@ local function closable(w, win)
 end
 
 local function close(g)
-  redis.call('DEL', wkey(g), ckey(g), skey(g))
+  redis.call('DEL', wkey(g), ckey(g), skey(g), mkey(g))
   redis.call('SREM', K .. ':groups', g)
 end
 
@@ -53,8 +54,77 @@ local function open(g, id, win)
   redis.call('SADD', K .. ':groups', g)
 end
 
+-- Timelines (smtp_alerts/_store/timeline.py): a row's field b maps interval index
+-- (floor(t / step), as a string) to occurrences, at its incident's step (field ts
+-- of the window, its intervals tl..th). Steps follow one ladder, each a multiple of
+-- the one before, so coarsening re-keys exactly; an incident spans <= MAXB intervals.
+local LADDER, MAXB = {60, 300, 900, 1800, 3600, 10800, 21600, 43200, 86400}, 60
+
+local function coarser(step)
+  for _, s in ipairs(LADDER) do if s > step then return s end end
+  return step * 2
+end
+
+local function rekey(b, old, new)
+  local out = {}
+  for k, n in pairs(b) do
+    local key = tostring(math.floor(tonumber(k) * old / new))
+    out[key] = (out[key] or 0) + n
+  end
+  return out
+end
+
+-- Widen group g's intervals to first..last (at step), coarser if they would be too
+-- many: every row re-keyed then (rare: a few times in an incident's life). Returns
+-- the incident's step and intervals.
+local function widen(g, first, last, step)
+  local w = wkey(g)
+  local h = redis.call('HMGET', w, 'ts', 'tl', 'th')
+  local old, low, high = tonumber(h[1]) or LADDER[1], tonumber(h[2]), tonumber(h[3])
+  local new = math.max(old, step)
+  local wl, wh = math.floor(first * step / new), math.floor(last * step / new)
+  if low ~= nil then
+    wl, wh = math.min(wl, math.floor(low * old / new)), math.max(wh, math.floor(high * old / new))
+  end
+  local fitted = new
+  while math.floor(wh * new / fitted) - math.floor(wl * new / fitted) >= MAXB do
+    fitted = coarser(fitted)
+  end
+  wl, wh = math.floor(wl * new / fitted), math.floor(wh * new / fitted)
+  if fitted ~= old then
+    local counts = redis.call('HGETALL', ckey(g))
+    for i = 1, #counts, 2 do
+      local r = cjson.decode(counts[i + 1])
+      if r.b then
+        r.b = rekey(r.b, old, fitted)
+        redis.call('HSET', ckey(g), counts[i], cjson.encode(r))
+      end
+    end
+  end
+  redis.call('HSET', w, 'ts', fitted, 'tl', wl, 'th', wh)
+  return fitted, wl, wh
+end
+
+-- A pushed row's counts per interval (a dense list from interval tl at step ts)
+-- added to the row's map at the incident's step.
+local function tally(b, counts, tl, ts, step)
+  for i, n in ipairs(counts or {}) do
+    if n > 0 then
+      local key = tostring(math.floor((tl + i - 1) * ts / step))
+      b[key] = (b[key] or 0) + n
+    end
+  end
+end
+
+-- A later occurrence's message, kept when it differs from the first sample's.
+local function later(g, fp, r, message)
+  if message ~= '' and redis.sha1hex(message) ~= r.s then
+    redis.call('HSET', mkey(g), fp, message)
+  end
+end
+
 -- Add n occurrences to an existing row: whether it is unshown, or nil when there is none.
-local function add_counts(g, fp, n, first, last, total, unshow_seq)
+local function add_counts(g, fp, n, first, last, total, unshow_seq, tm)
   local raw = redis.call('HGET', ckey(g), fp)
   if not raw then return nil end
   local r, w = cjson.decode(raw), wkey(g)
@@ -65,27 +135,42 @@ local function add_counts(g, fp, n, first, last, total, unshow_seq)
   end
   r.n, r.t = r.n + n, r.t + total
   r.f, r.l = math.min(r.f, first), math.max(r.l, last)
+  if tm ~= nil then
+    r.b = r.b or {}
+    tally(r.b, tm.counts, tm.tl, tm.ts, tm.step)
+    later(g, fp, r, tm.message)
+  end
   redis.call('HSET', ckey(g), fp, cjson.encode(r))
   return r.sh == 0
 end
 
-local function insert(g, fp, sample, n, first, last, other)
+local function insert(g, fp, sample, n, first, last, other, tm)
   local w = wkey(g)
-  redis.call('HSET', ckey(g), fp, cjson.encode({n = n, t = n, f = first, l = last, sh = 0}))
+  local r = {n = n, t = n, f = first, l = last, sh = 0, b = {}}
+  if tm ~= nil then
+    tally(r.b, tm.counts, tm.tl, tm.ts, tm.step)
+    local own = tm.same and tm.message or cjson.decode(sample).message or ''
+    r.s = redis.sha1hex(own)
+    later(g, fp, r, tm.message)
+  end
+  redis.call('HSET', ckey(g), fp, cjson.encode(r))
   redis.call('HSET', skey(g), fp, sample)
   redis.call('HINCRBY', w, 'npend', 1)
   redis.call('HINCRBY', w, 'nnews', 1)
   if not other then redis.call('HINCRBY', w, 'kept', 1) end
 end
 
--- One pushed row: {fp, sample, count, first, last, flags}. Returns false when the
--- incident is full and the row must be folded into its other-problems row.
-local function push_row(g, row, cap)
+-- One pushed row: {fp, sample, count, first, last, flags, counts per interval,
+-- message}. Returns false when the incident is full and the row must be folded
+-- into its other-problems row.
+local function push_row(g, row, cap, frame)
   local fp, sample, n, first, last, flags = row[1], row[2], row[3], row[4], row[5], row[6]
-  local unshown = add_counts(g, fp, n, first, last, n, nil)
+  local tm = {counts = row[7], message = row[8] or '', same = has(flags, SAME),
+    tl = frame.tl, ts = frame.ts, step = frame.step}
+  local unshown = add_counts(g, fp, n, first, last, n, nil, tm)
   if unshown == nil then
     if has(flags, FOLDABLE) and (num(wkey(g), 'kept') or 0) >= cap then return false end
-    insert(g, fp, sample, n, first, last, has(flags, OTHER))
+    insert(g, fp, sample, n, first, last, has(flags, OTHER), tm)
     unshown = true
   elseif has(flags, REPLACE) then
     redis.call('HSET', skey(g), fp, sample)  -- an engine's other row: its latest word wins
@@ -98,8 +183,10 @@ local function push(deltas, win, cap)
   local refused = {}
   for _, d in ipairs(deltas) do
     open(d.g, d.id, win)
+    local frame = {tl = d.tl, ts = d.ts, step = LADDER[1]}
+    if d.ts > 0 and d.th >= d.tl then frame.step = widen(d.g, d.tl, d.th, d.ts) end
     for _, row in ipairs(d.p) do
-      if not push_row(d.g, row, cap) then table.insert(refused, {d.g, row[1]}) end
+      if not push_row(d.g, row, cap, frame) then table.insert(refused, {d.g, row[1]}) end
     end
     if d.d > 0 then redis.call('HINCRBY', wkey(d.g), 'dropped', d.d) end
   end
@@ -182,17 +269,30 @@ local function reopens_at(q)
 end
 
 -- Form group g's digest from the store's counts and lease it to the claimer.
-local function form(g, grant, flush, lease, nid)
+-- Its timelines run from the incident's first interval up to the claimer's time
+-- tnow (its clock, as the occurrences' times are the hosts'; never back).
+local function form(g, grant, flush, lease, nid, tnow)
   local w, rows, flight = wkey(g), {}, {}
-  local h = redis.call('HMGET', w, 'id', 'seq', 'crit', 'dropped', 'subject')
+  local h = redis.call('HMGET', w, 'id', 'seq', 'crit', 'dropped', 'subject', 'ts', 'tl', 'th')
   local seq = tonumber(h[2]) + 1
+  local step, last = tonumber(h[6]) or LADDER[1], tonumber(h[8])
+  local at = math.floor(tnow / step)
+  local low, high
+  if h[7] == false then
+    step, low, high = widen(g, at, at, step)
+  else
+    step, low, high = widen(g, last, math.max(last, at), step)
+  end
   local counts = redis.call('HGETALL', ckey(g))
   for i = 1, #counts, 2 do
     local fp, r = counts[i], cjson.decode(counts[i + 1])
     if r.n > 0 then
       local sample = redis.call('HGET', skey(g), fp)
       local new = r.sh == 0 and 1 or 0
-      table.insert(rows, {sample, r.n, r.t, r.f, r.l, new})
+      local line = {}
+      for k = low, high do table.insert(line, (r.b or {})[tostring(k)] or 0) end
+      table.insert(rows, {sample, r.n, r.t, r.f, r.l, new, line,
+        redis.call('HGET', mkey(g), fp) or ''})
       local other = string.sub(fp, 1, 17) == '["other-problems"' and 1 or 0
       table.insert(flight, {fp, sample, r.n, r.f, r.l, new, other})
       if r.sh == 0 then r.sh = seq end
@@ -208,7 +308,8 @@ local function form(g, grant, flush, lease, nid)
     rows = flight, dropped = dropped}))
   redis.call('ZADD', K .. ':leases', now + lease, token)
   return {token = token, g = g, id = h[1], seq = seq, crit = h[3] ~= false,
-    dropped = dropped, subject = h[5] or false, flush = flush, rows = rows, grant = grant}
+    dropped = dropped, subject = h[5] or false, flush = flush, rows = rows, grant = grant,
+    ts = step, tl = low}
 end
 
 local function claim(a, win)
@@ -222,7 +323,7 @@ local function claim(a, win)
   for _, item in ipairs(due) do
     local grant = take_send(a.q)
     if grant == nil then held = reopens_at(a.q) break end
-    table.insert(claimed, form(item[1], grant, item[2] > now, a.lease, a.nid))
+    table.insert(claimed, form(item[1], grant, item[2] > now, a.lease, a.nid, a.tnow))
   end
   return claimed, held
 end

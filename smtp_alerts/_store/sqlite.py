@@ -11,10 +11,13 @@ Tables::
     store_windows   one row per group with an open incident: its id, when it
                     opened, digests sent (the fencing sequence), the last one's
                     time, the earliest pending new critical, dropped records
-                    waiting, and the first digest's subject (the thread root)
+                    waiting, the first digest's subject (the thread root),
+                    and its timeline's step and interval indexes (see
+                    :mod:`.timeline`)
     store_problems  one row per (group, fingerprint): the sample, pending and
                     total counts, first and last seen, the digest that first
-                    showed it
+                    showed it, occurrences per interval (JSON, at most
+                    ``MAX_BUCKETS``) and a later occurrence's message
     store_sends     when each email of the store was formed (the shared quotas)
     store_members   the engines using the store, and whether each is leaving
 """
@@ -25,7 +28,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -35,13 +38,17 @@ from smtp_alerts._delivery.spool.liveness import hold, lock_says_alive
 from smtp_alerts._util.clock import Clock
 from smtp_alerts.models import Alert, Digest, Problem
 
+from . import timeline
 from .base import Claimed, Quota, Renderer
 from .others import NEVER_FOLDED, OTHER_TAG, PROBLEMS_PER_INCIDENT, is_other, other_row
+from .timeline import Buckets
 from .windows import REASON_FLUSH, Windows, reason, severity_order
 
 __all__ = ["SqliteStore", "row_key", "sample_alert", "sample_json"]
 
 log = logging.getLogger("smtp_alerts.store")
+
+Counts = tuple[int, ...]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_windows (
@@ -52,7 +59,10 @@ CREATE TABLE IF NOT EXISTS store_windows (
     last_notified  REAL,
     critical_at    REAL,
     dropped        INTEGER NOT NULL DEFAULT 0,
-    thread_subject TEXT
+    thread_subject TEXT,
+    t_step         INTEGER NOT NULL DEFAULT 60,
+    t_low          INTEGER,
+    t_high         INTEGER
 );
 CREATE TABLE IF NOT EXISTS store_problems (
     grp         TEXT NOT NULL,
@@ -63,6 +73,10 @@ CREATE TABLE IF NOT EXISTS store_problems (
     first_seen  REAL NOT NULL,
     last_seen   REAL NOT NULL,
     shown_in    INTEGER NOT NULL DEFAULT 0,
+    timeline    TEXT NOT NULL DEFAULT '{}',
+    last_message TEXT NOT NULL DEFAULT '',
+    t_index     INTEGER,
+    t_count     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (grp, fp)
 );
 CREATE TABLE IF NOT EXISTS store_sends (at REAL NOT NULL);
@@ -75,6 +89,17 @@ CREATE TABLE IF NOT EXISTS store_members (
 
 _HOUR, _DAY = 3600.0, 86400.0
 
+_ADDED_COLUMNS = (
+    ("store_windows", "t_step", "INTEGER NOT NULL DEFAULT 60"),
+    ("store_windows", "t_low", "INTEGER"),
+    ("store_windows", "t_high", "INTEGER"),
+    ("store_problems", "timeline", "TEXT NOT NULL DEFAULT '{}'"),
+    ("store_problems", "last_message", "TEXT NOT NULL DEFAULT ''"),
+    ("store_problems", "t_index", "INTEGER"),
+    ("store_problems", "t_count", "INTEGER NOT NULL DEFAULT 0"),
+)
+"""Columns a store made by an earlier release lacks: added when it is opened."""
+
 _OTHER_KEYS = json.dumps([OTHER_TAG])[:-1] + ","
 """How the row key of every other-problems row (its fingerprint's JSON) begins."""
 
@@ -84,18 +109,96 @@ _EXISTING = "SELECT json_group_array(fp) FROM store_problems WHERE grp = ?"
 # and a thread that gives it up a thousand times in a push waits behind a
 # logging thread for up to a switch interval (5 ms) each time: a first push of
 # a thousand problems took seconds, and the intake overflowed meanwhile.
-# A row is [fp, sample, count, first seen, last seen]; its sample is '' when the
-# store has the row (kept: an other-problems row from an engine replaces it).
+# A row is [fp, sample, count, first seen, last seen, index, n] or, rarely,
+# [fp, sample, count, first seen, last seen, null, 0, message, counts]; its
+# sample is '' when the store has the row (kept: an other-problems row from an
+# engine replaces it); its message a later occurrence's. Its counts per interval
+# are {index: count} at the incident's step, added to the row's (a JSON map);
+# nearly every push brings one interval's count, the latest, so that one comes
+# as (index, n) and the row keeps its latest interval in two columns: a push
+# within it adds two integers, and only one that moves on writes the interval
+# before into the map.
 _UPSERT = (
     "INSERT INTO store_problems (grp, fp, sample, pending, total, first_seen, last_seen,"
-    " shown_in) SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-    " json_extract(value, '$[2]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'),"
-    " json_extract(value, '$[4]'), 0 FROM json_each(?) WHERE true"
+    " shown_in, timeline, last_message, t_index, t_count) SELECT ?,"
+    " json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " 0, COALESCE(json_extract(value, '$[8]'), '{}'), COALESCE(json_extract(value, '$[7]'), ''),"
+    " json_extract(value, '$[5]'), json_extract(value, '$[6]') FROM json_each(?) WHERE true"
     " ON CONFLICT (grp, fp) DO UPDATE SET pending = pending + excluded.pending,"
     " total = total + excluded.total, first_seen = MIN(first_seen, excluded.first_seen),"
     " last_seen = MAX(last_seen, excluded.last_seen),"
-    " sample = CASE excluded.sample WHEN '' THEN sample ELSE excluded.sample END"
+    " sample = CASE excluded.sample WHEN '' THEN sample ELSE excluded.sample END,"
+    " last_message = CASE WHEN excluded.last_message = '' THEN last_message"
+    " WHEN excluded.last_message = json_extract(sample, '$.message') THEN last_message"
+    " ELSE excluded.last_message END,"
+    " t_index = CASE WHEN excluded.t_index IS NULL THEN t_index"
+    " WHEN t_index IS NULL OR excluded.t_index > t_index THEN excluded.t_index ELSE t_index END,"
+    " t_count = CASE WHEN excluded.t_index IS NULL THEN t_count"
+    " WHEN t_index IS NULL OR excluded.t_index > t_index THEN excluded.t_count"
+    " WHEN excluded.t_index = t_index THEN t_count + excluded.t_count ELSE t_count END,"
+    " timeline = CASE WHEN excluded.t_index > t_index THEN json_set(timeline,"
+    " '$.\"' || t_index || '\"', COALESCE(json_extract(timeline, '$.\"' || t_index || '\"'), 0)"
+    " + t_count) WHEN excluded.t_index < t_index THEN json_set(timeline,"
+    " '$.\"' || excluded.t_index || '\"', COALESCE(json_extract(timeline,"
+    " '$.\"' || excluded.t_index || '\"'), 0) + excluded.t_count)"
+    " WHEN excluded.timeline = '{}' THEN timeline ELSE (SELECT"
+    " json_group_object(key, n) FROM (SELECT key, SUM(value) AS n FROM (SELECT key, value"
+    " FROM json_each(timeline) UNION ALL SELECT key, value FROM json_each(excluded.timeline))"
+    " GROUP BY key)) END"
 )
+
+# Coarsening re-keys every row of an incident (rare: a few times in its life).
+_REKEY = (
+    "UPDATE store_problems SET timeline = (SELECT json_group_object(k, n) FROM"
+    " (SELECT CAST(key AS INTEGER) * ? / ? AS k, SUM(value) AS n FROM json_each(timeline)"
+    " GROUP BY k)), t_index = t_index * ? / ? WHERE grp = ?"
+)
+
+
+_Frame = tuple[int, int | None, int]
+"""An incident's timeline: its step, and its first and last interval (None: no counts)."""
+
+
+def _frame(conn: sqlite3.Connection, group: str) -> _Frame:
+    step, low, high = conn.execute(
+        "SELECT t_step, t_low, t_high FROM store_windows WHERE grp = ?", (group,)
+    ).fetchone()
+    return int(step), low, int(high or 0)
+
+
+def _reframe(conn: sqlite3.Connection, group: str, old: _Frame, new: _Frame) -> None:
+    """Keep the incident's new frame; re-key its rows' counts when its step grew."""
+    if new[0] != old[0]:
+        conn.execute(_REKEY, (old[0], new[0], old[0], new[0], group))
+    if new != old:
+        conn.execute(
+            "UPDATE store_windows SET t_step = ?, t_low = ?, t_high = ? WHERE grp = ?",
+            (*new, group),
+        )
+
+
+def _fit(conn: sqlite3.Connection, group: str, delta: Digest) -> Callable[[Counts], Buckets]:
+    """Widen the incident's timeline to the delta's; how to re-key the delta's counts to it."""
+    step = int(delta.timeline_step)
+    width = max((len(problem.timeline) for problem in delta.problems), default=0)
+    if step < 1 or width == 0:
+        return lambda _counts: {}
+    first = timeline.index_of(delta.timeline_start, step)
+    old = _frame(conn, group)
+    new = timeline.widen(old, first, first + width - 1, step)
+    _reframe(conn, group, old, new)
+    into = new[0]
+
+    def at(counts: Counts) -> Buckets:
+        out: Buckets = {}
+        for offset, count in enumerate(counts):
+            if count:
+                key = ((first + offset) * step) // into
+                out[key] = out.get(key, 0) + count
+        return out
+
+    return at
 
 
 def row_key(alert: Alert) -> str:
@@ -109,6 +212,23 @@ def row_key(alert: Alert) -> str:
 def sample_json(alert: Alert) -> str:
     """The sample as JSON, in the spool's lossless format (new rows only)."""
     return json.dumps(alert_to_dict(alert))
+
+
+def _dense(counts: str, latest: int | None, n: int, low: int, high: int) -> Counts:
+    """A row's counts per interval, from its map and its latest interval's count."""
+    buckets = {int(k): int(c) for k, c in json.loads(counts).items()}
+    if latest is not None:
+        buckets[latest] = buckets.get(latest, 0) + n
+    return timeline.dense(buckets, low, high)
+
+
+def _payload(row: list[Any]) -> list[Any]:
+    """A row to push, its counts as (index, n) when they are one interval's (nearly always)."""
+    buckets: Buckets = row[5]
+    if len(buckets) == 1 and not row[6]:
+        ((index, count),) = buckets.items()
+        return [*row[:5], index, count]
+    return [*row[:5], None, 0, row[6], buckets]
 
 
 def sample_alert(sample: str) -> Alert:
@@ -138,6 +258,10 @@ class SqliteStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:
+                names = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in names:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             conn.execute("INSERT OR REPLACE INTO store_members VALUES (?, 0)", (spool.owner,))
         hold(spool.directory, spool.owner)
 
@@ -158,7 +282,7 @@ class SqliteStore:
                 group = delta.group
                 opened = min((p.first_seen for p in delta.problems), default=now)
                 self._open(conn, group, opened, now)
-                self._add(conn, group, delta.problems)
+                self._add(conn, group, delta)
                 if delta.dropped:
                     conn.execute(
                         "UPDATE store_windows SET dropped = dropped + ? WHERE grp = ?",
@@ -181,7 +305,7 @@ class SqliteStore:
             (group, secrets.token_hex(8), min(opened, now)),
         )
 
-    def _add(self, conn: sqlite3.Connection, group: str, problems: Sequence[Problem]) -> None:
+    def _add(self, conn: sqlite3.Connection, group: str, delta: Digest) -> None:
         """Add the problems' counts to their rows in a few statements, whatever their number.
 
         A problem the store has not seen joins the incident while it keeps
@@ -191,6 +315,8 @@ class SqliteStore:
         stored sample (it says how many problems it holds); one the store
         folds here keeps its first.
         """
+        problems = delta.problems
+        at = _fit(conn, group, delta)
         (found,) = conn.execute(_EXISTING, (group,)).fetchone()
         existing = set(json.loads(found))
         kept = sum(1 for key in existing if not key.startswith(_OTHER_KEYS))
@@ -208,20 +334,27 @@ class SqliteStore:
                 else:
                     kept += 1
             row = rows.get(fp)
+            later = problem.last_message if alert is problem.alert else ""
             if row is None:
                 fresh = fp not in existing
                 sample = sample_json(alert) if fresh or replaces else ""
+                if fresh and later == alert.message:
+                    later = ""
+                counts = at(problem.timeline)
                 rows[fp] = [fp, sample, problem.count, problem.first_seen, problem.last_seen]
+                rows[fp] += [counts, later]
             else:
                 row[2] += problem.count
                 row[3] = min(row[3], problem.first_seen)
                 row[4] = max(row[4], problem.last_seen)
+                timeline.add(row[5], at(problem.timeline))
+                row[6] = later or row[6]
                 if replaces:
                     row[1] = sample_json(alert)
             if alert.level >= logging.CRITICAL or alert.source == "crash":
                 critical.append((problem.first_seen, fp))
         if rows:
-            conn.execute(_UPSERT, (group, json.dumps(list(rows.values()))))
+            conn.execute(_UPSERT, (group, json.dumps([_payload(row) for row in rows.values()])))
         for first_seen, fp in critical:  # rare: one statement each
             conn.execute(
                 "UPDATE store_windows SET critical_at = MIN(COALESCE(critical_at, ?), ?)"
@@ -356,14 +489,17 @@ class SqliteStore:
             (group,),
         ).fetchone()
         rows = conn.execute(
-            "SELECT sample, pending, total, first_seen, last_seen, shown_in"
-            " FROM store_problems WHERE grp = ? AND pending > 0",
+            "SELECT sample, pending, total, first_seen, last_seen, shown_in, timeline,"
+            " t_index, t_count, last_message FROM store_problems WHERE grp = ? AND pending > 0",
             (group,),
         ).fetchall()
+        old = _frame(conn, group)
+        step, low, high = timeline.until(old, now)  # up to the digest's time
+        _reframe(conn, group, old, (step, low, high))
         problems = sorted(
             (
-                Problem(sample_alert(s), n, t, f, la, is_new=shown == 0)
-                for s, n, t, f, la, shown in rows
+                Problem(sample_alert(s), n, t, f, la, shown == 0, _dense(b, i, c, low, high), later)
+                for s, n, t, f, la, shown, b, i, c, later in rows
             ),
             key=severity_order,
         )
@@ -390,6 +526,8 @@ class SqliteStore:
             reason=REASON_FLUSH if flush else why,
             dropped=int(dropped),
             thread_subject=subject,
+            timeline_start=float(low * step),
+            timeline_step=float(step),
         )
 
     @staticmethod

@@ -176,6 +176,30 @@ class TestDigest:
         del data["problems"][0]["alert"]["context"]
         assert digest_from_dict(data).problems[0].alert.context == ()
 
+    def test_timeline_and_second_sample_round_trip_and_old_rows_read(self) -> None:
+        """A problem's timeline and later message, and the digest's start and step, survive;
+        a row written before timelines existed reads as "no timeline"."""
+        digest = make_digest(timeline_start=NOW - 3600.0, timeline_step=300.0)
+        problem = dataclasses.replace(
+            digest.problems[0], timeline=(0, 3, 0, 4), last_message="Failed to load cart 99"
+        )
+        digest = dataclasses.replace(digest, problems=(problem,))
+        data = through_json(digest_to_dict(digest))
+        assert digest_from_dict(data) == digest
+        for key in ("timeline_start", "timeline_step"):
+            del data[key]
+        for key in ("timeline", "last_message"):
+            del data["problems"][0][key]
+        old = digest_from_dict(data)
+        assert (old.timeline_start, old.timeline_step) == (0.0, 0.0)
+        assert (old.problems[0].timeline, old.problems[0].last_message) == ((), "")
+
+    def test_damaged_timeline_raises_value_error(self) -> None:
+        data = through_json(digest_to_dict(make_digest()))
+        data["problems"][0]["timeline"] = ["many"]
+        with pytest.raises(ValueError, match="serialised digest"):
+            digest_from_dict(data)
+
     def test_empty_digest(self) -> None:
         """A digest without problems, notices or thread subject round-trips."""
         digest = Digest(group="g", incident_id="i", sequence=1, problems=(), created=0.0)
