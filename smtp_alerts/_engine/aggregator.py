@@ -507,13 +507,15 @@ class Aggregator:
             self._samples += 1
         return row
 
-    def count(self, fingerprint: Fingerprint, created: float, n: int = 1) -> bool:
+    def count(self, fingerprint: Fingerprint, created: float, n: int = 1, text: str = "") -> bool:
         """Count ``n`` more occurrences of a captured fingerprint, the last at ``created``.
 
         Args:
             fingerprint: the problem's identity.
             created: when the latest of these occurrences happened.
             n: how many occurrences.
+            text: one of these occurrences' message, when the intake kept one:
+                the problem's later sample.
 
         Returns:
             False, counting nothing, when no sample is known for the fingerprint
@@ -534,6 +536,8 @@ class Aggregator:
                 return False  # the row was evicted: its problems are re-captured
         elif entry.alert is None:
             return False
+        elif text:
+            entry.untold = entry.later = text
         self._occur(entry, created, n, entry.alert.level, entry.alert.source)
         return True
 

@@ -167,7 +167,11 @@ class Drain:
         count_into = self.aggregator.count
         for known, last in last_seen.items():
             repeated = occurrences[known]
-            if not count_into(known.canonical, last, repeated):
+            text = known.text
+            if text:
+                known.text = ""
+            known.wants_text = True  # the next repeat gives the next later sample
+            if not count_into(known.canonical, last, repeated, text):
                 lost += repeated  # its sample was evicted: shown as dropped, not lost
         return lost
 

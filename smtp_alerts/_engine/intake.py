@@ -55,6 +55,7 @@ from .capture import (
     capture_record,
     clip_traceback,
     exception_type_name,
+    format_message,
     innermost_frame,
     key_fingerprint,
     mask_variable_parts,
@@ -107,12 +108,17 @@ class Known:
     are captured again, and no other problem is forgotten with it.
     """
 
-    __slots__ = ("canonical", "fingerprint")
+    __slots__ = ("canonical", "fingerprint", "text", "wants_text")
 
     def __init__(self, fingerprint: Fingerprint) -> None:
         self.fingerprint: Fingerprint | None = fingerprint
         #: The same fingerprint, never cleared: what a queued repeat counts for.
         self.canonical = fingerprint
+        #: A later occurrence's text, the email's second sample: the first
+        #: repeat after the engine took the last one gives it (so a repeat is
+        #: formatted at most once per drain, not once per record).
+        self.wants_text = True
+        self.text = ""
 
 
 _IGNORED_RECORD = Known(_IGNORED)
@@ -121,6 +127,9 @@ _IGNORED_RECORD = Known(_IGNORED)
 #: fingerprints), and of call sites with shapes, before the oldest quarter is
 #: forgotten; repeats of a forgotten problem are captured again, never lost.
 KNOWN_LIMIT = 30_000
+
+#: Longest later sample kept from a repeat (the email shows 2,000 characters).
+SAMPLE_TEXT_MAX_CHARS = 2_000
 
 #: Shapes of pre-formatted text remembered per call site; a site that logs
 #: more shapes than this has the rest masked each time (still one problem per shape).
@@ -222,6 +231,8 @@ class Intake:
             if site in self._sites:
                 shaped = self._shaped(site, msg)
                 if shaped is not None:
+                    if shaped.wants_text:
+                        _give_text(shaped, msg)
                     return self._put_repeat(shaped, record.created)
             raw_key: Hashable = (*site, msg)  # what record_key(record) is for such a record
             site_key: Hashable = site
@@ -234,6 +245,8 @@ class Intake:
             if fingerprint is not None:
                 if fingerprint is _IGNORED:
                     return False
+                if known.wants_text:
+                    _give_text(known, record)
                 return self._put_repeat(known, record.created)
         if site_key is None and msg.__class__ is str and not record.args:
             # An exception, a group or a key of its own, with text formatted
@@ -241,6 +254,8 @@ class Intake:
             site_key = record_site(raw_key)
             shaped = self._shaped(site_key, msg)
             if shaped is not None:
+                if shaped.wants_text:
+                    _give_text(shaped, msg)
                 return self._put_repeat(shaped, record.created)
         return self._submit_new_record(record, raw_key, site_key)
 
@@ -308,6 +323,8 @@ class Intake:
         now = self._clock()
         known = self._known.get(fingerprint)
         if known is not None and known.fingerprint is not None:
+            if known.wants_text:
+                _give_text(known, message)
             return self._put_repeat(known, now)
         shown = None if details is None else printable(details)
         if failure is not None:
@@ -350,6 +367,8 @@ class Intake:
                     self._remember_shape(site, msg, fingerprint[4], known)
                 elif not inferred:
                     self._known[raw_key] = known
+                if known.wants_text:
+                    _give_text(known, record)
                 return self._put_repeat(known, record.created)
             full = self._full_groups
             if full is None or (full and record_group(record) in full):
@@ -576,6 +595,15 @@ def _direct_identity(
             fingerprint += ("group", group_name)
     error = snapshot(type(exc), exc, exc.__traceback__) if exc is not None else None
     return fingerprint, alert_level, error, group_name
+
+
+def _give_text(known: Known, source: logging.LogRecord | object) -> None:
+    """Keep a repeat's text as ``known``'s later sample (a record's formatted message)."""
+    known.wants_text = False
+    if isinstance(source, logging.LogRecord):
+        known.text = format_message(source, SAMPLE_TEXT_MAX_CHARS)
+    else:
+        known.text = printable(source, SAMPLE_TEXT_MAX_CHARS)
 
 
 def _quoted(message: str) -> str:

@@ -171,6 +171,27 @@ class TestCounting:
         assert engine.stats().accepted == total == 4 * 200 * 5 * 3
         engine.close()
 
+    @pytest.mark.parametrize("preformatted", [False, True], ids=["template", "f-string"])
+    def test_a_row_has_a_later_sample_from_its_repeats(
+        self, logger: logging.Logger, preformatted: bool
+    ) -> None:
+        """Repeats give the row a second sample: the email shows order 0 and a later order."""
+        transport = MemoryTransport()
+        engine = Engine(make_settings(), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        for order in range(1_000):
+            if preformatted:
+                logger.error(f"payment timed out for order {order}")  # noqa: G004 - the case
+            else:
+                logger.error("payment timed out for order %s", order)
+        assert engine.flush(timeout=10)
+        ((problem,),) = (digest.problems for digest in digests(transport))
+        assert problem.count == 1_000
+        assert problem.alert.message == "payment timed out for order 0"
+        assert problem.last_message.startswith("payment timed out for order ")
+        assert problem.last_message != problem.alert.message
+        engine.close()
+
     def test_fstring_messages_group_by_inferred_template(self, logger: logging.Logger) -> None:
         """Pre-formatted messages that differ only in numbers are one problem."""
         transport = MemoryTransport()
