@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -170,7 +171,10 @@ class TestDemoEmails:
         """The 2,000 timeouts of 2,000 orders do not read as order 0's."""
         text = demo[0].text
         assert "1. [ERROR] payment gateway timed out for order \u2039\u2026\u203a  [new]" in text
-        assert "   example     | payment gateway timed out for order 0" in text
+        assert "   first       | payment gateway timed out for order 0" in text
+        # And a later occurrence beside it, another order's.
+        later = r"   later       \| payment gateway timed out for order [1-9]\d*\r\n"
+        assert re.search(later, text)
 
 
 class TestHardDigest:

@@ -151,7 +151,7 @@ def _samples(problem: Problem, caps: Caps, *, templated: bool) -> tuple[tuple[st
         return (("example" if templated else "message", clip_head(first, caps.sample_chars)),)
     return (
         ("first", clip_head(first, caps.sample_chars)),
-        ("latest", clip_head(later, caps.sample_chars)),
+        ("later", clip_head(later, caps.sample_chars)),
     )
 
 

@@ -68,12 +68,14 @@ def make_strip(problem: Problem, digest: Digest, length: int) -> Strip | None:
     """The strip of ``problem``, ``length`` intervals long (:func:`timeline_length`).
 
     Returns:
-        None when the digest has no timeline or the problem none.
+        None when the digest has no timeline or the problem none, or when the
+        incident so far fits in one interval: one bar shows no change over
+        time, and the row's count and time say all it would.
     """
     step = digest.timeline_step
     if not (step > 0 and math.isfinite(step) and math.isfinite(digest.timeline_start)):
         return None
-    if not problem.timeline:
+    if not problem.timeline or max(length, len(problem.timeline)) < 2:
         return None
     length = max(length, len(problem.timeline))
     counts = [max(0, int(count)) for count in problem.timeline]

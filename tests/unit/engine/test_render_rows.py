@@ -85,7 +85,7 @@ class TestTemplateTitle:
             == f"1. [ERROR] payment gateway timed out for order {MARK}  [new]"
         )
         assert "   first       | payment gateway timed out for order 0\n" in text
-        assert "   latest      | payment gateway timed out for order 2499\n" in text
+        assert "   later       | payment gateway timed out for order 2499\n" in text
         page = html_of(out)
         assert re.search(
             r"payment gateway timed out for order <span title=\"varies\"[^>]*>&hellip;</span>", page

@@ -94,6 +94,12 @@ class TestHtmlStrip:
         assert "timeline" not in text_of(out)
         assert "Timeline" not in html_of(out)
 
+    def test_an_incident_within_one_interval_shows_no_strip(self) -> None:
+        """One bar shows no change over time: the row's count and time say it all."""
+        assert strips_of(with_timeline((2_000,), (5,))) == []
+        assert "Timeline" not in html_of(render(with_timeline((2_000,)), CONTEXT))
+        assert strips_of(with_timeline((2_000,), (0, 5))) != []  # two intervals: a strip
+
     def test_bad_counts_and_times_degrade_safely(self) -> None:
         """Negative counts are empty bars; a non-finite start or step shows no strip."""
         assert strips_of(with_timeline((-5, 2))) == [[0, 24]]
