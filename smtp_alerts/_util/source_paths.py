@@ -6,8 +6,12 @@ in two virtualenvs (``/srv/a/venv/.../site-packages/shop/api.py`` and
 ``/srv/b/venv/.../site-packages/shop/api.py``), or two checkouts of a project,
 differ only in the directory they are imported from. :func:`portable_path`
 strips the longest :data:`sys.path` entry the file lies under, so both are
-``shop/api.py``. A path under no entry (a script run by its full path from
-elsewhere, ``<stdin>``, generated code) is kept as it is.
+``shop/api.py``. A module of a package imported through an import hook
+rather than a :data:`sys.path` entry (an editable install: pip's finder maps
+``shop`` to the checkout) is made relative to the directory above its
+package's top, found by its ``__init__.py`` files, so it is ``shop/api.py``
+too. A path under no entry and in no package (a script run by its full path
+from elsewhere, ``<stdin>``, generated code) is kept as it is.
 """
 
 from __future__ import annotations
@@ -68,4 +72,17 @@ def _strip_root(path: str, roots: tuple[str, ...]) -> str:
         prefix = root if root.endswith(os.sep) else root + os.sep
         if path.startswith(prefix):
             return path[len(prefix) :]
-    return path
+    return _from_package_top(path)
+
+
+def _from_package_top(path: str) -> str:
+    """``path`` relative to the directory that holds its top package; as it is in none.
+
+    A few ``stat`` calls, once per file (:func:`portable_path` caches).
+    """
+    top = directory = os.path.dirname(path)  # noqa: PTH120 - strings, as above
+    while os.path.isfile(os.path.join(directory, "__init__.py")):  # noqa: PTH113, PTH118
+        top = directory = os.path.dirname(directory)  # noqa: PTH120
+    if top == os.path.dirname(path):  # noqa: PTH120 - not in a package
+        return path
+    return os.path.relpath(path, top)

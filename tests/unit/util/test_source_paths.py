@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,16 @@ def test_an_answer_stays_for_the_life_of_the_process(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(sys, "path", [*sys.path, "/late/root"])
     assert portable_path(path) == path
     assert portable_path("/late/root/pkgz/other.py") == "pkgz/other.py"
+
+
+def test_a_package_under_no_path_entry_is_relative_to_its_top(tmp_path: Path) -> None:
+    """An editable install imports through a hook, not sys.path: the package still names it."""
+    module = tmp_path / "checkout" / "shopw" / "api" / "views.py"
+    module.parent.mkdir(parents=True)
+    for package in (module.parent, module.parent.parent):
+        (package / "__init__.py").write_text("", encoding="utf-8")
+    module.write_text("", encoding="utf-8")
+    script = tmp_path / "checkout" / "tool.py"
+    script.write_text("", encoding="utf-8")
+    assert portable_path(str(module)) == str(Path("shopw", "api", "views.py"))
+    assert portable_path(str(script)) == str(script)  # in no package: kept as it is
