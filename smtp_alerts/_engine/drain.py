@@ -16,7 +16,6 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from itertools import islice
-from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from .._delivery.spool.store import Spool
@@ -155,23 +154,20 @@ class Drain:
         """Count ``count`` queued repeats into the aggregator; returns how many were lost.
 
         A flood of repeats is the engine's steadiest work, so it is counted
-        in C: the queue is emptied through ``popleft`` by ``islice``, the last
-        time per problem kept by ``dict`` (later items win) and the
+        in C: the queue is emptied through ``popleft`` by ``islice`` and the
         occurrences counted by ``Counter``, keyed by the problem's cell (an
         identity hash: a fingerprint tuple's hash is computed anew each time).
+        Each cell says when its latest repeat happened.
         """
-        batch = list(islice(iter(queue.popleft, None), count))
-        last_seen = dict(batch)
-        occurrences = Counter(map(itemgetter(0), batch))
+        occurrences = Counter(islice(iter(queue.popleft, None), count))
         lost = 0
         count_into = self.aggregator.count
-        for known, last in last_seen.items():
-            repeated = occurrences[known]
+        for known, repeated in occurrences.items():
             text = known.text
             if text:
                 known.text = ""
             known.wants_text = True  # the next repeat gives the next later sample
-            if not count_into(known.canonical, last, repeated, text):
+            if not count_into(known.canonical, known.last, repeated, text):
                 lost += repeated  # its sample was evicted: shown as dropped, not lost
         return lost
 

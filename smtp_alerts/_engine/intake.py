@@ -108,12 +108,14 @@ class Known:
     are captured again, and no other problem is forgotten with it.
     """
 
-    __slots__ = ("canonical", "fingerprint", "text", "wants_text")
+    __slots__ = ("canonical", "fingerprint", "last", "text", "wants_text")
 
     def __init__(self, fingerprint: Fingerprint) -> None:
         self.fingerprint: Fingerprint | None = fingerprint
         #: The same fingerprint, never cleared: what a queued repeat counts for.
         self.canonical = fingerprint
+        #: When the latest queued repeat happened (set before it is queued).
+        self.last = 0.0
         #: A later occurrence's text, the email's second sample: the first
         #: repeat after the engine took the last one gives it (so a repeat is
         #: formatted at most once per drain, not once per record).
@@ -135,8 +137,10 @@ SAMPLE_TEXT_MAX_CHARS = 2_000
 #: more shapes than this has the rest masked each time (still one problem per shape).
 SHAPES_PER_SITE = 8
 
-Repeat = tuple["Known", float]
-"""A queued repeat of a known problem: the problem and when it happened."""
+Repeat = Known
+"""A queued repeat of a known problem: the problem's cell itself (its :attr:`Known.last`
+says when the latest happened). No object is made per repeat: a tuple per
+record made the garbage collector run a third more often and walk the queue."""
 
 Queued = Light | Alert | PendingAlert
 """What the intake queues for a new problem: its capture (light, plain or pending)."""
@@ -411,7 +415,8 @@ class Intake:
             if queued >= self._capacity:
                 return self._drop()
             self._starting_up()
-        queue.append((known, created))
+        known.last = created
+        queue.append(known)
         # Append first, then look at the flag: an idle loop lowers the flag and
         # then looks at the queue again (see _take_queued), so either it sees
         # this item or we see the flag down and wake it. A busy loop polls on
