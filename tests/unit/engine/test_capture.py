@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from smtp_alerts import Engine, Settings
 from smtp_alerts._engine import capture as capture_module
 from smtp_alerts._engine.capture import (
     CONTEXT_MAX_ITEMS,
@@ -26,6 +27,7 @@ from smtp_alerts._engine.capture import (
 )
 from smtp_alerts._util.source_paths import portable_path
 from smtp_alerts.models import Alert
+from smtp_alerts.transports import MemoryTransport
 
 
 def captured(record: logging.LogRecord) -> Alert:
@@ -322,25 +324,31 @@ class TestShapes:
             assert shape_matches(text, template_shape("order # failed"))
 
 
+def count_masking(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts the masking regex runs on from now on, as it runs."""
+    calls: list[str] = []
+    real = capture_module.mask_variable_parts
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return real(text)
+
+    monkeypatch.setattr(capture_module, "mask_variable_parts", counting)
+    return calls
+
+
+def memory_engine() -> tuple[Engine, MemoryTransport]:
+    """An engine that sends into memory, its first digest 10 s after the first alert."""
+    transport = MemoryTransport()
+    settings = Settings(to=["oncall@example.com"], from_="a@example.com", group_wait="10s")
+    return Engine(settings, transport=transport), transport
+
+
 class TestMaskingCost:
     def test_fstring_repeats_mask_once_per_shape(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A repeat of pre-formatted text from a known call site runs no masking regex."""
-        from smtp_alerts import Engine, Settings
-        from smtp_alerts.transports import MemoryTransport
-
-        calls: list[str] = []
-        real = capture_module.mask_variable_parts
-
-        def counting(text: str) -> str:
-            calls.append(text)
-            return real(text)
-
-        monkeypatch.setattr(capture_module, "mask_variable_parts", counting)
-        transport = MemoryTransport()
-        engine = Engine(
-            Settings(to=["oncall@example.com"], from_="a@example.com", group_wait="10s"),
-            transport=transport,
-        )
+        calls = count_masking(monkeypatch)
+        engine, transport = memory_engine()
         log = logging.getLogger("tests.capture.shapes")
         for order in range(1_000):
             record = log.makeRecord(
@@ -376,22 +384,8 @@ class TestMaskingCost:
         exception: bool,
     ) -> None:
         """Two variable parts, more, or an exception with the text: still masked once."""
-        from smtp_alerts import Engine, Settings
-        from smtp_alerts.transports import MemoryTransport
-
-        calls: list[str] = []
-        real = capture_module.mask_variable_parts
-
-        def counting(text: str) -> str:
-            calls.append(text)
-            return real(text)
-
-        monkeypatch.setattr(capture_module, "mask_variable_parts", counting)
-        transport = MemoryTransport()
-        engine = Engine(
-            Settings(to=["oncall@example.com"], from_="a@example.com", group_wait="10s"),
-            transport=transport,
-        )
+        calls = count_masking(monkeypatch)
+        engine, transport = memory_engine()
         log = logging.getLogger("tests.capture.shapes2")
         try:
             raise KeyError("x")
