@@ -182,7 +182,15 @@ def test_redis_frozen_mid_incident_loses_nothing_and_says_so(
     tmp_path: Path, redis_url: str, redis_server: RedisServer
 ) -> None:
     """Redis stops answering mid-incident, then answers again: every count is sent, the
-    host says once on stderr that it sends on its own, and the emails say so."""
+    host says once on stderr that it sends on its own, and the emails say so.
+
+    How the 150 occurrences fall into emails depends on timing: a push whose
+    reply the freeze cut off was applied in Redis but counts as failed, so the
+    host sends those occurrences too (the email after the outage says
+    "duplicates possible"), and what the host counted on its own may go out in
+    two digests of its own store. Nothing may be missing, and any surplus must
+    have been announced.
+    """
     steps = tmp_path / "steps"
     steps.mkdir()
     with GmailServer() as server:
@@ -205,13 +213,15 @@ def test_redis_frozen_mid_incident_loses_nothing_and_says_so(
         found = event_counts(server)
         texts = [_plain(m.message) for m in server.messages]
     assert worker.returncode == 0, said
-    assert sorted(found) == [50, 100], found
+    assert sum(found) >= 150, found  # nothing lost
+    assert len(found) >= 2, found  # the host's own email, then Redis's window
     assert said.count("this host sends on its own") == 1, said
     assert said.count("answers again; sharing through it") == 1, said
     assert "did not answer" in said
-    assert "unreachable since" in texts[0]
-    assert "was unreachable from" in texts[1]
-    assert "duplicates possible" in texts[1]
+    assert "unreachable since" in texts[0]  # the first email, sent by the host alone
+    after = [text for text in texts if "was unreachable from" in text]
+    assert after, texts
+    assert all("duplicates possible" in text for text in after)
 
 
 def _plain(message: object) -> str:
