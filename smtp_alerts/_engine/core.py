@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import importlib
 import logging
 import math
 import threading
@@ -56,6 +57,10 @@ if TYPE_CHECKING:
     from .workers import WorkerPool
 
 __all__ = ["EngineCore", "EngineStats"]
+
+#: How often the engine's thread takes in what producers queued while its
+#: runner loads on a worker (see EngineCore._load_runner).
+_LOADING_DRAIN_INTERVAL = 0.02
 
 log = logging.getLogger("smtp_alerts.engine")
 
@@ -458,7 +463,7 @@ class EngineCore(Intake):
             # First what the intake took goes to the store, then the rest loads.
             drain = Drain(self)
             drain.open_store()
-            from .runner import run  # noqa: PLC0415 - loaded by the engine's thread (module docstring)
+            run = self._load_runner(drain)
         except Exception as exc:  # noqa: BLE001 - an install that cannot load its own modules
             warn(f"smtp-alerts: the engine cannot start and will send nothing: {exc!r}")
             with self._lock:
@@ -468,6 +473,28 @@ class EngineCore(Intake):
             self._fail_early_coroutines()
             return
         run(self, drain)
+
+    def _load_runner(self, drain: Drain) -> Callable[[EngineCore, Drain], None]:
+        """The runner's ``run``, its modules loaded on a worker while this thread drains.
+
+        Loading the runner (asyncio, the renderer, delivery) takes a few
+        hundred milliseconds on a slow machine; a flood that starts with the
+        engine would fill the intake meanwhile if this thread did the
+        loading. Counts taken meanwhile wait in the aggregator, and the
+        runner pushes them with its first tick.
+        """
+        pool = self._pool
+        if pool is None:  # no workers (the engine was not started by _start): load here
+            from .runner import run  # noqa: PLC0415 - loaded by the engine's thread
+
+            return run
+        loading = pool.submit(importlib.import_module, "smtp_alerts._engine.runner")
+        while not loading.done():
+            drain.take()
+            concurrent.futures.wait([loading], timeout=_LOADING_DRAIN_INTERVAL)
+        # An install that cannot load its own modules raises here.
+        loaded: Callable[[EngineCore, Drain], None] = loading.result().run
+        return loaded
 
     def _loop_ready(
         self, runner: EngineRunner, loop: EngineLoop, wake: asyncio.Event

@@ -486,12 +486,13 @@ class Intake:
     def _starting_up(self) -> None:
         """Yield to the engine's thread while it starts and the intake fills (a flood at start).
 
-        Until its loop runs, the engine's thread loads its code and opens
-        the store, and cannot drain: a logging thread that never lets go of
-        the GIL would fill the intake and drop what follows. Past the high
-        water mark, and only then, each record lets the engine's thread run
-        for a moment (no lock, no I/O: a scheduling point); once the loop
-        runs, the drain keeps up on its own.
+        Until its loop runs, the engine's thread opens the store and pushes
+        what it took, while its runner loads on a worker, and drains less
+        often: a logging thread that never lets go of the GIL would fill the
+        intake and drop what follows. Past the high water mark, and only
+        then, each record lets the other threads run for a moment (no lock,
+        no I/O: a scheduling point); once the loop runs, the drain keeps up
+        on its own.
         """
         if self._loop is None and self._thread is not None:
             time.sleep(0)
