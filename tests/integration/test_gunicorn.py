@@ -140,7 +140,7 @@ def test_gunicorn_workers_send_one_email_per_incident(
                 assert wait_for(lambda: server.messages, 10)
         finally:
             gunicorn.send_signal(signal.SIGTERM)  # a graceful shutdown, as in production
-            gunicorn.wait(30)
+            gunicorn.wait(60)  # workers flush, then the arbiter: each within SHUTDOWN_TIMEOUT
         log = (tmp_path / "gunicorn.log").read_text(encoding="utf-8")
         found = event_counts(server)
     workers = Counter(worker for _, worker in served)

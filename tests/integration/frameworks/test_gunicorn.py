@@ -89,7 +89,7 @@ def test_a_worker_timeout_and_request_errors_arrive_named_and_scrubbed(tmp_path:
             assert wait_for(lambda: "out of memory" in log_file.read_text("utf-8"), 10)
         finally:
             gunicorn.send_signal(signal.SIGTERM)
-            gunicorn.wait(30)
+            gunicorn.wait(60)  # workers flush, then the arbiter: each within SHUTDOWN_TIMEOUT
         assert wait_for(lambda: server.messages, 10)
         found = event_counts(server)
         emails = [received.message for received in server.messages]
@@ -143,7 +143,7 @@ def test_a_worker_too_stuck_to_report_its_timeout_is_reported_by_the_arbiter(
             assert wait_for(lambda: "SIGKILL" in log_file.read_text("utf-8"), 15)
         finally:
             gunicorn.send_signal(signal.SIGTERM)
-            gunicorn.wait(30)
+            gunicorn.wait(60)  # workers flush, then the arbiter: each within SHUTDOWN_TIMEOUT
         assert wait_for(lambda: server.messages, 10), log_file.read_text(encoding="utf-8")
         found = event_counts(server)
         plain = plain_text(received.message for received in server.messages)
