@@ -235,9 +235,7 @@ class Intake:
             if site in self._sites:
                 shaped = self._shaped(site, msg)
                 if shaped is not None:
-                    if shaped.wants_text:
-                        _give_text(shaped, msg)
-                    return self._put_repeat(shaped, record.created)
+                    return self._put_repeat(shaped, record.created, msg)
             raw_key: Hashable = (*site, msg)  # what record_key(record) is for such a record
             site_key: Hashable = site
         else:
@@ -249,18 +247,14 @@ class Intake:
             if fingerprint is not None:
                 if fingerprint is _IGNORED:
                     return False
-                if known.wants_text:
-                    _give_text(known, record)
-                return self._put_repeat(known, record.created)
+                return self._put_repeat(known, record.created, record)
         if site_key is None and msg.__class__ is str and not record.args:
             # An exception, a group or a key of its own, with text formatted
             # before the call: its site (record_key without the text) is its key.
             site_key = record_site(raw_key)
             shaped = self._shaped(site_key, msg)
             if shaped is not None:
-                if shaped.wants_text:
-                    _give_text(shaped, msg)
-                return self._put_repeat(shaped, record.created)
+                return self._put_repeat(shaped, record.created, msg)
         return self._submit_new_record(record, raw_key, site_key)
 
     def _shaped(self, site: Hashable, msg: str) -> Known | None:
@@ -327,9 +321,7 @@ class Intake:
         now = self._clock()
         known = self._known.get(fingerprint)
         if known is not None and known.fingerprint is not None:
-            if known.wants_text:
-                _give_text(known, message)
-            return self._put_repeat(known, now)
+            return self._put_repeat(known, now, message)
         shown = None if details is None else printable(details)
         if failure is not None:
             shown = f"{shown}\n\n{failure}" if shown else failure
@@ -371,9 +363,7 @@ class Intake:
                     self._remember_shape(site, msg, fingerprint[4], known)
                 elif not inferred:
                     self._known[raw_key] = known
-                if known.wants_text:
-                    _give_text(known, record)
-                return self._put_repeat(known, record.created)
+                return self._put_repeat(known, record.created, record)
             full = self._full_groups
             if full is None or (full and record_group(record) in full):
                 captured: Alert | PendingAlert | Light = capture_light(record, fingerprint)
@@ -408,7 +398,14 @@ class Intake:
             else:
                 shapes.append(("", "", 0, None, pieces, known))
 
-    def _put_repeat(self, known: Known, created: float) -> bool:
+    def _put_repeat(self, known: Known, created: float, text: logging.LogRecord | object) -> bool:
+        """Queue a repeat of ``known`` at ``created``.
+
+        Its ``text`` (a record, or the message itself) becomes the problem's
+        later sample when the engine asked for one (see :class:`Known`).
+        """
+        if known.wants_text:
+            _give_text(known, text)
         queue = self._repeats
         queued = len(queue)
         if queued >= self._high_water:
