@@ -425,15 +425,8 @@ class Aggregator:
             if others is not None:
                 made[group, logger, level] = (row_key, others)
             return row_key
-        # What _remember_folded does, for a row already at hand.
         row_key, others = known_row
-        folded = self._folded
-        if len(folded) >= FOLDED_LIMIT:
-            forget_oldest(folded)
-        folded[fingerprint] = row_key
-        others.distinct += 1
-        if len(others.examples) < EXAMPLES:
-            others.examples.append(example_of(message))
+        self._fold_into(fingerprint, row_key, others, message)
         return row_key
 
     def _over_cap(self, source: str, group: str, at: float) -> bool:
@@ -474,19 +467,23 @@ class Aggregator:
     ) -> Fingerprint:
         """Fold a problem not seen before: its row counts one more distinct problem."""
         row_key = other_key(group, logger, level)
+        row = self._other_row(row_key, group, logger, level, message, created)
+        if row.others is None:
+            row.others = _Others(examples=[], cap=self._per_incident, distinct=0)
+        self._fold_into(fingerprint, row_key, row.others, message)
+        return row_key
+
+    def _fold_into(
+        self, fingerprint: Fingerprint, row_key: Fingerprint, others: _Others, message: str
+    ) -> None:
+        """Count ``fingerprint`` in the row ``row_key`` from now on: one more distinct problem."""
         folded = self._folded
         if len(folded) >= FOLDED_LIMIT:
             forget_oldest(folded)
         folded[fingerprint] = row_key
-        row = self._other_row(row_key, group, logger, level, message, created)
-        others = row.others
-        if others is None:
-            row.others = _Others(examples=[example_of(message)], cap=self._per_incident)
-        else:
-            others.distinct += 1
-            if len(others.examples) < EXAMPLES:
-                others.examples.append(example_of(message))
-        return row_key
+        others.distinct += 1
+        if len(others.examples) < EXAMPLES:
+            others.examples.append(example_of(message))
 
     def _other_row(  # noqa: PLR0917 - the row's identity and a sample's fields
         self,
