@@ -80,9 +80,10 @@ def _from_package_top(path: str) -> str:
 
     A few ``stat`` calls, once per file (:func:`portable_path` caches).
     """
-    top = directory = os.path.dirname(path)  # noqa: PTH120 - strings, as above
-    while os.path.isfile(os.path.join(directory, "__init__.py")):  # noqa: PTH113, PTH118
-        top = directory = os.path.dirname(directory)  # noqa: PTH120
-    if top == os.path.dirname(path):  # noqa: PTH120 - not in a package
+    folder = os.path.dirname(path)  # noqa: PTH120 - strings, as above
+    top = folder
+    while os.path.isfile(os.path.join(top, "__init__.py")):  # noqa: PTH113, PTH118
+        top = os.path.dirname(top)  # noqa: PTH120
+    if top == folder:  # not in a package
         return path
     return os.path.relpath(path, top)
