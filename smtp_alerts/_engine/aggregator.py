@@ -356,16 +356,17 @@ class Aggregator:
         if is_new_sample:
             self._evict()
 
-    def add_lights(self, captured: list[Light]) -> None:
+    def add_lights(self, captured: list[Light]) -> None:  # noqa: PLR0912 - one loop, no call per item
         """Count new problems captured lightly (the intake's word: their incident was full).
 
         Folded as :meth:`add` would fold them, without building alerts, and
         counted in each other-problems row once per batch (a flood of
-        distinct problems costs a few dict operations each). One that turns
-        out not to be folded (its incident closed meanwhile) is kept as a
-        problem of its own with what was captured.
+        distinct problems costs a few dict operations each). One already
+        kept (its incident had room when it came) is counted as such; one
+        whose incident has room now is kept as a problem of its own with
+        what was captured.
         """
-        folded = self._folded
+        folded, entries = self._folded, self._entries
         full: dict[str, bool] = {}  # per group, judged once per batch
         # Per (group, logger, level), the row its new problems fold into and
         # what the row says: a flood folds thousands of problems into a few rows.
@@ -374,12 +375,31 @@ class Aggregator:
             Fingerprint, list[Any]
         ] = {}  # row -> [first, last, n, level, group, logger, message]
         for light in captured:
-            fingerprint, level, logger, message, created, group, _ = light
+            fingerprint, level, logger, message, created, group, exc_type = light
             row_key = folded.get(fingerprint)
             if row_key is None:
-                row_key = self._fold_light(light, full, made)
-                if row_key is None:
-                    continue  # counted as a problem of its own
+                entry = entries.get(fingerprint)
+                if entry is not None and entry.alert is not None:
+                    self._occur(entry, created, 1, level, entry.alert.source)
+                    continue
+                over = full.get(group)
+                if over is None:
+                    over = full[group] = self._over_cap("log", group, created)
+                if not over:
+                    alert = Alert(fingerprint, level, logger, message, created, group=group)
+                    self.add(replace(alert, exc_type=exc_type) if exc_type else alert)
+                    continue
+                making = made.get((group, logger, level))
+                if making is None:
+                    row_key = self._remember_folded(
+                        fingerprint, group, logger, level, message, created
+                    )
+                    others = entries[row_key].others
+                    if others is not None:
+                        made[group, logger, level] = (row_key, others)
+                else:
+                    row_key = making[0]
+                    self._fold_into(fingerprint, row_key, making[1], message)
             seen = rows.get(row_key)
             if seen is None:
                 rows[row_key] = [created, created, 1, level, group, logger, message]
@@ -394,40 +414,6 @@ class Aggregator:
             self._occur(row, first, 1, level, OTHER_SOURCE)
             if n > 1:
                 self._occur(row, last, n - 1, level, OTHER_SOURCE)
-
-    def _fold_light(
-        self,
-        light: Light,
-        full: dict[str, bool],
-        made: dict[tuple[str, str, int], tuple[Fingerprint, _Others]],
-    ) -> Fingerprint | None:
-        """The row a light capture not folded yet folds into; None when it is counted apart.
-
-        A problem already kept (its incident had room when it came) is counted
-        as such; one whose incident has room now is kept as a problem of its own.
-        """
-        fingerprint, level, logger, message, created, group, exc_type = light
-        entry = self._entries.get(fingerprint)
-        if entry is not None and entry.alert is not None:
-            self._occur(entry, created, 1, level, entry.alert.source)
-            return None
-        over = full.get(group)
-        if over is None:
-            over = full[group] = self._over_cap("log", group, created)
-        if not over:
-            alert = Alert(fingerprint, level, logger, message, created, group=group)
-            self.add(replace(alert, exc_type=exc_type) if exc_type else alert)
-            return None
-        known_row = made.get((group, logger, level))
-        if known_row is None:
-            row_key = self._remember_folded(fingerprint, group, logger, level, message, created)
-            others = self._entries[row_key].others
-            if others is not None:
-                made[group, logger, level] = (row_key, others)
-            return row_key
-        row_key, others = known_row
-        self._fold_into(fingerprint, row_key, others, message)
-        return row_key
 
     def _over_cap(self, source: str, group: str, at: float) -> bool:
         """Whether a new problem must be folded: its incident (or all of them) is full."""
@@ -691,6 +677,16 @@ class Aggregator:
             for name, incident in self._incidents.items()
             if len(incident.members) >= self._per_incident
         )
+
+    def room(self) -> int:
+        """How many more new problems could be kept, at most, in any one incident now.
+
+        The intake captures new problems past this many (since its last
+        drain) lightly: however they spread over groups, no incident could
+        keep more. An incident not opened yet has room for its whole cap.
+        """
+        kept = sum(len(i.members) for i in self._incidents.values())
+        return max(0, min(self._per_incident, self._in_all - kept))
 
     def pending_groups(self) -> list[str]:
         """The groups with anything pending, due or not (for a flush)."""

@@ -54,6 +54,7 @@ __all__ = [
     "mask_variable_parts",
     "message_template",
     "record_fingerprint",
+    "record_identity",
     "record_key",
     "record_site",
     "scrub_context",
@@ -234,24 +235,54 @@ def record_fingerprint(record: logging.LogRecord) -> tuple[Fingerprint, bool]:
         inferred from a pre-formatted message, so the record's own
         :func:`record_key` is not worth remembering.
     """
+    fingerprint, inferred, _ = record_identity(record)
+    return fingerprint, inferred
+
+
+def record_identity(record: logging.LogRecord) -> tuple[Fingerprint, bool, str]:
+    """:func:`record_fingerprint`, and the record's group (:func:`record_group`) with it.
+
+    The intake's way to a new problem: each part is read once, and the
+    common case (plain ASCII text, int levels) costs no call per part.
+    """
     group = record_group(record)
     alert_key = getattr(record, "alert_key", None)
     if alert_key is not None:
-        return key_fingerprint(printable(alert_key, 500), group), False
-    template, inferred = message_template(record)
-    parts: list[Hashable] = [
-        printable(record.name),
-        _level(record.levelno),
-        printable(_portable(record.pathname)),
-        _level(record.lineno),
-        escape_surrogates(template),
-    ]
+        return key_fingerprint(printable(alert_key, 500), group), False, group
+    msg = record.msg
+    if msg.__class__ is str and record.args:  # a template and its arguments: most records
+        template, inferred = msg[:TEMPLATE_MAX_CHARS], False
+    else:
+        template, inferred = message_template(record)
+    name, level, line = record.name, record.levelno, record.lineno
+    fingerprint: Fingerprint = (
+        name if name.__class__ is str and name.isascii() else printable(name),
+        level if level.__class__ is int else _level(level),
+        _call_site_path(record.pathname),
+        line if line.__class__ is int else _level(line),
+        template if template.isascii() else escape_surrogates(template),
+    )
     exc_info = record.exc_info
     if exc_info is not None and exc_info[0] is not None:
-        parts += [exception_type_name(exc_info[0]), innermost_frame(exc_info[2])]
+        fingerprint += (exception_type_name(exc_info[0]), innermost_frame(exc_info[2]))
     if group != DEFAULT_GROUP:
-        parts += ["group", group]  # a group is its own incident, so its own problem
-    return tuple(parts), inferred
+        fingerprint += ("group", group)  # a group is its own incident, so its own problem
+    return fingerprint, inferred, group
+
+
+_CALL_SITE_PATHS: dict[str, str] = {}
+
+
+def _call_site_path(pathname: object) -> str:
+    """A record's path as a fingerprint has it (portable and printable), cached per path."""
+    if type(pathname) is not str:
+        return printable(pathname)
+    shown = _CALL_SITE_PATHS.get(pathname)
+    if shown is None:
+        if len(_CALL_SITE_PATHS) >= 10_000:
+            _CALL_SITE_PATHS.clear()
+        shown = _CALL_SITE_PATHS[pathname] = printable(portable_path(pathname))
+    return shown
 
 
 def _portable(pathname: object) -> object:
@@ -375,11 +406,12 @@ Light = tuple[Fingerprint, int, str, str, float, str, "str | None"]
 fingerprint, level, logger, message, created, group and exception type."""
 
 
-def capture_light(record: logging.LogRecord, fingerprint: Fingerprint) -> Light:
+def capture_light(record: logging.LogRecord, fingerprint: Fingerprint, group: str) -> Light:
     """A new problem's capture when its incident is full: what its other-problems row shows.
 
     Its message's start, its logger, level and time; no traceback, location
-    or context (the row shows a few examples, nothing more).
+    or context (the row shows a few examples, nothing more). ``group`` is
+    the record's (:func:`record_group`), read with its fingerprint.
     """
     exc_info = record.exc_info
     return (
@@ -388,7 +420,7 @@ def capture_light(record: logging.LogRecord, fingerprint: Fingerprint) -> Light:
         printable(record.name, 500),
         format_message(record, LIGHT_MESSAGE_MAX_CHARS),
         record.created,
-        record_group(record),
+        group,
         exception_type_name(exc_info[0]) if exc_info and exc_info[0] is not None else None,
     )
 

@@ -459,6 +459,7 @@ class EngineCore(Intake):
     # -- the engine's own thread ----------------------------------------------------
 
     def _main(self) -> None:
+        self._engine_ident = threading.get_ident()
         try:
             # First what the intake took goes to the store, then the rest loads.
             drain = Drain(self)

@@ -135,6 +135,7 @@ class Drain:
             core._forget(evicted)  # noqa: SLF001 - re-capture the evicted on their next occurrence
         # Incidents fill up as problems arrive and empty when they close.
         core._full_groups = aggregator.full_groups()  # noqa: SLF001
+        core._give_room(aggregator.room())  # noqa: SLF001
         return repeated + new
 
     def _take_new(self, queue: deque[Queued], count: int) -> None:

@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, SupportsInt, cast
 
+from .._store.others import PROBLEMS_PER_INCIDENT
 from .._util.clock import Clock
 from .._util.printable import printable, printable_repr
 from .._util.stderr import warn
@@ -59,8 +60,7 @@ from .capture import (
     innermost_frame,
     key_fingerprint,
     mask_variable_parts,
-    record_fingerprint,
-    record_group,
+    record_identity,
     record_key,
     record_site,
     scrub_context,
@@ -130,6 +130,10 @@ _IGNORED_RECORD = Known(_IGNORED)
 #: forgotten; repeats of a forgotten problem are captured again, never lost.
 KNOWN_LIMIT = 30_000
 
+#: New problems captured whole before the engine's first word on room (see
+#: :meth:`Intake._give_room`): as many as one incident keeps.
+FIRST_ROOM = PROBLEMS_PER_INCIDENT
+
 #: Longest later sample kept from a repeat (the email shows 2,000 characters).
 SAMPLE_TEXT_MAX_CHARS = 2_000
 
@@ -193,6 +197,14 @@ class Intake:
         # The engine's word on which groups fold their new problems (None:
         # all of them); their captures are light. Replaced whole, never changed.
         self._full_groups: frozenset[str] | None = frozenset()
+        # New problems captured whole so far (producers count them), and the
+        # count past which no incident could keep another one before the
+        # engine looks again (its word at each drain): past it, a flood of
+        # distinct problems is captured lightly from its first record on, not
+        # only once the engine has seen the incident fill up.
+        self._captured = 0
+        self._whole_until = FIRST_ROOM
+        self._captured_at_take = 0
         self._wake_pending = False
         self._busy = False  # records arrived recently: the loop polls, producers need not wake it
         self._dropped = 0
@@ -203,6 +215,7 @@ class Intake:
         # The loop side's, read here: producers wake its loop and never alert
         # from its thread.
         self._thread: threading.Thread | None = None
+        self._engine_ident: int | None = None  # the engine's thread's, set by that thread
         self._loop: EngineLoop | None = None
         self._wake_event: asyncio.Event | None = None
 
@@ -220,27 +233,43 @@ class Intake:
             ignored (a library logger); True otherwise.
         """
         msg = record.msg
-        if (
-            msg.__class__ is str
-            and not record.args
-            and not record.exc_info
-            and getattr(record, "alert_group", None) is None
-            and getattr(record, "alert_key", None) is None
-        ):
+        if msg.__class__ is str and not record.args:
             # Text without arguments, most often formatted before the call (an
             # f-string): its call site is the cheap key, and a shape of text
             # already masked there decides; a text with nothing to mask is
             # known by its record key, which is the site and the text.
-            site = (record.name, record.levelno, record.pathname, record.lineno)
-            if site in self._sites:
-                shaped = self._shaped(site, msg)
-                if shaped is not None:
-                    return self._put_repeat(shaped, record.created, msg)
-            raw_key: Hashable = (*site, msg)  # what record_key(record) is for such a record
-            site_key: Hashable = site
+            raw_key: Hashable | None = None
+            if (
+                not record.exc_info
+                and getattr(record, "alert_group", None) is None
+                and getattr(record, "alert_key", None) is None
+            ):
+                site: Hashable = (record.name, record.levelno, record.pathname, record.lineno)
+            else:
+                # An exception, a group or a key of its own: the site is its
+                # record key without the text.
+                raw_key = record_key(record)
+                site = record_site(raw_key)
+            for first, last, least, middle, pieces, shaped in self._sites.get(site, ()):
+                if (
+                    len(msg) >= least
+                    and (not first or msg.startswith(first))
+                    and (not last or msg.endswith(last))
+                    # The fixed piece between two variable parts: somewhere in
+                    # between, as the least length leaves room for it (the call
+                    # site decides, DESIGN section 4; this only tells its shapes apart).
+                    and (middle is None or middle in msg)
+                    and (pieces is None or shape_matches(msg, pieces))
+                ):
+                    if shaped.fingerprint is not None:
+                        return self._put_repeat(shaped, record.created, msg)
+                    break  # forgotten by the engine: captured again
+            if raw_key is None:
+                # What record_key(record) is for such a record: the site and the text.
+                raw_key = (record.name, record.levelno, record.pathname, record.lineno, msg)
         else:
             raw_key = record_key(record)
-            site_key = None
+            site = None
         known = self._known.get(raw_key)
         if known is not None:
             fingerprint = known.fingerprint
@@ -248,31 +277,7 @@ class Intake:
                 if fingerprint is _IGNORED:
                     return False
                 return self._put_repeat(known, record.created, record)
-        if site_key is None and msg.__class__ is str and not record.args:
-            # An exception, a group or a key of its own, with text formatted
-            # before the call: its site (record_key without the text) is its key.
-            site_key = record_site(raw_key)
-            shaped = self._shaped(site_key, msg)
-            if shaped is not None:
-                return self._put_repeat(shaped, record.created, msg)
-        return self._submit_new_record(record, raw_key, site_key)
-
-    def _shaped(self, site: Hashable, msg: str) -> Known | None:
-        """The problem whose shape of text ``msg`` has, among those its call site logged."""
-        for first, last, least, middle, pieces, shaped in self._sites.get(site, ()):
-            if (
-                len(msg) >= least
-                and msg.startswith(first)
-                and msg.endswith(last)
-                # The fixed piece between two variable parts: somewhere in
-                # between, as the least length leaves room for it (the call
-                # site decides, DESIGN section 4; this only tells its shapes apart).
-                and (middle is None or middle in msg)
-                and (pieces is None or shape_matches(msg, pieces))
-            ):
-                # None when forgotten by the engine: captured again.
-                return shaped if shaped.fingerprint is not None else None
-        return None
+        return self._submit_new_record(record, raw_key, site)
 
     def alert(
         self,
@@ -352,11 +357,11 @@ class Intake:
         ):
             self._known[raw_key] = _IGNORED_RECORD
             return False
-        if threading.current_thread() is self._thread:
+        if threading.get_ident() == self._engine_ident:
             return False  # the engine's own thread: never alert about ourselves
         msg = record.msg
         try:
-            fingerprint, inferred = record_fingerprint(record)
+            fingerprint, inferred, group = record_identity(record)
             known = self._known.get(fingerprint)
             if known is not None and known.fingerprint is not None:
                 if inferred and site is not None:
@@ -365,9 +370,10 @@ class Intake:
                     self._known[raw_key] = known
                 return self._put_repeat(known, record.created, record)
             full = self._full_groups
-            if full is None or (full and record_group(record) in full):
-                captured: Alert | PendingAlert | Light = capture_light(record, fingerprint)
+            if full is None or self._captured >= self._whole_until or (full and group in full):
+                captured: Alert | PendingAlert | Light = capture_light(record, fingerprint, group)
             else:
+                self._captured += 1  # a race between producers loses a count: one more whole
                 captured = capture_record(record, fingerprint)
         except Exception as error:  # noqa: BLE001 - capture degrades, never raises
             return self._put_new(capture_failed(record, error), ())
@@ -556,12 +562,22 @@ class Intake:
         its problem's capture, which is then among the new problems taken.
         """
         repeats, queue = self._repeats, self._queue
+        self._captured_at_take = self._captured
         if not repeats and not queue:
             self._busy = self._wake_pending = False
             if not repeats and not queue:
                 return 0, 0
         self._busy = self._wake_pending = True
         return len(repeats), len(queue)
+
+    def _give_room(self, room: int) -> None:
+        """Let producers capture ``room`` more new problems whole, from those taken last.
+
+        The engine's word after a drain: how many new problems an incident
+        could still keep. Those captured since the drain measured the queue
+        count against it, as they are taken next.
+        """
+        self._whole_until = self._captured_at_take + room
 
     def _queued(self) -> int:
         """Items queued and not yet taken (any thread; for flushes and tests)."""

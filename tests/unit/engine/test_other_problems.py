@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from smtp_alerts._engine.aggregator import DEFAULT_GROUP, Aggregator
 from smtp_alerts._engine.capture import Light
+from smtp_alerts._engine.intake import FIRST_ROOM, Intake
 from smtp_alerts._store.others import OTHER_SOURCE, is_other
 from smtp_alerts.models import Alert, Digest, Problem
 from smtp_alerts.testing import ManualClock
@@ -200,3 +202,68 @@ def test_light_captures_fold_in_batches_and_keep_what_is_not_full() -> None:
     aggregator.add_lights([other_group])
     (kept,) = formed(aggregator, "billing").problems
     assert (kept.alert.message, kept.alert.exc_type, kept.count) == ("card declined", "KeyError", 1)
+
+
+def test_light_captures_out_of_order_and_of_kept_problems() -> None:
+    """A batch's row spans its earliest and latest times; a kept problem is counted as kept."""
+    clock = ManualClock(T0)
+    aggregator = make(clock, per_incident=1)
+    aggregator.add(alert("a"))
+
+    def light(name: str, at: float) -> Light:
+        kept = alert(name, at=at)
+        return (kept.fingerprint, kept.level, kept.logger, kept.message, at, DEFAULT_GROUP, None)
+
+    aggregator.add_lights([light("b", T0 + 5), light("c", T0 + 2), light("a", T0 + 3)])
+    aggregator.add_lights([light("d", T0 + 9), light("b", T0 + 1)])
+    digest = formed(aggregator)
+    (row,) = others(digest)
+    assert (row.count, row.first_seen, row.last_seen) == (4, T0 + 1, T0 + 9)
+    (kept,) = [p for p in digest.problems if not is_other(p.alert.fingerprint)]
+    assert (kept.alert.message, kept.count) == ("user a could not log in", 2)
+
+
+def test_room_is_what_one_incident_could_still_keep() -> None:
+    clock = ManualClock(T0)
+    aggregator = make(clock, per_incident=3, in_all=5)
+    assert aggregator.room() == 3  # a new incident keeps its whole cap
+    aggregator.add(alert("a"))
+    aggregator.add(alert("b", group="billing"))
+    assert aggregator.room() == 3  # another group could still open with its whole cap
+    aggregator.add(alert("c", group="billing"))
+    assert aggregator.room() == 2  # the cap across incidents binds: 5 - 3 kept
+    aggregator.add(alert("d", group="ops"))
+    aggregator.add(alert("e", group="ops"))
+    assert aggregator.room() == 0
+
+
+class _Intake(Intake):
+    """The caller's side alone: nothing takes the queue but the test."""
+
+    def _start(self) -> None:
+        self._thread = threading.Thread()
+
+
+def _new_problems(intake: Intake, count: int, start: int = 0) -> None:
+    for n in range(start, start + count):
+        record = logging.LogRecord(
+            "shop.flood", logging.ERROR, "/srv/shop/api.py", 10, f"problem {n}: %s", ("x",), None
+        )
+        assert intake.submit_record(record)
+
+
+def test_the_intake_captures_a_flood_lightly_past_the_room() -> None:
+    """Past the room the engine gave (or the first), new problems are captured lightly at once."""
+    intake = _Intake(capacity=10_000, clock=ManualClock(T0))
+    _new_problems(intake, FIRST_ROOM + 5)
+    queued = list(intake._queue)
+    assert [type(c) is tuple for c in queued] == [False] * FIRST_ROOM + [True] * 5
+    assert intake._take_queued() == (0, FIRST_ROOM + 5)
+    intake._queue.clear()
+    intake._give_room(2)  # the engine's word: two more could be kept
+    _new_problems(intake, 3, start=FIRST_ROOM + 5)
+    assert [type(c) is tuple for c in intake._queue] == [False, False, True]
+    # What was captured after the engine measured the queue counts against its word.
+    intake._give_room(2)
+    _new_problems(intake, 1, start=FIRST_ROOM + 8)
+    assert type(intake._queue[-1]) is tuple
