@@ -356,7 +356,9 @@ def _format(error: Snapshot, type_name: str | None) -> str:
         return f"{type_name} (traceback formatting failed: {printable_repr(failure)})"
 
 
-def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert | PendingAlert:
+def capture_record(
+    record: logging.LogRecord, fingerprint: Fingerprint, group: str | None = None
+) -> Alert | PendingAlert:
     """Capture everything a digest shows about a record's problem.
 
     Every text is safe (see :mod:`smtp_alerts._util.printable`) and clipped.
@@ -364,6 +366,7 @@ def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert
     Args:
         record: the log record of a new problem.
         fingerprint: its canonical fingerprint, from :func:`record_fingerprint`.
+        group: its group (:func:`record_group`), when read already.
 
     Returns:
         The captured :class:`~smtp_alerts.models.Alert`, or a :class:`PendingAlert`
@@ -395,7 +398,7 @@ def capture_record(record: logging.LogRecord, fingerprint: Fingerprint) -> Alert
         ),
         exc_type=exc_type_name,
         traceback=clip_traceback(text),
-        group=record_group(record),
+        group=record_group(record) if group is None else group,
         context=scrub_context(getattr(record, "alert_context", None)),
     )
     return alert if error is None else PendingAlert(alert, error, stack)

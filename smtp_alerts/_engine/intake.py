@@ -225,7 +225,7 @@ class Intake:
 
     # -- any thread -------------------------------------------------------------------
 
-    def submit_record(self, record: logging.LogRecord) -> bool:
+    def submit_record(self, record: logging.LogRecord) -> bool:  # noqa: PLR0912 - the hot path, inline
         """Take a log record; never blocks, never raises for a well-formed record.
 
         Returns:
@@ -233,23 +233,38 @@ class Intake:
             ignored (a library logger); True otherwise.
         """
         msg = record.msg
-        if msg.__class__ is str and not record.args:
-            # Text without arguments, most often formatted before the call (an
-            # f-string): its call site is the cheap key, and a shape of text
-            # already masked there decides; a text with nothing to mask is
-            # known by its record key, which is the site and the text.
-            raw_key: Hashable | None = None
-            if (
-                not record.exc_info
-                and getattr(record, "alert_group", None) is None
-                and getattr(record, "alert_key", None) is None
-            ):
-                site: Hashable = (record.name, record.levelno, record.pathname, record.lineno)
+        site: Hashable = None
+        if (
+            msg.__class__ is str
+            and not record.exc_info
+            and getattr(record, "alert_group", None) is None
+            and getattr(record, "alert_key", None) is None
+        ):
+            if record.args:
+                # A template and its arguments, most records: its record key
+                # decides (what record_key(record) is for such a record).
+                raw_key: Hashable = (
+                    record.name,
+                    record.levelno,
+                    record.pathname,
+                    record.lineno,
+                    msg,
+                )
             else:
-                # An exception, a group or a key of its own: the site is its
-                # record key without the text.
-                raw_key = record_key(record)
+                # Text without arguments, most often formatted before the call (an
+                # f-string): its call site is the cheap key, and a shape of text
+                # already masked there decides; a text with nothing to mask is
+                # known by its record key, which is the site and the text.
+                raw_key = None
+                site = (record.name, record.levelno, record.pathname, record.lineno)
+        else:
+            # An exception, a group or a key of its own: the record key has
+            # them; with text formatted before the call, its site is that key
+            # without the text.
+            raw_key = record_key(record)
+            if msg.__class__ is str and not record.args:
                 site = record_site(raw_key)
+        if site is not None:
             for first, last, least, middle, pieces, shaped in self._sites.get(site, ()):
                 if (
                     len(msg) >= least
@@ -265,11 +280,7 @@ class Intake:
                         return self._put_repeat(shaped, record.created, msg)
                     break  # forgotten by the engine: captured again
             if raw_key is None:
-                # What record_key(record) is for such a record: the site and the text.
                 raw_key = (record.name, record.levelno, record.pathname, record.lineno, msg)
-        else:
-            raw_key = record_key(record)
-            site = None
         known = self._known.get(raw_key)
         if known is not None:
             fingerprint = known.fingerprint
@@ -352,9 +363,10 @@ class Intake:
         exc_info = record.exc_info
         if (exc_info and getattr(exc_info[1], REPORTED, False)) or getattr(record, REPORTED, False):
             return False  # raised as an alert already (an integration): not twice
-        if record.name.startswith(IGNORED_LOGGERS) and (
-            record.name in IGNORED_LOGGERS or record.name.partition(".")[0] in IGNORED_LOGGERS
-        ):
+        ignored = _IGNORED_NAMES.get(record.name)
+        if ignored is None:
+            ignored = _ignored_logger(record.name)
+        if ignored:
             self._known[raw_key] = _IGNORED_RECORD
             return False
         if threading.get_ident() == self._engine_ident:
@@ -374,7 +386,7 @@ class Intake:
                 captured: Alert | PendingAlert | Light = capture_light(record, fingerprint, group)
             else:
                 self._captured += 1  # a race between producers loses a count: one more whole
-                captured = capture_record(record, fingerprint)
+                captured = capture_record(record, fingerprint, group)
         except Exception as error:  # noqa: BLE001 - capture degrades, never raises
             return self._put_new(capture_failed(record, error), ())
         # The record key holds the message itself: a huge one is not kept in
@@ -614,6 +626,18 @@ def _direct_identity(
             fingerprint += ("group", group_name)
     error = snapshot(type(exc), exc, exc.__traceback__) if exc is not None else None
     return fingerprint, alert_level, error, group_name
+
+
+_IGNORED_NAMES: dict[str, bool] = {}
+
+
+def _ignored_logger(name: str) -> bool:
+    """Whether records of the logger ``name`` are ignored (:data:`IGNORED_LOGGERS`), remembered."""
+    ignored = name in IGNORED_LOGGERS or name.partition(".")[0] in IGNORED_LOGGERS
+    if len(_IGNORED_NAMES) >= KNOWN_LIMIT:
+        _IGNORED_NAMES.clear()
+    _IGNORED_NAMES[name] = ignored
+    return ignored
 
 
 def _give_text(known: Known, source: logging.LogRecord | object) -> None:
