@@ -356,7 +356,7 @@ class Aggregator:
         if is_new_sample:
             self._evict()
 
-    def add_lights(self, captured: list[Light]) -> None:  # noqa: PLR0912 - one loop, no call per item
+    def add_lights(self, captured: list[Light]) -> None:
         """Count new problems captured lightly (the intake's word: their incident was full).
 
         Folded as :meth:`add` would fold them, without building alerts, and
@@ -374,46 +374,73 @@ class Aggregator:
         rows: dict[
             Fingerprint, list[Any]
         ] = {}  # row -> [first, last, n, level, group, logger, message]
+        # The last light's row, and what it said: in a flood the next one
+        # has the same group, logger and level (the same objects), and no
+        # key is built or hashed for it.
+        last: tuple[str, str, int, Fingerprint, _Others] | None = None
+        seen: list[Any] = []
         for light in captured:
-            fingerprint, level, logger, message, created, group, exc_type = light
+            fingerprint, level, logger, message, created, group, _ = light
             row_key = folded.get(fingerprint)
             if row_key is None:
                 entry = entries.get(fingerprint)
                 if entry is not None and entry.alert is not None:
                     self._occur(entry, created, 1, level, entry.alert.source)
                     continue
-                over = full.get(group)
-                if over is None:
-                    over = full[group] = self._over_cap("log", group, created)
-                if not over:
-                    alert = Alert(fingerprint, level, logger, message, created, group=group)
-                    self.add(replace(alert, exc_type=exc_type) if exc_type else alert)
-                    continue
-                making = made.get((group, logger, level))
-                if making is None:
-                    row_key = self._remember_folded(
-                        fingerprint, group, logger, level, message, created
-                    )
-                    others = entries[row_key].others
-                    if others is not None:
-                        made[group, logger, level] = (row_key, others)
+                if last is not None and last[0] is group and last[1] is logger and last[2] == level:
+                    row_key = last[3]
+                    self._fold_into(fingerprint, row_key, last[4], message)
                 else:
-                    row_key = making[0]
-                    self._fold_into(fingerprint, row_key, making[1], message)
-            seen = rows.get(row_key)
-            if seen is None:
-                rows[row_key] = [created, created, 1, level, group, logger, message]
-            else:
+                    row_key = self._fold_light(light, full, made)
+                    if row_key is None:
+                        continue  # kept: its incident has room
+                    making = made.get((group, logger, level))
+                    last = None if making is None else (group, logger, level, *making)
+            if seen and seen[7] is row_key:
                 seen[2] += 1
-                if created > seen[1]:
-                    seen[1] = created
-                elif created < seen[0]:
-                    seen[0] = created
-        for row_key, (first, last, n, level, group, logger, message) in rows.items():
+            else:
+                seen = rows.get(row_key) or rows.setdefault(
+                    row_key, [created, created, 0, level, group, logger, message, row_key]
+                )
+                seen[2] += 1
+            if created > seen[1]:
+                seen[1] = created
+            elif created < seen[0]:
+                seen[0] = created
+        for row_key, (first, last_at, n, level, group, logger, message, _) in rows.items():
             row = self._other_row(row_key, group, logger, level, message, first)
             self._occur(row, first, 1, level, OTHER_SOURCE)
             if n > 1:
-                self._occur(row, last, n - 1, level, OTHER_SOURCE)
+                self._occur(row, last_at, n - 1, level, OTHER_SOURCE)
+
+    def _fold_light(
+        self,
+        light: Light,
+        full: dict[str, bool],
+        made: dict[tuple[str, str, int], tuple[Fingerprint, _Others]],
+    ) -> Fingerprint | None:
+        """The row a light capture not folded yet folds into; None when it is kept apart.
+
+        One whose incident has room now is kept as a problem of its own.
+        """
+        fingerprint, level, logger, message, created, group, exc_type = light
+        over = full.get(group)
+        if over is None:
+            over = full[group] = self._over_cap("log", group, created)
+        if not over:
+            alert = Alert(fingerprint, level, logger, message, created, group=group)
+            self.add(replace(alert, exc_type=exc_type) if exc_type else alert)
+            return None
+        making = made.get((group, logger, level))
+        if making is None:
+            row_key = self._remember_folded(fingerprint, group, logger, level, message, created)
+            others = self._entries[row_key].others
+            if others is not None:
+                made[group, logger, level] = (row_key, others)
+            return row_key
+        row_key, others = making
+        self._fold_into(fingerprint, row_key, others, message)
+        return row_key
 
     def _over_cap(self, source: str, group: str, at: float) -> bool:
         """Whether a new problem must be folded: its incident (or all of them) is full."""

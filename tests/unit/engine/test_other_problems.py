@@ -267,3 +267,29 @@ def test_the_intake_captures_a_flood_lightly_past_the_room() -> None:
     intake._give_room(2)
     _new_problems(intake, 1, start=FIRST_ROOM + 8)
     assert type(intake._queue[-1]) is tuple
+
+
+def test_light_captures_of_loggers_and_levels_interleaved_count_in_their_own_rows() -> None:
+    """A batch alternating loggers and levels folds each light into its own row, exactly."""
+    clock = ManualClock(T0)
+    aggregator = make(clock, per_incident=1)
+    aggregator.add(alert("kept"))
+    lights: list[Light] = []
+    for n in range(30):
+        logger = ("shop.api", "shop.db")[n % 2]
+        level = (logging.ERROR, logging.CRITICAL)[n % 3 == 0]
+        kept = alert(f"n{n}", logger=logger, level=level, at=T0 + 30 - n)
+        lights.append(
+            (kept.fingerprint, level, logger, kept.message, kept.created, DEFAULT_GROUP, None)
+        )
+    aggregator.add_lights(lights[:17])
+    aggregator.add_lights(lights[17:] + lights[:3])  # three of them again: repeats of folded ones
+    rows = {(p.alert.logger, p.alert.level): p for p in others(formed(aggregator))}
+    expected: dict[tuple[str, int], list[float]] = {}
+    for n in [*range(30), 0, 1, 2]:
+        _, level, logger, _, created, _, _ = lights[n]
+        expected.setdefault((logger, level), []).append(created)
+    assert set(rows) == set(expected)
+    for key, times in expected.items():
+        row = rows[key]
+        assert (row.count, row.first_seen, row.last_seen) == (len(times), min(times), max(times))
