@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from .workers import WorkerPool
 
-__all__ = ["EngineLoop", "WorkerPool"]  # WorkerPool re-exported from .workers
+__all__ = ["EngineLoop", "WorkerPool", "wait_event"]  # WorkerPool re-exported from .workers
 
 T = TypeVar("T")
 
@@ -43,3 +43,22 @@ class EngineLoop(asyncio.SelectorEventLoop):
         with contextlib.suppress(RuntimeError):
             super().close()
         self._pool.shutdown()
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
+    """Wait until ``event`` is set, or at most ``timeout`` seconds (None: no limit).
+
+    What ``asyncio.wait_for(event.wait(), timeout)`` does, without its task: a
+    busy engine waits like this every few milliseconds, and each ``wait_for``
+    made a task and, on a timeout, cancelled it and waited for that, two more
+    turns of the loop. On a timeout the event is set, as a wake would set it
+    (its waiters clear it and look at their work either way).
+    """
+    if timeout is None:
+        await event.wait()
+        return
+    timer = asyncio.get_running_loop().call_later(timeout, event.set)
+    try:
+        await event.wait()
+    finally:
+        timer.cancel()

@@ -36,7 +36,7 @@ from ..models import OutgoingMessage
 from .core import EngineStats
 from .limits import EmailQuota
 from .logins import LoginWatcher
-from .loop import EngineLoop, WorkerPool
+from .loop import EngineLoop, WorkerPool, wait_event
 from .outbox import Rerender, build_delivery, open_spool
 from .render import RenderContext, render
 from .shared import StoreLink, StoreUnavailableError
@@ -298,8 +298,7 @@ class EngineRunner:
         pushing: asyncio.Task[None] | None = None
         while True:
             if not wake.is_set():
-                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._drain_timeout())
+                await wait_event(wake, self._drain_timeout())
             wake.clear()
             took = self._drain()
             # Real time, not the engine's clock: a tick is a bound on loss, not a window.
@@ -330,8 +329,7 @@ class EngineRunner:
         while True:
             timeout = self._seconds_to_next()
             if not event.is_set() and (timeout is None or timeout > 0):
-                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout)
+                await wait_event(event, timeout)
             event.clear()
             core = self._core
             with core._lock:
