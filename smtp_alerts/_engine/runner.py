@@ -375,11 +375,12 @@ class EngineRunner:
         candidates = []
         due = self._aggregator.next_due()
         if self._link is not None:
-            # Local counts go to the store within a tick; the store decides when.
-            now = self._clock()
-            if self._aggregator.pending_groups():
-                candidates.append(now + PUSH_INTERVAL)
-            candidates.append(now + STORE_POLL)
+            # The store decides when. Local counts reach it from the drain, every
+            # PUSH_INTERVAL, and only a new problem can make work due sooner
+            # (the drain wakes this loop for it), so the store is asked again
+            # every STORE_POLL for what the other processes opened: not at
+            # every push of a flood, a claim and reads each time.
+            candidates.append(self._clock() + STORE_POLL)
             due = self._link.next_due()
         if due is not None:
             candidates.append(max(due, self._quota.available_at()))
