@@ -378,6 +378,7 @@ class Aggregator:
         # has the same group, logger and level (the same objects), and no
         # key is built or hashed for it.
         last: tuple[str, str, int, Fingerprint, _Others] | None = None
+        folding: list[Light] = []  # new problems of the last row, folded together
         seen: list[Any] = []
         for light in captured:
             fingerprint, level, logger, message, created, group, _ = light
@@ -389,8 +390,10 @@ class Aggregator:
                     continue
                 if last is not None and last[0] is group and last[1] is logger and last[2] == level:
                     row_key = last[3]
-                    self._fold_into(fingerprint, row_key, last[4], message)
+                    folding.append(light)
                 else:
+                    self._fold_folding(last, folding)
+                    folding = []
                     row_key = self._fold_light(light, full, made)
                     if row_key is None:
                         continue  # kept: its incident has room
@@ -407,11 +410,20 @@ class Aggregator:
                 seen[1] = created
             elif created < seen[0]:
                 seen[0] = created
+        self._fold_folding(last, folding)
         for row_key, (first, last_at, n, level, group, logger, message, _) in rows.items():
             row = self._other_row(row_key, group, logger, level, message, first)
             self._occur(row, first, 1, level, OTHER_SOURCE)
             if n > 1:
                 self._occur(row, last_at, n - 1, level, OTHER_SOURCE)
+
+    def _fold_folding(
+        self, last: tuple[str, str, int, Fingerprint, _Others] | None, folding: list[Light]
+    ) -> None:
+        """Fold the new problems of one row that add_lights collected, together."""
+        if last is not None and folding:
+            messages = [light[3] for light in folding[:EXAMPLES]]
+            self._fold_many(last[3], last[4], [light[0] for light in folding], messages)
 
     def _fold_light(
         self,
@@ -490,13 +502,30 @@ class Aggregator:
         self, fingerprint: Fingerprint, row_key: Fingerprint, others: _Others, message: str
     ) -> None:
         """Count ``fingerprint`` in the row ``row_key`` from now on: one more distinct problem."""
+        self._fold_many(row_key, others, [fingerprint], [message])
+
+    def _fold_many(
+        self,
+        row_key: Fingerprint,
+        others: _Others,
+        fingerprints: list[Fingerprint],
+        messages: list[str],
+    ) -> None:
+        """Count ``fingerprints`` in the row ``row_key`` from now on, each once.
+
+        A batch at once: one dict update, however many there are (a flood of
+        distinct problems folds thousands into one row per drain).
+        ``messages`` are the first of their messages, examples for the row.
+        """
+        fresh = dict.fromkeys(fingerprints, row_key)
         folded = self._folded
-        if len(folded) >= FOLDED_LIMIT:
+        folded.update(fresh)
+        while len(folded) > FOLDED_LIMIT:
             forget_oldest(folded)
-        folded[fingerprint] = row_key
-        others.distinct += 1
-        if len(others.examples) < EXAMPLES:
-            others.examples.append(example_of(message))
+        others.distinct += len(fresh)
+        room = EXAMPLES - len(others.examples)
+        if room > 0:
+            others.examples.extend(example_of(message) for message in messages[:room])
 
     def _other_row(  # noqa: PLR0917 - the row's identity and a sample's fields
         self,
