@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 # One colour and marker per kind of problem; its target (issue 10) is drawn
 # as a dashed line of the same colour, so a reader sees the gap at a glance.
 STYLE = {
-    "message problems": ("tab:green", "o", 3.0),
+    "message templates": ("tab:green", "o", 3.0),
+    "texts formatted before the call": ("tab:purple", "D", None),
     "exception types": ("tab:orange", "s", 4.0),
     "call sites": ("tab:blue", "^", None),
 }
