@@ -225,7 +225,7 @@ class Intake:
 
     # -- any thread -------------------------------------------------------------------
 
-    def submit_record(self, record: logging.LogRecord) -> bool:  # noqa: PLR0912 - the hot path, inline
+    def submit_record(self, record: logging.LogRecord) -> bool:
         """Take a log record; never blocks, never raises for a well-formed record.
 
         Returns:
@@ -234,28 +234,19 @@ class Intake:
         """
         msg = record.msg
         site: Hashable = None
+        raw_key: Hashable = None
         if (
             msg.__class__ is str
             and not record.exc_info
             and getattr(record, "alert_group", None) is None
             and getattr(record, "alert_key", None) is None
         ):
-            if record.args:
-                # A template and its arguments, most records: its record key
-                # decides (what record_key(record) is for such a record).
-                raw_key: Hashable = (
-                    record.name,
-                    record.levelno,
-                    record.pathname,
-                    record.lineno,
-                    msg,
-                )
-            else:
-                # Text without arguments, most often formatted before the call (an
-                # f-string): its call site is the cheap key, and a shape of text
-                # already masked there decides; a text with nothing to mask is
-                # known by its record key, which is the site and the text.
-                raw_key = None
+            # A plain record. Most have a template and its arguments: their
+            # record key decides. Text without arguments is most often
+            # formatted before the call (an f-string): its call site is the
+            # cheap key, and a shape of text already masked there decides; a
+            # text with nothing to mask is known by its record key.
+            if not record.args:
                 site = (record.name, record.levelno, record.pathname, record.lineno)
         else:
             # An exception, a group or a key of its own: the record key has
@@ -279,8 +270,8 @@ class Intake:
                     if shaped.fingerprint is not None:
                         return self._put_repeat(shaped, record.created, msg)
                     break  # forgotten by the engine: captured again
-            if raw_key is None:
-                raw_key = (record.name, record.levelno, record.pathname, record.lineno, msg)
+        if raw_key is None:  # a plain record's key: what record_key(record) is for it
+            raw_key = (record.name, record.levelno, record.pathname, record.lineno, msg)
         known = self._known.get(raw_key)
         if known is not None:
             fingerprint = known.fingerprint
