@@ -463,7 +463,11 @@ class Aggregator:
             return not self._closable(incident, at)
         if len(self._entries) < self._in_all:
             return False
-        return sum(len(i.members) for i in self._incidents.values()) >= self._in_all
+        return self._kept() >= self._in_all
+
+    def _kept(self) -> int:
+        """The problems the open incidents keep, all told (the cap across incidents counts them)."""
+        return sum(len(i.members) for i in self._incidents.values())
 
     def _fold(  # noqa: PLR0917 - one occurrence's fields
         self,
@@ -726,7 +730,7 @@ class Aggregator:
         The intake reads it to capture such problems lightly (their message
         only: an other-problems row shows no more).
         """
-        if sum(len(i.members) for i in self._incidents.values()) >= self._in_all:
+        if self._kept() >= self._in_all:
             return None
         return frozenset(
             name
@@ -741,8 +745,7 @@ class Aggregator:
         drain) lightly: however they spread over groups, no incident could
         keep more. An incident not opened yet has room for its whole cap.
         """
-        kept = sum(len(i.members) for i in self._incidents.values())
-        return max(0, min(self._per_incident, self._in_all - kept))
+        return max(0, min(self._per_incident, self._in_all - self._kept()))
 
     def pending_groups(self) -> list[str]:
         """The groups with anything pending, due or not (for a flush)."""
