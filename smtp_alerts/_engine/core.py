@@ -56,11 +56,11 @@ if TYPE_CHECKING:
     from .sink import AlertSink, EngineExtension
     from .workers import WorkerPool
 
-__all__ = ["EngineCore", "EngineStats"]
+__all__ = ["DRAIN_INTERVAL", "EngineCore", "EngineStats"]
 
-#: How often the engine's thread takes in what producers queued while its
-#: runner loads on a worker (see EngineCore._load_runner).
-_LOADING_DRAIN_INTERVAL = 0.02
+#: How often a busy engine takes what producers queued, in seconds: its loop
+#: (see the runner), and its thread while the runner loads (EngineCore._load_runner).
+DRAIN_INTERVAL = 0.02
 
 log = logging.getLogger("smtp_alerts.engine")
 
@@ -492,7 +492,7 @@ class EngineCore(Intake):
         loading = pool.submit(importlib.import_module, "smtp_alerts._engine.runner")
         while not loading.done():
             drain.take()
-            concurrent.futures.wait([loading], timeout=_LOADING_DRAIN_INTERVAL)
+            concurrent.futures.wait([loading], timeout=DRAIN_INTERVAL)
         # An install that cannot load its own modules raises here.
         loaded: Callable[[EngineCore, Drain], None] = loading.result().run
         return loaded

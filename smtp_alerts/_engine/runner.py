@@ -33,7 +33,7 @@ from .._store.failover import FailoverStore
 from .._store.silences import SilenceBook, SqliteSilences
 from .._util.stderr import warn
 from ..models import OutgoingMessage
-from .core import EngineStats
+from .core import DRAIN_INTERVAL, EngineStats
 from .limits import EmailQuota
 from .logins import LoginWatcher
 from .loop import EngineLoop, WorkerPool, wait_event
@@ -52,8 +52,6 @@ __all__ = ["DRAIN_INTERVAL", "PUSH_INTERVAL", "STORE_POLL", "EngineRunner", "run
 
 log = logging.getLogger("smtp_alerts.engine")
 
-#: How often a busy engine takes what producers queued, in seconds.
-DRAIN_INTERVAL = 0.02
 #: The longest a count stays in this process only before it is pushed to the store.
 PUSH_INTERVAL = 0.25
 #: How often an idle engine looks at the store for windows its siblings opened.
