@@ -175,6 +175,10 @@ class Intake:
         # Past this many queued records a producer wakes the loop early, so the
         # intake drains long before it is full even between two polls.
         self._high_water = max(1, capacity // 8)
+        # Repeats wake it later: a flood of repeats alone is drained less often
+        # (the runner's REPEATS_INTERVAL, see _arm_new_wake), and a queued
+        # repeat is a pointer.
+        self._repeats_high_water = max(1, capacity // 4)
         self._reset_intake()
 
     def _reset_intake(self) -> None:
@@ -207,6 +211,7 @@ class Intake:
         self._captured_at_take = 0
         self._wake_pending = False
         self._busy = False  # records arrived recently: the loop polls, producers need not wake it
+        self._wake_on_new = False  # the loop waits long: a new problem wakes it (_arm_new_wake)
         self._dropped = 0
         self._late = 0  # records after close, since the last report
         self._late_total = 0
@@ -225,7 +230,7 @@ class Intake:
 
     # -- any thread -------------------------------------------------------------------
 
-    def submit_record(self, record: logging.LogRecord) -> bool:
+    def submit_record(self, record: logging.LogRecord) -> bool:  # noqa: PLR0912 - one frame: the hot path
         """Take a log record; never blocks, never raises for a well-formed record.
 
         Returns:
@@ -255,6 +260,7 @@ class Intake:
             raw_key = record_key(record)
             if msg.__class__ is str and not record.args:
                 site = record_site(raw_key)
+        known: Known | None = None
         if site is not None:
             for first, last, least, middle, pieces, shaped in self._sites.get(site, ()):
                 if (
@@ -268,18 +274,30 @@ class Intake:
                     and (pieces is None or shape_matches(msg, pieces))
                 ):
                     if shaped.fingerprint is not None:
-                        return self._put_repeat(shaped, record.created, msg)
-                    break  # forgotten by the engine: captured again
-        if raw_key is None:  # a plain record's key: what record_key(record) is for it
-            raw_key = (record.name, record.levelno, record.pathname, record.lineno, msg)
-        known = self._known.get(raw_key)
-        if known is not None:
-            fingerprint = known.fingerprint
-            if fingerprint is not None:
-                if fingerprint is _IGNORED:
-                    return False
-                return self._put_repeat(known, record.created, record)
-        return self._submit_new_record(record, raw_key, site)
+                        known = shaped
+                    break  # else forgotten by the engine: captured again
+        if known is None:
+            if raw_key is None:  # a plain record's key: what record_key(record) is for it
+                raw_key = (record.name, record.levelno, record.pathname, record.lineno, msg)
+            known = self._known.get(raw_key)
+            if known is None or known.fingerprint is None:
+                return self._submit_new_record(record, raw_key, site)
+            if known.fingerprint is _IGNORED:
+                return False
+            if known.wants_text:
+                _give_text(known, record)
+        elif known.wants_text:
+            _give_text(known, msg)
+        # A repeat: what _put_repeat does, written out (the hot path saves a call).
+        queue = self._repeats
+        queued = len(queue)
+        if queued >= self._repeats_high_water and not self._make_room(queued):
+            return False
+        known.last = record.created
+        queue.append(known)
+        if not self._wake_pending or queued == self._repeats_high_water:
+            self._raise_wake()
+        return True
 
     def alert(
         self,
@@ -417,10 +435,8 @@ class Intake:
             _give_text(known, text)
         queue = self._repeats
         queued = len(queue)
-        if queued >= self._high_water:
-            if queued >= self._capacity:
-                return self._drop()
-            self._starting_up()
+        if queued >= self._repeats_high_water and not self._make_room(queued):
+            return False
         known.last = created
         queue.append(known)
         # Append first, then look at the flag: an idle loop lowers the flag and
@@ -428,13 +444,26 @@ class Intake:
         # this item or we see the flag down and wake it. A busy loop polls on
         # its own (waking it per record would cost a system call and a thread
         # switch each time).
-        if not self._wake_pending or queued == self._high_water:
-            # Raised only once a wake reached a loop: before the engine's
-            # thread has made its loop, every producer tries again, or a
-            # flood that starts with the thread would never wake it.
-            self._wake_pending = True
-            self._wake_pending = self._wake()
+        if not self._wake_pending or queued == self._repeats_high_water:
+            self._raise_wake()
         return True
+
+    def _make_room(self, queued: int) -> bool:
+        """Past the high water mark: whether a repeat may still be queued (else it is dropped)."""
+        if queued >= self._capacity:
+            return self._drop()
+        self._starting_up()
+        return True
+
+    def _raise_wake(self) -> None:
+        """Wake the loop, and keep the flag up once a wake reached one.
+
+        Raised only once a wake reached a loop: before the engine's thread
+        has made its loop, every producer tries again, or a flood that
+        starts with the thread would never wake it.
+        """
+        self._wake_pending = True
+        self._wake_pending = self._wake()
 
     def _put_new(
         self,
@@ -468,14 +497,12 @@ class Intake:
             table[raw_key] = known
         if shape is not None:
             self._remember_shape(*shape, known)
-        # Wake an idle loop; a busy one polls (many new problems at once must
-        # not cost a system call each).
-        if not self._wake_pending or queued == self._high_water:
-            # Raised only once a wake reached a loop: before the engine's
-            # thread has made its loop, every producer tries again, or a
-            # flood that starts with the thread would never wake it.
-            self._wake_pending = True
-            self._wake_pending = self._wake()
+        # Wake an idle loop, and one that waits long in a flood of repeats
+        # (see _arm_new_wake); a busy one polls (many new problems at once
+        # must not cost a system call each).
+        if not self._wake_pending or queued == self._high_water or self._wake_on_new:
+            self._wake_on_new = False
+            self._raise_wake()
         return True
 
     def _forget(self, fingerprints: list[Fingerprint]) -> None:
@@ -566,12 +593,24 @@ class Intake:
         """
         repeats, queue = self._repeats, self._queue
         self._captured_at_take = self._captured
+        self._wake_on_new = False
         if not repeats and not queue:
             self._busy = self._wake_pending = False
             if not repeats and not queue:
                 return 0, 0
         self._busy = self._wake_pending = True
         return len(repeats), len(queue)
+
+    def _arm_new_wake(self) -> bool:
+        """Have the next new problem wake the loop; whether none is queued now.
+
+        Before a long wait in a flood of repeats: their counts keep until the
+        next push, but a new problem should not wait for it. Raise the flag,
+        then look at the queue: either the loop sees a new problem queued, or
+        its producer sees the flag up and wakes the loop (see :meth:`_put_new`).
+        """
+        self._wake_on_new = True
+        return not self._queue
 
     def _give_room(self, room: int) -> None:
         """Let producers capture ``room`` more new problems whole, from those taken last.

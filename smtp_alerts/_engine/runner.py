@@ -48,7 +48,14 @@ if TYPE_CHECKING:
     from .core import EngineCore
     from .drain import Drain
 
-__all__ = ["DRAIN_INTERVAL", "PUSH_INTERVAL", "STORE_POLL", "EngineRunner", "run"]
+__all__ = [
+    "DRAIN_INTERVAL",
+    "PUSH_INTERVAL",
+    "REPEATS_INTERVAL",
+    "STORE_POLL",
+    "EngineRunner",
+    "run",
+]
 
 log = logging.getLogger("smtp_alerts.engine")
 
@@ -56,6 +63,10 @@ log = logging.getLogger("smtp_alerts.engine")
 PUSH_INTERVAL = 0.25
 #: How often an idle engine looks at the store for windows its siblings opened.
 STORE_POLL = 1.0
+#: How often a flood of repeats alone is taken (and sooner when the intake
+#: passes its high water mark, or a new problem arrives): a repeat waits as a
+#: pointer, and each drain takes the GIL from the program.
+REPEATS_INTERVAL = 0.1
 
 T = TypeVar("T")
 
@@ -294,9 +305,14 @@ class EngineRunner:
         """
         pushed_at = float("-inf")  # the first push goes at once
         pushing: asyncio.Task[None] | None = None
+        took_new = True
         while True:
             if not wake.is_set():
-                await wait_event(wake, self._drain_timeout())
+                timeout = self._drain_timeout(took_new=took_new)
+                if timeout is not None and self._link is not None:
+                    # A push is never late for a long wait (the tick bounds loss).
+                    timeout = min(timeout, max(0.0, pushed_at + PUSH_INTERVAL - time.monotonic()))
+                await wait_event(wake, timeout)
             wake.clear()
             took = self._drain()
             # Real time, not the engine's clock: a tick is a bound on loss, not a window.
@@ -316,8 +332,15 @@ class EngineRunner:
             if core._flush_requests or core._closing or (took and (self._link is None or took_new)):
                 dispatch.set()
 
-    def _drain_timeout(self) -> float | None:
-        if self._core._busy:
+    def _drain_timeout(self, *, took_new: bool) -> float | None:
+        core = self._core
+        if core._busy:
+            # A flood of repeats alone is taken less often: each wake-up takes
+            # the GIL from the program, and a new problem wakes the loop at
+            # once (the intake's handshake). New problems are taken every
+            # DRAIN_INTERVAL: their captures are bigger than a pointer.
+            if not took_new and core._arm_new_wake():
+                return REPEATS_INTERVAL
             return DRAIN_INTERVAL
         if self._link is not None and self._aggregator.pending_groups():
             return PUSH_INTERVAL
