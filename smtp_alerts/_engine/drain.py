@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from itertools import islice
 from typing import TYPE_CHECKING
 
 from .._delivery.spool.store import Spool
@@ -119,14 +118,17 @@ class Drain:
     def take(self) -> int:
         """Take in what producers queued; returns how many items."""
         core = self._core
-        repeated, new = core._take_queued()  # noqa: SLF001
-        if not repeated and not new:
+        batches, new = core._take_queued()  # noqa: SLF001
+        if not batches and not new:
             self.take_dropped(0)
             return 0
         aggregator = self.aggregator
         if new:  # first: the repeats taken may be of these problems
             self._take_new(core._queue, new)  # noqa: SLF001
-        lost = self._count_repeats(core._repeats, repeated) if repeated else 0  # noqa: SLF001
+        repeated = lost = 0
+        for batch in batches:
+            repeated += len(batch)
+            lost += self._count_repeats(batch)
         self.accepted += repeated + new - lost
         self.suppressed += repeated - lost
         self.take_dropped(lost)
@@ -151,16 +153,18 @@ class Drain:
             aggregator.add_lights(lights)
         self.took_new = True
 
-    def _count_repeats(self, queue: deque[Repeat], count: int) -> int:
-        """Count ``count`` queued repeats into the aggregator; returns how many were lost.
+    def _count_repeats(self, batch: deque[Repeat]) -> int:
+        """Count a batch of repeats into the aggregator; returns how many were lost.
 
         A flood of repeats is the engine's steadiest work, so it is counted
-        in C: the queue is emptied through ``popleft`` by ``islice`` and the
-        occurrences counted by ``Counter``, keyed by the problem's cell (an
-        identity hash: a fingerprint tuple's hash is computed anew each time).
-        Each cell says when its latest repeat happened.
+        in C: a batch of one problem by ``deque.count``, a mixed one by
+        ``Counter``, keyed by the problem's cell (an identity hash: a
+        fingerprint tuple's hash is computed anew each time). Each cell says
+        when its latest repeat happened.
         """
-        occurrences = Counter(islice(iter(queue.popleft, None), count))
+        first = batch[0]
+        size = len(batch)
+        occurrences = {first: size} if batch.count(first) == size else Counter(batch)
         lost = 0
         count_into = self.aggregator.count
         for known, repeated in occurrences.items():

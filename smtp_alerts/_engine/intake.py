@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -141,6 +142,10 @@ SAMPLE_TEXT_MAX_CHARS = 2_000
 #: more shapes than this has the rest masked each time (still one problem per shape).
 SHAPES_PER_SITE = 8
 
+#: References to a deque of repeats the loop took, in :meth:`Intake._take_queued`:
+#: its local name and :func:`sys.getrefcount`'s argument (tested: a held deque waits).
+_TAKER_REFERENCES = 2
+
 Repeat = Known
 """A queued repeat of a known problem: the problem's cell itself (its :attr:`Known.last`
 says when the latest happened). No object is made per repeat: a tuple per
@@ -194,6 +199,8 @@ class Intake:
         # problems' after, so a repeat is never counted before its capture.
         self._queue: deque[Queued] = deque()
         self._repeats: deque[Repeat] = deque()
+        # Repeats swapped out while a producer still held them (see _take_queued).
+        self._held: list[deque[Repeat]] = []
         # Canonical fingerprints (the objects the engine counts by identity)
         # by record key and by fingerprint, and shapes of text by call site.
         self._known: dict[Hashable, Known] = {}
@@ -581,25 +588,50 @@ class Intake:
 
     # -- the engine's thread ----------------------------------------------------------
 
-    def _take_queued(self) -> tuple[int, int]:
-        """How many repeats and new problems the loop takes now: its half of the wake handshake.
+    def _take_queued(self) -> tuple[list[deque[Repeat]], int]:
+        """The repeats the loop counts now, and how many new problems it takes.
+
+        The loop's half of the wake handshake.
 
         Idle (nothing queued): lower the flags so that the next producer
         wakes the loop, then look again (see :meth:`_put_repeat`). Busy: keep
         them up so that producers do not wake it; the loop polls instead.
         Only what is queued now is taken: a flood must not hold the loop.
-        The repeats are measured first: a repeat among them was queued after
-        its problem's capture, which is then among the new problems taken.
+
+        The repeats are handed over whole: the intake starts a new deque, and
+        the loop counts the old one in C (``deque.count`` for a flood of one
+        problem, 2-3 ns a repeat) once no producer holds it. A producer
+        holds it between reading :attr:`_repeats` and appending to it (one
+        repeat at most, queued after its problem's capture): such a deque
+        waits for the next take. The repeats are swapped first and the new
+        problems measured after, so a repeat taken is never counted before
+        its problem's capture.
         """
-        repeats, queue = self._repeats, self._queue
+        queue = self._queue
         self._captured_at_take = self._captured
         self._wake_on_new = False
-        if not repeats and not queue:
+        if not self._repeats and not queue and not self._held:
             self._busy = self._wake_pending = False
-            if not repeats and not queue:
-                return 0, 0
+            if not self._repeats and not queue:
+                return [], 0
         self._busy = self._wake_pending = True
-        return len(repeats), len(queue)
+        waiting, self._held = self._held, []
+        if self._repeats:
+            waiting.append(self._repeats)
+            self._repeats = deque()
+        new = len(queue)
+        closing = not self._accepting  # a producer stopped mid-call must not hold the last count
+        batches = []
+        while waiting:
+            batch = waiting.pop()
+            # Its references: ``batch`` and getrefcount's argument; one more
+            # is a producer's, about to append (under the GIL, the swap
+            # above means no producer reads it again).
+            if sys.getrefcount(batch) > _TAKER_REFERENCES and not closing:
+                self._held.append(batch)
+            else:
+                batches.append(batch)
+        return batches, new
 
     def _arm_new_wake(self) -> bool:
         """Have the next new problem wake the loop; whether none is queued now.
@@ -623,7 +655,7 @@ class Intake:
 
     def _queued(self) -> int:
         """Items queued and not yet taken (any thread; for flushes and tests)."""
-        return len(self._repeats) + len(self._queue)
+        return len(self._repeats) + sum(map(len, self._held)) + len(self._queue)
 
     def _pop_dropped(self) -> int:
         """The occurrences dropped since the last call."""

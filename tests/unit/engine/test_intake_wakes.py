@@ -49,8 +49,8 @@ def busy_with_repeats(intake: Counted) -> None:
     intake._repeats.clear()
     intake._take_queued()  # nothing queued: idle, flags down
     intake.submit_record(record("payment %s failed", 2))  # wakes the idle loop
-    assert intake._take_queued() == (1, 0)
-    intake._repeats.clear()
+    batches, new = intake._take_queued()
+    assert ([len(batch) for batch in batches], new) == ([1], 0)
 
 
 def test_a_new_problem_wakes_a_loop_that_waits_long() -> None:
@@ -97,6 +97,36 @@ def test_repeats_wake_the_loop_at_their_high_water_mark_only() -> None:
         intake.submit_record(record("payment %s failed", n))
     assert intake.wakes == wakes + 1  # at the repeats' mark, once
     assert len(intake._repeats) == 250  # none dropped
+
+
+def test_the_loop_counts_repeats_no_producer_holds_any_more() -> None:
+    """The repeats are handed over whole; a deque a producer is about to append to waits."""
+    intake = Counted()
+    busy_with_repeats(intake)
+    for n in range(3):
+        intake.submit_record(record("payment %s failed", n))
+    held = intake._repeats  # a producer between reading the deque and appending to it
+    batches, _ = intake._take_queued()
+    assert batches == []  # it waits
+    assert intake._queued() == 3
+    intake.submit_record(record("payment %s failed", 3))  # into the new deque
+    held.append(held[0])  # the producer's append, after the swap
+    del held
+    batches, _ = intake._take_queued()
+    assert sorted(len(batch) for batch in batches) == [1, 4]  # nothing lost
+    assert intake._queued() == 0
+
+
+def test_a_closing_intake_hands_over_a_held_deque() -> None:
+    """At close a producer stopped mid-call must not keep the last counts from the loop."""
+    intake = Counted()
+    busy_with_repeats(intake)
+    intake.submit_record(record("payment %s failed", 1))
+    held = intake._repeats
+    intake._accepting = False  # closing
+    batches, _ = intake._take_queued()
+    assert [len(batch) for batch in batches] == [1]
+    assert held in batches
 
 
 @pytest.fixture

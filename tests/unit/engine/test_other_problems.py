@@ -258,7 +258,7 @@ def test_the_intake_captures_a_flood_lightly_past_the_room() -> None:
     _new_problems(intake, FIRST_ROOM + 5)
     queued = list(intake._queue)
     assert [type(c) is tuple for c in queued] == [False] * FIRST_ROOM + [True] * 5
-    assert intake._take_queued() == (0, FIRST_ROOM + 5)
+    assert intake._take_queued() == ([], FIRST_ROOM + 5)
     intake._queue.clear()
     intake._give_room(2)  # the engine's word: two more could be kept
     _new_problems(intake, 3, start=FIRST_ROOM + 5)
