@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from collections.abc import Mapping
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from .._delivery.spool.store import Spool
@@ -126,9 +128,9 @@ class Drain:
         if new:  # first: the repeats taken may be of these problems
             self._take_new(core._queue, new)  # noqa: SLF001
         repeated = lost = 0
-        for batch in batches:
-            repeated += len(batch)
-            lost += self._count_repeats(batch)
+        for batch, start, stop, free in batches:
+            repeated += stop - start
+            lost += self._count_repeats(batch, start, stop, whole=free and not start)
         self.accepted += repeated + new - lost
         self.suppressed += repeated - lost
         self.take_dropped(lost)
@@ -153,18 +155,22 @@ class Drain:
             aggregator.add_lights(lights)
         self.took_new = True
 
-    def _count_repeats(self, batch: deque[Repeat]) -> int:
-        """Count a batch of repeats into the aggregator; returns how many were lost.
+    def _count_repeats(self, batch: deque[Repeat], start: int, stop: int, *, whole: bool) -> int:
+        """Count ``batch[start:stop]`` into the aggregator; returns how many were lost.
 
         A flood of repeats is the engine's steadiest work, so it is counted
-        in C: a batch of one problem by ``deque.count``, a mixed one by
+        in C: a whole batch of one problem by ``deque.count``, any other by
         ``Counter``, keyed by the problem's cell (an identity hash: a
         fingerprint tuple's hash is computed anew each time). Each cell says
-        when its latest repeat happened.
+        when its latest repeat happened. ``whole``: the batch is all to count
+        and no producer holds it (``deque.count`` looks at every item).
         """
-        first = batch[0]
-        size = len(batch)
-        occurrences = {first: size} if batch.count(first) == size else Counter(batch)
+        first = batch[start]
+        occurrences: Mapping[Repeat, int]
+        if whole and batch.count(first) == stop:
+            occurrences = {first: stop}
+        else:
+            occurrences = Counter(islice(batch, start, stop))
         lost = 0
         count_into = self.aggregator.count
         for known, repeated in occurrences.items():

@@ -142,14 +142,29 @@ SAMPLE_TEXT_MAX_CHARS = 2_000
 #: more shapes than this has the rest masked each time (still one problem per shape).
 SHAPES_PER_SITE = 8
 
-#: References to a deque of repeats the loop took, in :meth:`Intake._take_queued`:
-#: its local name and :func:`sys.getrefcount`'s argument (tested: a held deque waits).
-_TAKER_REFERENCES = 2
+
+def _own_references() -> int:
+    """What :func:`sys.getrefcount` says of a deque only :meth:`Intake._take_queued` holds.
+
+    Measured the way that method looks (a pair popped from a list, unpacked
+    into locals), so an interpreter that counts references on its stack
+    differently (borrowed references) agrees with it.
+    """
+    waiting: list[tuple[deque[Repeat], int]] = [(deque(), 0)]
+    batch, _start = waiting.pop()
+    return sys.getrefcount(batch)
+
 
 Repeat = Known
 """A queued repeat of a known problem: the problem's cell itself (its :attr:`Known.last`
 says when the latest happened). No object is made per repeat: a tuple per
 record made the garbage collector run a third more often and walk the queue."""
+
+_TAKER_REFERENCES = _own_references()
+
+Batch = tuple["deque[Repeat]", int, int, bool]
+"""Repeats the loop counts: a deque, the part of it to count (start, stop), and whether
+no producer holds it any more (then all of it from start is final)."""
 
 Queued = Light | Alert | PendingAlert
 """What the intake queues for a new problem: its capture (light, plain or pending)."""
@@ -199,8 +214,9 @@ class Intake:
         # problems' after, so a repeat is never counted before its capture.
         self._queue: deque[Queued] = deque()
         self._repeats: deque[Repeat] = deque()
-        # Repeats swapped out while a producer still held them (see _take_queued).
-        self._held: list[deque[Repeat]] = []
+        # Repeats swapped out while a producer still held them, and how many
+        # of each the loop counted (see _take_queued).
+        self._held: list[tuple[deque[Repeat], int]] = []
         # Canonical fingerprints (the objects the engine counts by identity)
         # by record key and by fingerprint, and shapes of text by call site.
         self._known: dict[Hashable, Known] = {}
@@ -219,6 +235,7 @@ class Intake:
         self._wake_pending = False
         self._busy = False  # records arrived recently: the loop polls, producers need not wake it
         self._wake_on_new = False  # the loop waits long: a new problem wakes it (_arm_new_wake)
+        self._woken_at_mark = 0  # the deque of repeats whose high water mark woke the loop
         self._dropped = 0
         self._late = 0  # records after close, since the last report
         self._late_total = 0
@@ -302,7 +319,7 @@ class Intake:
             return False
         known.last = record.created
         queue.append(known)
-        if not self._wake_pending or queued == self._repeats_high_water:
+        if not self._wake_pending:
             self._raise_wake()
         return True
 
@@ -451,15 +468,25 @@ class Intake:
         # this item or we see the flag down and wake it. A busy loop polls on
         # its own (waking it per record would cost a system call and a thread
         # switch each time).
-        if not self._wake_pending or queued == self._repeats_high_water:
+        if not self._wake_pending:
             self._raise_wake()
         return True
 
     def _make_room(self, queued: int) -> bool:
-        """Past the high water mark: whether a repeat may still be queued (else it is dropped)."""
+        """Past the repeats' high water mark: wake the loop, once per deque of repeats.
+
+        Returns:
+            Whether the repeat may still be queued (else it is dropped, and counted).
+        """
         if queued >= self._capacity:
             return self._drop()
         self._starting_up()
+        # Once per deque (the loop starts a new one when it takes them): at
+        # the mark itself two producers could both pass it unseen.
+        marker = id(self._repeats)
+        if self._woken_at_mark != marker:
+            self._woken_at_mark = marker
+            self._raise_wake()
         return True
 
     def _raise_wake(self) -> None:
@@ -470,7 +497,11 @@ class Intake:
         starts with the thread would never wake it.
         """
         self._wake_pending = True
-        self._wake_pending = self._wake()
+        if not self._wake():
+            # No loop yet: the next producer tries again. (Not the wake's
+            # result itself: a loop woken may have taken everything and
+            # lowered the flag by now, and must stay wakeable.)
+            self._wake_pending = False
 
     def _put_new(
         self,
@@ -588,28 +619,25 @@ class Intake:
 
     # -- the engine's thread ----------------------------------------------------------
 
-    def _take_queued(self) -> tuple[list[deque[Repeat]], int]:
+    def _take_queued(self) -> tuple[list[Batch], int]:
         """The repeats the loop counts now, and how many new problems it takes.
 
-        The loop's half of the wake handshake.
-
-        Idle (nothing queued): lower the flags so that the next producer
-        wakes the loop, then look again (see :meth:`_put_repeat`). Busy: keep
-        them up so that producers do not wake it; the loop polls instead.
-        Only what is queued now is taken: a flood must not hold the loop.
+        The loop's half of the wake handshake. Idle (nothing queued): lower
+        the flags so that the next producer wakes the loop, then look again
+        (see :meth:`_put_repeat`). Busy: keep them up so that producers do
+        not wake it; the loop polls instead. Only what is queued now is
+        taken: a flood must not hold the loop.
 
         The repeats are handed over whole: the intake starts a new deque, and
         the loop counts the old one in C (``deque.count`` for a flood of one
-        problem, 2-3 ns a repeat) once no producer holds it. A producer
-        holds it between reading :attr:`_repeats` and appending to it (one
-        repeat at most, queued after its problem's capture): such a deque
-        waits for the next take. The repeats are swapped first and the new
-        problems measured after, so a repeat taken is never counted before
-        its problem's capture.
+        problem, 2-3 ns a repeat). A producer may still hold it, between
+        reading :attr:`_repeats` and appending to it: then the loop counts
+        what it holds now, and the rest at its next takes, until no producer
+        holds it. The repeats are swapped first and the new problems measured
+        after, so a repeat taken is never counted before its problem's capture.
         """
         queue = self._queue
         self._captured_at_take = self._captured
-        self._wake_on_new = False
         if not self._repeats and not queue and not self._held:
             self._busy = self._wake_pending = False
             if not self._repeats and not queue:
@@ -617,20 +645,20 @@ class Intake:
         self._busy = self._wake_pending = True
         waiting, self._held = self._held, []
         if self._repeats:
-            waiting.append(self._repeats)
+            waiting.append((self._repeats, 0))
             self._repeats = deque()
         new = len(queue)
-        closing = not self._accepting  # a producer stopped mid-call must not hold the last count
-        batches = []
+        batches: list[Batch] = []
         while waiting:
-            batch = waiting.pop()
-            # Its references: ``batch`` and getrefcount's argument; one more
-            # is a producer's, about to append (under the GIL, the swap
-            # above means no producer reads it again).
-            if sys.getrefcount(batch) > _TAKER_REFERENCES and not closing:
-                self._held.append(batch)
-            else:
-                batches.append(batch)
+            batch, start = waiting.pop()
+            # Held by a producer: one reference more than this method's own
+            # (under the GIL, after the swap above no producer reads it again).
+            free = sys.getrefcount(batch) <= _TAKER_REFERENCES
+            stop = len(batch)  # after the look: a free deque no longer grows
+            if stop > start:
+                batches.append((batch, start, stop, free))
+            if not free:
+                self._held.append((batch, stop))
         return batches, new
 
     def _arm_new_wake(self) -> bool:
@@ -655,7 +683,8 @@ class Intake:
 
     def _queued(self) -> int:
         """Items queued and not yet taken (any thread; for flushes and tests)."""
-        return len(self._repeats) + sum(map(len, self._held)) + len(self._queue)
+        held = sum(len(batch) - counted for batch, counted in self._held)
+        return len(self._repeats) + held + len(self._queue)
 
     def _pop_dropped(self) -> int:
         """The occurrences dropped since the last call."""

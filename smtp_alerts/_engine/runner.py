@@ -314,6 +314,9 @@ class EngineRunner:
                     timeout = min(timeout, max(0.0, pushed_at + PUSH_INTERVAL - time.monotonic()))
                 await wait_event(wake, timeout)
             wake.clear()
+            # Awake: a new problem need not wake the loop (only this task
+            # raises the flag, before it waits long; a dispatcher's drain leaves it).
+            self._core._wake_on_new = False
             took = self._drain()
             # Real time, not the engine's clock: a tick is a bound on loss, not a window.
             if self._link is not None and time.monotonic() - pushed_at >= PUSH_INTERVAL:

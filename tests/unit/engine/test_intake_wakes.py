@@ -19,7 +19,7 @@ import pytest
 
 from smtp_alerts import Engine, Settings
 from smtp_alerts._engine import runner
-from smtp_alerts._engine.intake import Intake
+from smtp_alerts._engine.intake import Batch, Intake
 from smtp_alerts.transports import MemoryTransport
 from tests.helpers import wait_for
 
@@ -41,6 +41,12 @@ def record(msg: str, *args: object, line: int = 10) -> logging.LogRecord:
     return logging.LogRecord("shop.api", logging.ERROR, "/srv/shop/api.py", line, msg, args, None)
 
 
+def counts(taken: tuple[list[Batch], int]) -> tuple[list[int], int]:
+    """How many repeats each batch a take handed over has to count, and the new problems."""
+    batches, new = taken
+    return sorted(stop - start for _, start, stop, _ in batches), new
+
+
 def busy_with_repeats(intake: Counted) -> None:
     """A known problem repeated, taken by the loop: it is busy, with repeats alone."""
     intake.submit_record(record("payment %s failed", 0))
@@ -49,8 +55,7 @@ def busy_with_repeats(intake: Counted) -> None:
     intake._repeats.clear()
     intake._take_queued()  # nothing queued: idle, flags down
     intake.submit_record(record("payment %s failed", 2))  # wakes the idle loop
-    batches, new = intake._take_queued()
-    assert ([len(batch) for batch in batches], new) == ([1], 0)
+    assert counts(intake._take_queued()) == ([1], 0)
 
 
 def test_a_new_problem_wakes_a_loop_that_waits_long() -> None:
@@ -75,15 +80,38 @@ def test_the_loop_does_not_wait_long_with_a_new_problem_queued() -> None:
     assert not intake._arm_new_wake()  # the handshake: it sees the problem, polls instead
 
 
-def test_a_take_lowers_the_flag() -> None:
+def test_a_dispatchers_take_leaves_the_flag_up() -> None:
+    """Only the loop's drain task lowers the flag, when it wakes; other drains take meanwhile."""
     intake = Counted()
     busy_with_repeats(intake)
     assert intake._arm_new_wake()
     intake.submit_record(record("payment %s failed", 3))
-    intake._take_queued()  # the loop woke on its own (its timer) and took the repeat
+    intake._take_queued()  # the dispatcher's drain, while the drain task waits long
     wakes = intake.wakes
     intake.submit_record(record("stock %s is gone", 1))
-    assert intake.wakes == wakes  # it polls at DRAIN_INTERVAL now: no wake needed
+    assert intake.wakes == wakes + 1
+
+
+def test_a_wake_the_loop_answered_at_once_leaves_the_flag_down() -> None:
+    """A loop that took everything and went idle while the producer woke it stays wakeable."""
+    intake = Counted()
+    busy_with_repeats(intake)
+    intake._take_queued()  # idle: flags down
+    wakes = intake.wakes
+
+    def wake_taken_at_once() -> bool:
+        intake.wakes += 1
+        intake._take_queued()  # the loop takes the new problem...
+        intake._queue.clear()
+        intake._take_queued()  # ...finds nothing more, and lowers the flags
+        return True
+
+    intake._wake = wake_taken_at_once  # type: ignore[method-assign]
+    intake.submit_record(record("stock %s is gone", 1))
+    assert intake.wakes == wakes + 1
+    assert not intake._wake_pending  # not raised again over the idle loop's word
+    intake.submit_record(record("payment %s failed", 4))
+    assert intake.wakes == wakes + 2  # so the next repeat wakes it
 
 
 def test_repeats_wake_the_loop_at_their_high_water_mark_only() -> None:
@@ -99,34 +127,55 @@ def test_repeats_wake_the_loop_at_their_high_water_mark_only() -> None:
     assert len(intake._repeats) == 250  # none dropped
 
 
+def test_repeats_past_the_mark_unseen_still_wake_the_loop() -> None:
+    """Two producers that both read one below the mark both append: the next one wakes it."""
+    intake = Counted(capacity=800)
+    busy_with_repeats(intake)
+    intake.submit_record(record("payment %s failed", 1))
+    intake._repeats.extend([intake._repeats[0]] * 200)  # past the mark, no producer saw it
+    wakes = intake.wakes
+    intake.submit_record(record("payment %s failed", 2))
+    assert intake.wakes == wakes + 1
+
+
 def test_the_loop_counts_repeats_no_producer_holds_any_more() -> None:
-    """The repeats are handed over whole; a deque a producer is about to append to waits."""
+    """The repeats are handed over whole; of a deque a producer still holds, what it has now.
+
+    The rest, appended after, is counted at the next take: a flush counts
+    what was accepted before it, and nothing is counted twice or lost.
+    """
     intake = Counted()
     busy_with_repeats(intake)
     for n in range(3):
         intake.submit_record(record("payment %s failed", n))
     held = intake._repeats  # a producer between reading the deque and appending to it
     batches, _ = intake._take_queued()
-    assert batches == []  # it waits
-    assert intake._queued() == 3
+    assert [(stop - start, free) for _, start, stop, free in batches] == [(3, False)]
+    del batches  # counted (the drain lets go of what it took)
+    assert intake._queued() == 0
     intake.submit_record(record("payment %s failed", 3))  # into the new deque
     held.append(held[0])  # the producer's append, after the swap
+    assert intake._queued() == 2
     del held
     batches, _ = intake._take_queued()
-    assert sorted(len(batch) for batch in batches) == [1, 4]  # nothing lost
+    assert sorted((start, stop, free) for _, start, stop, free in batches) == [
+        (0, 1, True),  # the new deque, whole
+        (3, 4, True),  # the rest of the held one
+    ]
     assert intake._queued() == 0
+    assert intake._held == []
 
 
-def test_a_closing_intake_hands_over_a_held_deque() -> None:
-    """At close a producer stopped mid-call must not keep the last counts from the loop."""
+def test_a_held_deque_is_let_go_once_free_with_nothing_more_to_count() -> None:
     intake = Counted()
     busy_with_repeats(intake)
     intake.submit_record(record("payment %s failed", 1))
     held = intake._repeats
-    intake._accepting = False  # closing
-    batches, _ = intake._take_queued()
-    assert [len(batch) for batch in batches] == [1]
-    assert held in batches
+    assert counts(intake._take_queued()) == ([1], 0)
+    del held
+    assert counts(intake._take_queued()) == ([], 0)  # nothing new in it: let go
+    assert intake._held == []
+    assert not intake._busy or counts(intake._take_queued()) == ([], 0)
 
 
 @pytest.fixture
