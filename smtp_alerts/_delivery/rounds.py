@@ -73,6 +73,8 @@ class SpoolLike(Protocol):
     def release(self) -> None: ...
     def close(self) -> None: ...
     def __len__(self) -> int: ...
+    @property
+    def seen(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,11 @@ class MemorySpool:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def seen(self) -> int:
+        """How many entries are kept (counted in memory: always current)."""
+        return len(self._entries)
+
 
 class Delivery:
     """Sends rendered digests through the chain, keeping each in the spool until taken.
@@ -201,6 +208,22 @@ class Delivery:
         if self._left_at_close is not None:
             return self._left_at_close
         return len(self.spool) + len(self._memory)
+
+    @property
+    def pending_seen(self) -> int:
+        """:attr:`pending` as last counted, on the engine's thread: never touches the spool.
+
+        The loop counts at every round (:attr:`next_retry_at` does), so this
+        is at most a round old; a thread asking for statistics must not wait
+        for the spool's lock while the engine writes to it.
+        """
+        if self._left_at_close is not None:
+            return self._left_at_close
+        return self.spool.seen + len(self._memory)
+
+    def recount(self) -> int:
+        """Count the waiting digests now; :attr:`pending_seen` says so from then on."""
+        return self.pending
 
     @property
     def in_memory(self) -> int:

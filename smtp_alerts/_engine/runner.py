@@ -168,7 +168,7 @@ class EngineRunner:
             digests=self._digests,
             sent=delivery.sent if delivery else 0,
             failures=_failures(delivery),
-            undelivered=delivery.pending if delivery else 0,
+            undelivered=delivery.pending_seen if delivery else 0,
             channels=delivery.chain.stats() if delivery is not None else {},
             open_incidents=self._aggregator.stats.open_incidents,
             suppressed=self._drain_into.suppressed,
@@ -306,12 +306,22 @@ class EngineRunner:
         pushed_at = float("-inf")  # the first push goes at once
         pushing: asyncio.Task[None] | None = None
         took_new = True
+        # On a shared store, new problems make the dispatcher look at the
+        # store at most once a tick: the first at once, the rest of a flood
+        # with the next tick (each look is a push and the store's queries).
+        looked_at = float("-inf")
+        owed = False
         while True:
             if not wake.is_set():
                 timeout = self._drain_timeout(took_new=took_new)
-                if timeout is not None and self._link is not None:
-                    # A push is never late for a long wait (the tick bounds loss).
-                    timeout = min(timeout, max(0.0, pushed_at + PUSH_INTERVAL - time.monotonic()))
+                if self._link is not None:
+                    # A push, and a look owed, are never late for a long wait.
+                    due = pushed_at + PUSH_INTERVAL
+                    if owed:
+                        due = min(due, looked_at + PUSH_INTERVAL)
+                    if timeout is not None or owed:
+                        left = max(0.0, due - time.monotonic())
+                        timeout = left if timeout is None else min(timeout, left)
                 await wait_event(wake, timeout)
             wake.clear()
             # Awake: a new problem need not wake the loop (only this task
@@ -328,11 +338,20 @@ class EngineRunner:
             # On a shared store only a new problem can: repeats reach the store
             # with the next push, and the dispatcher wakes for that on its own
             # (a claim per drain would be a write transaction every 20 ms of a
-            # flood, taking GIL time from the program).
+            # flood, taking GIL time from the program). A look is a push and
+            # the store's queries too: new problems get one at once, then one
+            # a tick while they keep coming.
             drain = self._drain_into
             took_new, drain.took_new = drain.took_new, False
             core = self._core
-            if core._flush_requests or core._closing or (took and (self._link is None or took_new)):
+            if self._link is None:
+                look = bool(took)
+            else:
+                owed = owed or took_new
+                look = owed and time.monotonic() - looked_at >= PUSH_INTERVAL
+                if look:
+                    looked_at, owed = time.monotonic(), False
+            if core._flush_requests or core._closing or look:
                 dispatch.set()
 
     def _drain_timeout(self, *, took_new: bool) -> float | None:
@@ -370,6 +389,8 @@ class EngineRunner:
                 return
             ok = await self._round(force=closing or bool(requests))
             self._core._last_ok = ok
+            if requests and self._delivery is not None:
+                self._delivery.recount()  # what the flush's caller reads next is current
             for request in requests:
                 if not request.done():
                     request.set_result(ok)
@@ -403,7 +424,8 @@ class EngineRunner:
             # PUSH_INTERVAL, and only a new problem can make work due sooner
             # (the drain wakes this loop for it), so the store is asked again
             # every STORE_POLL for what the other processes opened: not at
-            # every push of a flood, a claim and reads each time.
+            # every push of a flood, a claim and reads each time. (New problems
+            # wake it from the drain, at once, then once a tick during a flood.)
             candidates.append(self._clock() + STORE_POLL)
             due = self._link.next_due()
         if due is not None:

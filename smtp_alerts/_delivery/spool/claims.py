@@ -229,15 +229,19 @@ def release(conn: sqlite3.Connection, owner: str) -> None:
     )
 
 
-def next_due(conn: sqlite3.Connection, claimant: Claimant, now: float) -> float | None:
-    """When the earliest entry ``claimant`` could claim is due (possibly past), or None."""
+def next_due(conn: sqlite3.Connection, claimant: Claimant, now: float) -> tuple[float | None, int]:
+    """When the earliest entry ``claimant`` could claim is due (possibly past), or None.
+
+    Returns:
+        That time, and how many entries the spool holds (its own claims
+        included): one query for both, as the engine's loop asks every round.
+    """
     cache: LivenessCache = {}
     rows = conn.execute(
-        "SELECT owner, claimed_at, next_attempt FROM entries"
-        " WHERE owner IS NULL OR owner != ? ORDER BY next_attempt, id",
-        (claimant.owner,),
+        "SELECT owner, claimed_at, next_attempt FROM entries ORDER BY next_attempt, id"
     ).fetchall()
+    mine = claimant.owner
     for owner, claimed_at, next_attempt in rows:
-        if claimant.may_take(owner, claimed_at, now, cache):
-            return float(next_attempt)
-    return None
+        if owner != mine and claimant.may_take(owner, claimed_at, now, cache):
+            return float(next_attempt), len(rows)
+    return None, len(rows)

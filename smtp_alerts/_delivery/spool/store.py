@@ -83,6 +83,9 @@ class Spool:
         self._history_retention = history_retention
         self._summarize = summarize
         self._claimant = Claimant(owner, lease, self.directory)
+        #: How many entries the spool held when this object last counted them
+        #: (:meth:`next_due`, ``len``): a figure to show without touching the file.
+        self.seen = 0
         self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         self._db = Database(self.path, on_problem=on_problem)
 
@@ -253,7 +256,8 @@ class Spool:
         """
         now = self._clock()
         with self._db.read() as conn:
-            return claims.next_due(conn, self._claimant, now)
+            due, self.seen = claims.next_due(conn, self._claimant, now)
+        return due
 
     # --- history --------------------------------------------------------------------------
 
@@ -322,7 +326,8 @@ class Spool:
     def __len__(self) -> int:
         with self._db.read() as conn:
             (count,) = conn.execute("SELECT COUNT(*) FROM entries").fetchone()
-        return int(count)
+        self.seen = int(count)
+        return self.seen
 
     def close(self) -> None:
         """Close the database; idempotent. Claims stay (see :meth:`release`)."""

@@ -7,11 +7,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
 from smtp_alerts import AlertHandler, Engine, Settings
+from smtp_alerts._delivery.spool.gate import sqlite_gate
 from smtp_alerts._engine.intake import REPORTED
 from smtp_alerts.errors import ConnectError
 from smtp_alerts.models import Digest, OutgoingMessage
@@ -458,6 +460,20 @@ class TestLifecycle:
         assert len(transport.sent) == 1
         assert engine.stats().undelivered == 0
         assert engine.stats().failures == {"ConnectError": 3}
+        engine.close()
+
+    def test_stats_never_wait_for_the_spool(self, logger: logging.Logger, tmp_path: Path) -> None:
+        """While a thread is inside SQLite (a push, a claim), stats() answers: the last count."""
+        engine = Engine(make_settings(spool_dir=tmp_path), transport=FailingTransport(failures=3))
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.error("boom")
+        assert not engine.flush(timeout=10)
+        answers: list[int] = []
+        asker = threading.Thread(target=lambda: answers.append(engine.stats().undelivered))
+        with sqlite_gate():  # what every SQLite call of the process holds, a push's too
+            asker.start()
+            asker.join(timeout=10)
+            assert answers == [1]  # at once, and what the flush's round counted
         engine.close()
 
     def test_close_twice_and_from_threads(self, logger: logging.Logger) -> None:
