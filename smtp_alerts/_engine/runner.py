@@ -234,6 +234,8 @@ class EngineRunner:
         logins = self._logins = LoginWatcher(
             settings, clock=self._clock, context=self._render_context, hooks=core._meta_hooks
         )
+        with contextlib.suppress(sqlite3.Error, OSError, RuntimeError):
+            len(spool)  # what stats() shows from the start: an earlier process's digests
         return build_delivery(
             settings,
             spool,
@@ -344,10 +346,11 @@ class EngineRunner:
             drain = self._drain_into
             took_new, drain.took_new = drain.took_new, False
             core = self._core
-            if self._link is None:
-                look = bool(took)
+            if self._link is None:  # per process, or unshared since: owed now
+                look, owed = bool(took) or owed, False
             else:
-                owed = owed or took_new
+                # A new problem the dispatcher's own drain took, its round looked at.
+                owed = owed or (took_new and bool(took))
                 look = owed and time.monotonic() - looked_at >= PUSH_INTERVAL
                 if look:
                     looked_at, owed = time.monotonic(), False
@@ -385,21 +388,28 @@ class EngineRunner:
             if closing and link is not None:
                 ok = await self._close_round(link)
                 self._core._last_ok = ok
+                self._answer(requests, ok=ok)  # a flush that came with the close
                 self._report_undelivered()
                 return
             ok = await self._round(force=closing or bool(requests))
             self._core._last_ok = ok
-            if requests and self._delivery is not None:
-                self._delivery.recount()  # what the flush's caller reads next is current
-            for request in requests:
-                if not request.done():
-                    request.set_result(ok)
+            self._answer(requests, ok=ok)
             if closing:
                 self._drain()  # what raced in while we were sending
                 if self._aggregator.pending_groups():
                     self._core._last_ok = await self._dispatch(force=True)
                 self._report_undelivered()
                 return
+
+    def _answer(self, requests: list[concurrent.futures.Future[bool]], *, ok: bool) -> None:
+        """Answer the flushes a round served, with the spool counted for what they read next."""
+        if requests and self._delivery is not None:
+            # A failed read leaves the last count: it must not stop the engine.
+            with contextlib.suppress(sqlite3.Error, OSError, RuntimeError):
+                self._delivery.recount()
+        for request in requests:
+            if not request.done():
+                request.set_result(ok)
 
     async def _round(self, *, force: bool) -> bool:
         """One delivery round: digests that are due, retries, then the logins' turn."""

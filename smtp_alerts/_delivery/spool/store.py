@@ -83,8 +83,11 @@ class Spool:
         self._history_retention = history_retention
         self._summarize = summarize
         self._claimant = Claimant(owner, lease, self.directory)
-        #: How many entries the spool held when this object last counted them
-        #: (:meth:`next_due`, ``len``): a figure to show without touching the file.
+        #: How many entries the spool held when this object last counted them:
+        #: at every :meth:`next_due` (the engine's loop asks every round), at
+        #: ``len``, and after each of its own adds and deletes. A figure to
+        #: show without touching the file (a sibling's changes show at the
+        #: next count).
         self.seen = 0
         self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         self._db = Database(self.path, on_problem=on_problem)
@@ -135,7 +138,14 @@ class Spool:
                     summarize=self._summarize,
                     now=self._clock(),
                 )
+                self._count(conn)
         return entry_id
+
+    def _count(self, conn: sqlite3.Connection) -> int:
+        """Count the entries (see :attr:`seen`)."""
+        (count,) = conn.execute("SELECT COUNT(*) FROM entries").fetchone()
+        self.seen = int(count)
+        return self.seen
 
     def _insert(
         self,
@@ -194,9 +204,11 @@ class Spool:
         Returns:
             The entry's id.
         """
-        entry_id, _ = self._insert(
+        entry_id, inserted = self._insert(
             conn, message, message_to_row(message), self._clock(), claimed=True
         )
+        if inserted:
+            self._count(conn)
         return entry_id
 
     # --- claiming and outcomes ------------------------------------------------------------
@@ -229,6 +241,7 @@ class Spool:
         """
         with self._db.write() as conn:
             conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+            self._count(conn)
 
     def failed(self, entry_id: int, *, error: str, next_attempt: float) -> None:
         """Count a failed attempt, note its error, and release the claim.
@@ -321,13 +334,13 @@ class Spool:
             How many entries were deleted.
         """
         with self._db.write() as conn:
-            return conn.execute("DELETE FROM entries").rowcount
+            deleted = conn.execute("DELETE FROM entries").rowcount
+            self._count(conn)
+        return deleted
 
     def __len__(self) -> int:
         with self._db.read() as conn:
-            (count,) = conn.execute("SELECT COUNT(*) FROM entries").fetchone()
-        self.seen = int(count)
-        return self.seen
+            return self._count(conn)
 
     def close(self) -> None:
         """Close the database; idempotent. Claims stay (see :meth:`release`)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +14,10 @@ from typing import Any, Protocol
 import pytest
 
 from smtp_alerts import AlertHandler, Engine, Settings
+from smtp_alerts._delivery.spool import Spool
 from smtp_alerts._delivery.spool.gate import sqlite_gate
 from smtp_alerts._engine.intake import REPORTED
+from smtp_alerts._engine.render import RenderContext, render
 from smtp_alerts.errors import ConnectError
 from smtp_alerts.models import Digest, OutgoingMessage
 from smtp_alerts.testing import ManualClock
@@ -436,6 +439,10 @@ class TestQuota:
         engine.close()
 
 
+def flush_into(engine: Engine, answers: list[bool]) -> None:
+    answers.append(engine.flush(timeout=60))
+
+
 class TestLifecycle:
     def test_transient_failure_is_retried_within_the_round(self, logger: logging.Logger) -> None:
         """A channel that refuses once is tried again after a short backoff and takes it."""
@@ -475,6 +482,62 @@ class TestLifecycle:
             asker.join(timeout=10)
             assert answers == [1]  # at once, and what the flush's round counted
         engine.close()
+
+    def test_stats_count_an_earlier_runs_digests_from_the_start(self, tmp_path: Path) -> None:
+        """What ``spool flush`` prints while it sends what an earlier run left: all of it."""
+        context = RenderContext(
+            sender="alerts@example.com", recipients=("oncall@example.com",), hostname="web-1"
+        )
+        with Spool(tmp_path) as spool:
+            for n in range(3):
+                digest = Digest("default", f"incident-{n}", 1, (), 1_700_000_000.0 + n)
+                spool.add(render(digest, context), claimed=False)
+        transport = GatedTransport()
+        engine = Engine(make_settings(spool_dir=tmp_path), transport=transport)
+        engine.start()
+        assert transport.entered.wait(10)  # the first of the three is being sent
+        assert engine.stats().undelivered == 3
+        transport.open()
+        assert engine.flush(timeout=10)
+        assert engine.stats().undelivered == 0
+        engine.close()
+        with Spool(tmp_path) as spool:
+            assert [saved["spooled"] for _, _, saved in spool.counters()] == [0]
+
+    def test_a_spool_that_cannot_be_counted_leaves_the_engine_running(
+        self, logger: logging.Logger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A flush's recount that fails (a busy or broken file) answers the flush all the same."""
+
+        def fails(spool: Spool) -> int:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(Spool, "__len__", fails)
+        transport = MemoryTransport()
+        engine = Engine(make_settings(spool_dir=tmp_path), transport=transport)
+        logger.addHandler(AlertHandler(engine=engine))
+        logger.error("boom")
+        assert engine.flush(timeout=10)
+        logger.error("boom again, elsewhere: %s", 2)
+        assert engine.flush(timeout=10)
+        assert len(transport.sent) == 2
+        engine.close()
+
+    def test_a_flush_that_comes_with_the_close_is_answered(self, tmp_path: Path) -> None:
+        """A flush from another thread racing close() gets its answer, not its timeout."""
+        for n in range(5):
+            engine = Engine(
+                make_settings(spool_dir=tmp_path / str(n), group_wait=3600),
+                transport=MemoryTransport(),
+            )
+            engine.alert("boom")
+            assert engine.flush(timeout=10)  # started, with its store
+            answers: list[bool] = []
+            flusher = threading.Thread(target=flush_into, args=(engine, answers))
+            flusher.start()
+            engine.close(timeout=10)
+            flusher.join(timeout=20)
+            assert answers == [True]
 
     def test_close_twice_and_from_threads(self, logger: logging.Logger) -> None:
         """close() delivers what is pending and is safe to call again, from any thread."""

@@ -59,8 +59,9 @@ def transport() -> MemoryTransport:
 
 @pytest.fixture
 def engine(
-    tmp_path: Path, transport: MemoryTransport, request: pytest.FixtureRequest
+    tmp_path: Path, transport: MemoryTransport, looks: Looks, request: pytest.FixtureRequest
 ) -> Iterator[Engine]:
+    """An engine on a store in ``tmp_path``, made once ``looks`` counts (and STORE_POLL is long)."""
     group_wait = getattr(request, "param", 3600)
     settings = Settings(
         to=["oncall@example.com"],
@@ -83,10 +84,11 @@ def test_a_flood_of_new_problems_looks_at_the_store_once_a_tick(
     for n in range(1, 50):
         engine.submit_record(record(f"problem number {n}: %s", n))  # a new one each
         assert wait_for(lambda n=n: engine.stats().accepted == n + 1)  # type: ignore[misc]
-    # 49 drains took a new problem each: one look, at the first (unless the
-    # tick started at the first record, when the flush did not take it).
+    # 49 drains took a new problem each: a look at the first (unless the tick
+    # started at the first record, when the flush did not take it), and maybe
+    # one the start-up still owed (its channels came ready during the flush).
     flood = looks_of(engine, looks)[before:]
-    assert flood in ([], [False])
+    assert flood in ([], [False], [False, False])
     assert engine.flush(30)
     assert looks_of(engine, looks)[before + len(flood) :] == [True]  # a flush looks at once
 
