@@ -231,11 +231,21 @@ class Delivery:
         return len(self._memory)
 
     def close(self) -> None:
-        """Release this process's claims (another may take them over) and close the spool."""
-        self._move_to_spool()
-        self._left_at_close = self.pending
-        self.spool.release()
-        self.spool.close()
+        """Release this process's claims (another may take them over) and close the spool.
+
+        The spool is closed whatever fails before (its connection must not be
+        left open); a count that fails leaves the last one.
+        """
+        try:
+            self._move_to_spool()
+            try:
+                left = self.pending
+            except (sqlite3.Error, OSError, RuntimeError):
+                left = self.pending_seen
+            self._left_at_close = left
+            self.spool.release()
+        finally:
+            self.spool.close()
 
     @property
     def next_retry_at(self) -> float | None:
