@@ -222,8 +222,14 @@ class Delivery:
         return self.spool.seen + len(self._memory)
 
     def recount(self) -> int:
-        """Count the waiting digests now; :attr:`pending_seen` says so from then on."""
-        return self.pending
+        """Count the waiting digests now; :attr:`pending_seen` says so from then on.
+
+        Never raises: a count that fails (a busy or broken file) leaves the last one.
+        """
+        try:
+            return self.pending
+        except (sqlite3.Error, OSError, RuntimeError):
+            return self.pending_seen
 
     @property
     def in_memory(self) -> int:
@@ -238,11 +244,7 @@ class Delivery:
         """
         try:
             self._move_to_spool()
-            try:
-                left = self.pending
-            except (sqlite3.Error, OSError, RuntimeError):
-                left = self.pending_seen
-            self._left_at_close = left
+            self._left_at_close = self.recount()
             self.spool.release()
         finally:
             self.spool.close()

@@ -234,9 +234,7 @@ class EngineRunner:
         logins = self._logins = LoginWatcher(
             settings, clock=self._clock, context=self._render_context, hooks=core._meta_hooks
         )
-        with contextlib.suppress(sqlite3.Error, OSError, RuntimeError):
-            len(spool)  # what stats() shows from the start: an earlier process's digests
-        return build_delivery(
+        delivery = build_delivery(
             settings,
             spool,
             transport=core._transport,
@@ -246,6 +244,8 @@ class EngineRunner:
             gate=logins.watch,
             rerender=self._rerender,
         )
+        delivery.recount()  # what stats() shows from the start: an earlier process's digests
+        return delivery
 
     async def _get_delivery(self) -> Delivery:
         if self._delivery is None:
@@ -404,9 +404,7 @@ class EngineRunner:
     def _answer(self, requests: list[concurrent.futures.Future[bool]], *, ok: bool) -> None:
         """Answer the flushes a round served, with the spool counted for what they read next."""
         if requests and self._delivery is not None:
-            # A failed read leaves the last count: it must not stop the engine.
-            with contextlib.suppress(sqlite3.Error, OSError, RuntimeError):
-                self._delivery.recount()
+            self._delivery.recount()
         for request in requests:
             if not request.done():
                 request.set_result(ok)

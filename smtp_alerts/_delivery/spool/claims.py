@@ -240,8 +240,7 @@ def next_due(conn: sqlite3.Connection, claimant: Claimant, now: float) -> tuple[
     rows = conn.execute(
         "SELECT owner, claimed_at, next_attempt FROM entries ORDER BY next_attempt, id"
     ).fetchall()
-    mine = claimant.owner
     for owner, claimed_at, next_attempt in rows:
-        if owner != mine and claimant.may_take(owner, claimed_at, now, cache):
+        if claimant.may_take(owner, claimed_at, now, cache):  # never its own claims
             return float(next_attempt), len(rows)
     return None, len(rows)
