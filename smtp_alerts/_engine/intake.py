@@ -235,7 +235,8 @@ class Intake:
         self._wake_pending = False
         self._busy = False  # records arrived recently: the loop polls, producers need not wake it
         self._wake_on_new = False  # the loop waits long: a new problem wakes it (_arm_new_wake)
-        self._woken_at_mark = 0  # the deque of repeats whose high water mark woke the loop
+        self._repeats_swapped = 0  # deques of repeats the loop took: the current one's number
+        self._woken_at_mark = -1  # the deque (its number) whose high water mark woke the loop
         self._dropped = 0
         self._late = 0  # records after close, since the last report
         self._late_total = 0
@@ -483,7 +484,8 @@ class Intake:
         self._starting_up()
         # Once per deque (the loop starts a new one when it takes them): at
         # the mark itself two producers could both pass it unseen.
-        marker = id(self._repeats)
+        # By number, not id(): a deque counted and freed may leave its id to the next.
+        marker = self._repeats_swapped
         if self._woken_at_mark != marker:
             self._woken_at_mark = marker
             self._raise_wake()
@@ -647,6 +649,7 @@ class Intake:
         if self._repeats:
             waiting.append((self._repeats, 0))
             self._repeats = deque()
+            self._repeats_swapped += 1
         new = len(queue)
         batches: list[Batch] = []
         while waiting:

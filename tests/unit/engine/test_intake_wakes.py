@@ -138,6 +138,22 @@ def test_repeats_past_the_mark_unseen_still_wake_the_loop() -> None:
     assert intake.wakes == wakes + 1
 
 
+def test_each_deque_of_repeats_wakes_the_loop_at_its_mark() -> None:
+    """Once per deque the loop takes, whatever deque a counted one left its memory to."""
+    intake = Counted(capacity=800)
+    busy_with_repeats(intake)
+    for cycle in range(20):
+        # Past the mark every other deque: one in between that never reached
+        # it may be followed by one in the memory of the last that did.
+        past = cycle % 2 == 0
+        wakes = intake.wakes
+        for n in range(250 if past else 10):
+            intake.submit_record(record("payment %s failed", n))
+        assert intake.wakes == wakes + past, cycle
+        batches, _ = intake._take_queued()  # counted, then let go: its deque is freed
+        del batches
+
+
 def test_the_loop_counts_repeats_no_producer_holds_any_more() -> None:
     """The repeats are handed over whole; of a deque a producer still holds, what it has now.
 
